@@ -1,0 +1,39 @@
+# Tollgate: make run | make test | make lint | make bench
+SHELL := /bin/bash
+CARGO ?= cargo
+CONFIG ?= config/tollgate.example.yaml
+
+# Throwaway values for the example config's secret references, used only when unset.
+export TOLLGATE_ADMIN_TOKEN ?= dev-admin-token-change-me
+export TOLLGATE_KEY_K1 ?= ZGV2LW9ubHkta2V5LWRvLW5vdC11c2UtaW4tcHJvZCE=
+export TOLLGATE_CALLER_SECRET ?= dev-only-caller-secret-at-least-32-bytes
+export GITHUB_CLIENT_ID ?= dev-github-client-id
+export GITHUB_CLIENT_SECRET ?= dev-github-client-secret
+export DATABRICKS_CLIENT_ID ?= dev-databricks-client-id
+export BILLING_CLIENT_SECRET ?= dev-billing-client-secret
+export WEATHER_API_KEY ?= dev-weather-api-key
+
+.PHONY: run build test lint fmt bench check-config
+
+run: ## Tollgate on the in-memory store with the example config
+	$(CARGO) run --release -- serve --config $(CONFIG)
+
+build:
+	$(CARGO) build --release
+
+check-config:
+	$(CARGO) run --quiet -- check-config $(CONFIG)
+
+test: ## every test: unit, corpus, integration (needs curl)
+	@command -v curl >/dev/null || { echo "make test needs curl (apt-get install curl)"; exit 1; }
+	$(CARGO) test --all-targets
+
+lint: ## rustfmt and clippy, warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+bench: ## criterion benchmarks
+	$(CARGO) bench

@@ -1,0 +1,77 @@
+//! The admin listener: `/healthz`, `/readyz` and `/metrics` without a token; everything under
+//! `/admin/` behind an admin token compared in constant time. A plain match on the path.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+
+use crate::proxy::context::next_request_id;
+use crate::proxy::error::{error_response, ErrorContext, ProxyError};
+use crate::proxy::{Body, State};
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// Whether the request carries one of the admin tokens. Every token is compared in full.
+fn is_admin(request: &Request<Incoming>, state: &State) -> bool {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let mut ok = false;
+    for token in &state.config.admin_tokens {
+        ok |= constant_time_eq(token.expose().as_bytes(), presented.as_bytes());
+    }
+    ok
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let a = ring::digest::digest(&ring::digest::SHA256, a);
+    let b = ring::digest::digest(&ring::digest::SHA256, b);
+    a.as_ref().iter().zip(b.as_ref()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Response<Body>, std::convert::Infallible> {
+    let path = request.uri().path().to_string();
+    let response = match path.as_str() {
+        "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz" => {
+            let store = state.broker.store();
+            let up = store.ping().await.is_ok();
+            state.metrics.store_up.set(i64::from(up));
+            let body = serde_json::json!({
+                "ready": true,
+                "store": { "backend": store.backend(), "up": up },
+                "connectors": state.config.connectors.len(),
+            });
+            text(StatusCode::OK, "application/json", body.to_string())
+        }
+        "/metrics" => text(StatusCode::OK, "text/plain; version=0.0.4", state.metrics.render()),
+        p if p.starts_with("/admin/") && !is_admin(&request, &state) => {
+            let mut r = text(
+                StatusCode::UNAUTHORIZED,
+                "application/json",
+                serde_json::json!({"error": "caller_unauthenticated", "message": "send Authorization: Bearer <admin token>"}).to_string(),
+            );
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"tollgate-admin\""));
+            r.headers_mut()
+                .insert(crate::proxy::headers::X_TOLLGATE_ERROR, HeaderValue::from_static("caller_unauthenticated"));
+            r
+        }
+        p => error_response(
+            &ProxyError::NotFound(format!("{p} is not an admin route")),
+            &ErrorContext { request_id: &next_request_id(), gateway: true, ..Default::default() },
+        ),
+    };
+    Ok(response)
+}

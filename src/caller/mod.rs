@@ -1,0 +1,139 @@
+//! Who is calling: the caller credential (`Proxy-Authorization` Bearer or Basic, or
+//! `Authorization: Bearer` in gateway mode) verified as a JWT or a static API key.
+//!
+//! The principal and the connectors a caller may use come only from a verified credential,
+//! never from headers the caller controls.
+
+pub mod jwt;
+
+use base64::Engine;
+use http::HeaderValue;
+
+use crate::config::{CallerSettings, Config};
+
+/// Why the caller could not be authenticated. Messages never contain the credential.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    #[error("no caller credential was presented")]
+    Missing,
+    #[error("the caller credential is not Bearer or Basic")]
+    Malformed,
+    #[error("{0}")]
+    Invalid(&'static str),
+}
+
+/// A credential as presented, before verification.
+#[derive(Debug)]
+pub struct Presented {
+    /// The Basic username, which may name a connector or tool.
+    pub username: Option<String>,
+    pub secret: String,
+}
+
+/// Parses `Bearer <token>` or `Basic base64(user:token)`.
+pub fn parse_credential(value: &HeaderValue) -> Result<Presented, IdentityError> {
+    let text = value.to_str().map_err(|_| IdentityError::Malformed)?;
+    let (scheme, rest) = text.trim().split_once(' ').ok_or(IdentityError::Malformed)?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
+        return Ok(Presented { username: None, secret: rest.to_string() });
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(rest).map_err(|_| IdentityError::Malformed)?;
+        let decoded = String::from_utf8(decoded).map_err(|_| IdentityError::Malformed)?;
+        let (user, password) = decoded.split_once(':').ok_or(IdentityError::Malformed)?;
+        if password.is_empty() {
+            return Err(IdentityError::Missing);
+        }
+        return Ok(Presented { username: (!user.is_empty()).then(|| user.to_string()), secret: password.to_string() });
+    }
+    Err(IdentityError::Malformed)
+}
+
+/// How the caller was authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallerKind {
+    Jwt,
+    ApiKey(String),
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The end user (or service) whose credentials are used.
+    pub principal: String,
+    pub kind: CallerKind,
+    /// Connector indices this caller may use; `None` means all.
+    pub allowed: Option<Vec<usize>>,
+    /// The connector named by the JWT `connector` claim.
+    pub claimed_connector: Option<String>,
+    /// The connector or tool named by the Basic username.
+    pub username: Option<String>,
+}
+
+impl Caller {
+    pub fn may_use(&self, connector: usize) -> bool {
+        self.allowed.as_ref().is_none_or(|list| list.contains(&connector))
+    }
+}
+
+/// Verifies a presented credential against the configured JWT key and API keys.
+pub fn authenticate(presented: Presented, config: &Config) -> Result<Caller, IdentityError> {
+    let settings: &CallerSettings = &config.callers;
+    let looks_like_jwt = presented.secret.split('.').count() == 3;
+    if looks_like_jwt {
+        if let Some(jwt_settings) = &settings.jwt {
+            let claims = jwt::verify(&presented.secret, jwt_settings)?;
+            let allowed = claims.connectors.map(|names| names.iter().filter_map(|n| config.resolve_name(n)).collect());
+            return Ok(Caller {
+                principal: claims.sub,
+                kind: CallerKind::Jwt,
+                allowed,
+                claimed_connector: claims.connector,
+                username: presented.username,
+            });
+        }
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, presented.secret.as_bytes());
+    // Compare against every key without stopping early, so timing says nothing about which
+    // key (if any) is close.
+    let mut found = None;
+    for key in &settings.api_keys {
+        let equal = key.sha256.iter().zip(digest.as_ref()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if equal {
+            found = Some(key);
+        }
+    }
+    match found {
+        Some(key) => Ok(Caller {
+            principal: format!("apikey:{}", key.name),
+            kind: CallerKind::ApiKey(key.name.clone()),
+            allowed: Some(key.connectors.clone()),
+            claimed_connector: None,
+            username: presented.username,
+        }),
+        None if looks_like_jwt && settings.jwt.is_none() => {
+            Err(IdentityError::Invalid("JWT callers are not configured"))
+        }
+        None => Err(IdentityError::Invalid("the caller credential is not valid")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bearer_and_basic() {
+        let p = parse_credential(&HeaderValue::from_static("Bearer abc.def.ghi")).unwrap();
+        assert_eq!((p.username, p.secret.as_str()), (None, "abc.def.ghi"));
+        let basic = base64::engine::general_purpose::STANDARD.encode("github:tok");
+        let p = parse_credential(&HeaderValue::from_str(&format!("Basic {basic}")).unwrap()).unwrap();
+        assert_eq!((p.username.as_deref(), p.secret.as_str()), (Some("github"), "tok"));
+        let anon = base64::engine::general_purpose::STANDARD.encode(":tok");
+        assert_eq!(parse_credential(&HeaderValue::from_str(&format!("Basic {anon}")).unwrap()).unwrap().username, None);
+        for bad in ["Bearer", "Digest x", "Basic !!!", "tok"] {
+            assert!(parse_credential(&HeaderValue::from_static(bad)).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The command line: `serve`, `check-config` and `explain`. Exit codes: 0 success, 1 an
+//! explained URL is blocked or rejected, 2 usage errors, 64 an invalid config.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{load_file, Environment};
+
+/// Exit status for a config that does not load.
+pub const EXIT_BAD_CONFIG: u8 = 64;
+/// Exit status for usage errors (as clap uses).
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, about = "Egress proxy for AI-agent tool traffic")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy.
+    Serve {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate a config file without starting.
+    CheckConfig {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Would this URL be allowed, and why? Prints one JSON object; no network.
+    Explain {
+        #[arg(long, value_name = "FILE", conflicts_with = "allow", required_unless_present = "allow")]
+        config: Option<PathBuf>,
+        #[arg(long, value_name = "NAME", requires = "config")]
+        connector: Option<String>,
+        #[arg(long, value_name = "PATTERN")]
+        allow: Vec<String>,
+        #[arg(value_name = "URL")]
+        url: String,
+    },
+}
+
+/// Runs every command except `serve` (which needs the runtime) and returns the exit code.
+pub fn check_config(file: &Path) -> ExitCode {
+    match load_file(file, &Environment::process()) {
+        Ok(config) => {
+            println!(
+                "{}: ok ({} connectors, {} allowed-domain patterns)",
+                file.display(),
+                config.connectors.len(),
+                config.allow_list.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: invalid configuration\n{e}", file.display());
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
+    }
+}
+
+pub fn explain(config: Option<&Path>, connector: Option<&str>, allow: &[String], url: &str) -> ExitCode {
+    let result = match config {
+        Some(file) => match load_file(file, &Environment::process()) {
+            Ok(config) => crate::explain::with_config(&config, connector, url),
+            Err(e) => Err(format!("{}: invalid configuration\n{e}", file.display())),
+        },
+        None => crate::explain::with_patterns(allow, url),
+    };
+    match result {
+        Ok(explanation) => {
+            println!("{}", serde_json::to_string(&explanation).unwrap_or_default());
+            if explanation.allowed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(message) => {
+            eprintln!("tollgate explain: {message}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! A connector as the proxy uses it, and its validation from the raw file: template merged,
+//! grant chosen, secrets resolved, patterns parsed under the connector's own address policy.
+
+use std::collections::BTreeMap;
+
+use http::{HeaderName, HeaderValue};
+
+use super::env::Environment;
+use super::raw::RawConnector;
+use super::validate::Problems;
+use crate::domains::{Pattern, Target};
+use crate::net::addr::{AddressPolicy, IpNet};
+use crate::oauth::templates;
+use crate::secret::Secret;
+
+/// How the token endpoint authenticates the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    None,
+}
+
+/// The OAuth side of a connector.
+#[derive(Debug, Clone)]
+pub struct OAuthClient {
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret>,
+    pub auth_method: AuthMethod,
+    pub scopes: Vec<String>,
+    pub issuer: Option<String>,
+    pub discovery_url: Option<String>,
+    pub mcp_url: Option<String>,
+    pub authorize_params: BTreeMap<String, String>,
+    pub token_params: BTreeMap<String, String>,
+    pub permanent_errors: Vec<String>,
+}
+
+/// Where a connector's credential comes from.
+#[derive(Debug, Clone)]
+pub enum Grant {
+    /// Per-user tokens from the connect flow.
+    AuthorizationCode(OAuthClient),
+    /// One token per connector and scope set.
+    ClientCredentials(OAuthClient),
+    /// A fixed secret from the config.
+    Static(Secret),
+}
+
+impl Grant {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Grant::AuthorizationCode(_) => "authorization_code",
+            Grant::ClientCredentials(_) => "client_credentials",
+            Grant::Static(_) => "static",
+        }
+    }
+}
+
+/// How the credential is written into the request: `header: prefix{token}suffix`.
+#[derive(Debug, Clone)]
+pub struct Injection {
+    pub header: HeaderName,
+    pub prefix: String,
+    pub suffix: String,
+}
+
+impl Injection {
+    /// The header value for a token. `None` if the token holds bytes a header cannot carry.
+    pub fn value(&self, token: &Secret) -> Option<HeaderValue> {
+        let mut v = HeaderValue::from_str(&format!("{}{}{}", self.prefix, token.expose(), self.suffix)).ok()?;
+        v.set_sensitive(true);
+        Some(v)
+    }
+}
+
+/// A validated connector.
+#[derive(Debug)]
+pub struct Connector {
+    pub name: String,
+    pub grant: Grant,
+    pub patterns: Vec<Pattern>,
+    pub inject: Injection,
+    /// Gateway mode: `/{name}/{rest}` goes to `{base_url}/{rest}`.
+    pub base_url: Option<Target>,
+    pub addresses: AddressPolicy,
+    pub allow_websocket: bool,
+    pub strip_headers: Vec<HeaderName>,
+    pub pin_host: bool,
+}
+
+/// Headers an injection rule may not write: they frame or route the request.
+const FORBIDDEN_INJECT: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-authorization",
+    "proxy-connection",
+    "keep-alive",
+    "cookie",
+];
+
+pub(crate) fn validate_connector(
+    rc: &RawConnector,
+    path: &str,
+    env: &Environment,
+    p: &mut Problems,
+) -> Option<Connector> {
+    let at = |field: &str| format!("{path}.{field}");
+    let template = match rc.template.as_deref() {
+        None => None,
+        Some(name) => match templates::find(name) {
+            Some(t) => Some(t),
+            None => {
+                p.add(at("template"), format!("unknown template `{name}`; known: {}", templates::names().join(", ")));
+                return None;
+            }
+        },
+    };
+    let allow_http = rc.unsafe_allow_http.unwrap_or(false);
+    let mut ranges = Vec::new();
+    for (i, r) in rc.unsafe_allow_ranges.iter().flatten().enumerate() {
+        match r.parse::<IpNet>() {
+            Ok(net) => ranges.push(net),
+            Err(e) => p.add(at(&format!("unsafe_allow_ranges[{i}]")), e),
+        }
+    }
+    let addresses = AddressPolicy::new(ranges);
+
+    let domain_texts: Vec<String> = match (&rc.allowed_domains, template) {
+        (Some(list), _) => list.clone(),
+        (None, Some(t)) => t.allowed_domains.iter().map(|s| s.to_string()).collect(),
+        (None, None) => Vec::new(),
+    };
+    if domain_texts.is_empty() {
+        p.add(at("allowed_domains"), "at least one pattern is required, e.g. https://api.example.com/*");
+    }
+    let mut patterns = Vec::new();
+    for (i, text) in domain_texts.iter().enumerate() {
+        match Pattern::parse(text, allow_http, &addresses) {
+            Ok(pat) => patterns.push(pat),
+            Err(e) => p.add(at(&format!("allowed_domains[{i}]")), e.to_string()),
+        }
+    }
+
+    let grant_name = rc.grant.as_deref().unwrap_or(if rc.token.is_some() && template.is_none() {
+        "static"
+    } else {
+        "authorization_code"
+    });
+    let grant = match grant_name {
+        "static" => {
+            if rc.client_id.is_some() || rc.client_secret.is_some() || rc.token_endpoint.is_some() {
+                p.add(at("grant"), "a static connector takes `token`, not client credentials or endpoints");
+            }
+            match p.secret(env, &at("token"), rc.token.as_deref()) {
+                Some(token) => Grant::Static(token),
+                None => {
+                    if rc.token.is_none() {
+                        p.add(at("token"), "a static connector needs `token` (e.g. ${API_KEY})");
+                    }
+                    return None;
+                }
+            }
+        }
+        "authorization_code" | "client_credentials" => {
+            if rc.token.is_some() {
+                p.add(at("token"), "only static connectors take `token`");
+            }
+            let client = oauth_client(rc, template, path, env, allow_http, p)?;
+            if grant_name == "client_credentials" {
+                if client.token_endpoint.is_none() && client.issuer.is_none() && client.discovery_url.is_none() {
+                    p.add(at("token_endpoint"), "a client_credentials connector needs token_endpoint (or issuer)");
+                }
+                Grant::ClientCredentials(client)
+            } else {
+                let discovered = client.issuer.is_some() || client.discovery_url.is_some() || client.mcp_url.is_some();
+                if !discovered && (client.authorization_endpoint.is_none() || client.token_endpoint.is_none()) {
+                    p.add(
+                        at("authorization_endpoint"),
+                        "an authorization_code connector needs authorization_endpoint and token_endpoint, or issuer, discovery_url or mcp_url",
+                    );
+                }
+                Grant::AuthorizationCode(client)
+            }
+        }
+        other => {
+            p.add(
+                at("grant"),
+                format!("`{other}` is not a grant; use authorization_code, client_credentials or static"),
+            );
+            return None;
+        }
+    };
+
+    let inject = injection(rc, path, p)?;
+    let base_url = rc.base_url.as_deref().and_then(|u| match Target::parse(u) {
+        Ok(t) if t.query.is_none() => Some(t),
+        _ => {
+            p.add(at("base_url"), format!("`{u}` is not an https URL without query"));
+            None
+        }
+    });
+    let mut strip_headers = Vec::new();
+    for (i, h) in rc.strip_headers.iter().flatten().enumerate() {
+        match HeaderName::try_from(h.as_str()) {
+            Ok(name) => strip_headers.push(name),
+            Err(_) => p.add(at(&format!("strip_headers[{i}]")), format!("`{h}` is not a header name")),
+        }
+    }
+    if rc.allow_websocket == Some(true) {
+        p.add(at("allow_websocket"), "WebSocket relaying is not available in this build yet");
+    }
+    Some(Connector {
+        name: rc.name.clone(),
+        grant,
+        patterns,
+        inject,
+        base_url,
+        addresses,
+        allow_websocket: false,
+        strip_headers,
+        pin_host: rc.pin_host.unwrap_or(false),
+    })
+}
+
+fn oauth_client(
+    rc: &RawConnector,
+    template: Option<&'static templates::Template>,
+    path: &str,
+    env: &Environment,
+    allow_http: bool,
+    p: &mut Problems,
+) -> Option<OAuthClient> {
+    let at = |field: &str| format!("{path}.{field}");
+    let endpoint = |p: &mut Problems, field: &str, own: &Option<String>, default: Option<&str>| -> Option<String> {
+        let value = own.clone().or(default.map(str::to_string))?;
+        match Target::parse(&value) {
+            Ok(t) if t.scheme == crate::domains::Scheme::Https || allow_http => Some(value),
+            _ => {
+                p.add(at(field), format!("`{value}` is not an https URL"));
+                None
+            }
+        }
+    };
+    let authorization_endpoint =
+        endpoint(p, "authorization_endpoint", &rc.authorization_endpoint, template.map(|t| t.authorization_endpoint));
+    let token_endpoint = endpoint(p, "token_endpoint", &rc.token_endpoint, template.map(|t| t.token_endpoint));
+    let issuer = endpoint(p, "issuer", &rc.issuer, None);
+    let discovery_url = endpoint(p, "discovery_url", &rc.discovery_url, None);
+    let mcp_url = endpoint(p, "mcp_url", &rc.mcp_url, None);
+    let client_id = rc.client_id.as_deref().and_then(|v| p.secret(env, &at("client_id"), Some(v)));
+    let client_secret = p.secret(env, &at("client_secret"), rc.client_secret.as_deref());
+    let method_name = rc
+        .token_endpoint_auth_method
+        .as_deref()
+        .or(template.map(|t| t.token_endpoint_auth_method))
+        .unwrap_or(if rc.client_secret.is_some() { "client_secret_basic" } else { "none" });
+    let auth_method = match method_name {
+        "client_secret_basic" => AuthMethod::ClientSecretBasic,
+        "client_secret_post" => AuthMethod::ClientSecretPost,
+        "none" => AuthMethod::None,
+        other => {
+            p.add(
+                at("token_endpoint_auth_method"),
+                format!("`{other}` is not one of client_secret_basic, client_secret_post, none"),
+            );
+            AuthMethod::None
+        }
+    };
+    if auth_method != AuthMethod::None && rc.client_secret.is_none() {
+        p.add(at("client_secret"), format!("{method_name} needs a client_secret"));
+    }
+    let scopes = rc
+        .scopes
+        .clone()
+        .unwrap_or_else(|| template.map(|t| t.scopes.iter().map(|s| s.to_string()).collect()).unwrap_or_default());
+    Some(OAuthClient {
+        authorization_endpoint,
+        token_endpoint,
+        client_id: client_id.map(|s| s.expose().to_string()),
+        client_secret,
+        auth_method,
+        scopes,
+        issuer,
+        discovery_url,
+        mcp_url,
+        authorize_params: rc.authorize_params.clone().unwrap_or_default(),
+        token_params: rc.token_params.clone().unwrap_or_default(),
+        permanent_errors: template
+            .map(|t| t.permanent_errors.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_default(),
+    })
+}
+
+fn injection(rc: &RawConnector, path: &str, p: &mut Problems) -> Option<Injection> {
+    let at = |field: &str| format!("{path}.inject.{field}");
+    let header_text = rc.inject.as_ref().and_then(|i| i.header.clone()).unwrap_or_else(|| "Authorization".into());
+    let format = rc.inject.as_ref().and_then(|i| i.format.clone()).unwrap_or_else(|| "Bearer {token}".into());
+    let header = match HeaderName::try_from(header_text.as_str()) {
+        Ok(h) if !FORBIDDEN_INJECT.contains(&h.as_str()) && !h.as_str().starts_with("x-tollgate-") => h,
+        _ => {
+            p.add(at("header"), format!("`{header_text}` cannot carry a credential"));
+            return None;
+        }
+    };
+    let Some((prefix, suffix)) = format.split_once("{token}") else {
+        p.add(at("format"), "must contain `{token}` once, e.g. \"Bearer {token}\"");
+        return None;
+    };
+    if suffix.contains("{token}") || HeaderValue::from_str(&format).is_err() {
+        p.add(at("format"), "must contain `{token}` once and only header-safe characters");
+        return None;
+    }
+    Some(Injection { header, prefix: prefix.to_string(), suffix: suffix.to_string() })
+}

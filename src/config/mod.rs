@@ -1,0 +1,175 @@
+//! Configuration: the YAML file parsed (`raw`), secret references resolved (`env`), and
+//! validated once into types that cannot be invalid (`validate`, `connector`). `serve` and
+//! `check-config` share [`load_file`], so what one accepts the other runs.
+
+pub mod connector;
+pub mod env;
+pub mod raw;
+pub mod units;
+pub mod validate;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use connector::{Connector, Grant, Injection, OAuthClient};
+pub use env::Environment;
+
+use crate::domains::AllowList;
+use crate::secret::Secret;
+
+/// One problem in the config: the field path, what is wrong, and the line when the parser
+/// reported one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+    pub line: Option<usize>,
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match (p.path.is_empty(), p.line) {
+                (true, Some(line)) => write!(f, "line {line}: {}", p.message)?,
+                (true, None) => write!(f, "{}", p.message)?,
+                (false, Some(line)) => write!(f, "{} (line {line}): {}", p.path, p.message)?,
+                (false, None) => write!(f, "{}: {}", p.path, p.message)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which token store backs connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreBackend {
+    Memory,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub backend: StoreBackend,
+    pub timeout: Duration,
+    pub cache_ttl: Duration,
+}
+
+/// A key for encrypting stored values and signing links. The first one is current.
+#[derive(Clone)]
+pub struct EncryptionKey {
+    pub id: String,
+    pub key: [u8; 32],
+}
+
+impl fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncryptionKey").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// How callers' JWTs are verified.
+#[derive(Debug, Clone)]
+pub enum JwtKey {
+    Hs256(Secret),
+    /// Public keys from a JWKS document; each key's type pins its algorithm.
+    Jwks(Vec<crate::caller::jwt::PublicKey>),
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    pub audience: String,
+    pub issuer: Option<String>,
+    pub key: JwtKey,
+}
+
+/// A static API key for service callers, stored as the SHA-256 of the key.
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    pub name: String,
+    pub sha256: [u8; 32],
+    pub connectors: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CallerSettings {
+    pub jwt: Option<JwtSettings>,
+    pub api_keys: Vec<ApiKey>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// PEM certificates trusted in addition to the webpki roots.
+    pub extra_ca_pem: Option<Vec<u8>>,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefreshSettings {
+    pub skew: Duration,
+    pub replay_body_limit: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+}
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub public_listen: Option<SocketAddr>,
+    /// Without a trailing slash; browsers reach `{public_url}/oauth/...`. When unset, the
+    /// address `public_listen` (else `listen`) is bound to.
+    pub public_url: Option<String>,
+    pub admin_tokens: Vec<Secret>,
+    pub store: StoreSettings,
+    pub encryption_keys: Vec<EncryptionKey>,
+    pub callers: CallerSettings,
+    pub upstream: UpstreamSettings,
+    pub refresh: RefreshSettings,
+    pub limits: Limits,
+    pub connectors: Vec<Arc<Connector>>,
+    /// Connector and tool names (one namespace) to connector index.
+    pub names: HashMap<String, usize>,
+    pub allow_list: AllowList,
+}
+
+impl Config {
+    /// Parses and validates YAML text.
+    pub fn from_yaml(text: &str, env: &Environment) -> Result<Config, ConfigError> {
+        validate::validate(text, env)
+    }
+
+    /// The connector a connector or tool name refers to.
+    pub fn resolve_name(&self, name: &str) -> Option<usize> {
+        self.names.get(name).copied()
+    }
+}
+
+/// Reads, parses and validates a config file.
+pub fn load_file(path: &Path, env: &Environment) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        problems: vec![Problem {
+            path: String::new(),
+            message: format!("cannot read {}: {e}", path.display()),
+            line: None,
+        }],
+    })?;
+    Config::from_yaml(&text, env)
+}

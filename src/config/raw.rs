@@ -1,0 +1,251 @@
+//! The configuration file as written: serde structs that mirror the YAML exactly. The only
+//! file that touches `serde_yaml`. Nothing here is trusted; `validate.rs` turns it into
+//! [`super::Config`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// A config parse error with its location, ready to show to the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ParseError {
+    pub message: String,
+    pub line: Option<usize>,
+}
+
+/// Parses the YAML text. Secrets are still references here: they are resolved per field
+/// after parsing, so a syntax error can never echo a secret value.
+pub fn parse(text: &str) -> Result<RawConfig, ParseError> {
+    serde_yaml::from_str(&quote_references(text))
+        .map_err(|e| ParseError { line: e.location().map(|l| l.line()), message: e.to_string() })
+}
+
+/// Wraps each bare `${NAME}` that stands as a whole value in double quotes.
+///
+/// Users write `admin_tokens: [${TOLLGATE_ADMIN_TOKEN}]`, but `{` and `}` are flow indicators
+/// in YAML, so the bare form does not parse inside `[...]`. Quoting the reference (never its
+/// value: nothing is substituted here) keeps the file as users write it loadable. A
+/// reference counts as a whole value when it follows `[`, `,`, `:`, `-` or the line start
+/// and is followed by `]`, `,`, `}`, a comment or the line end.
+fn quote_references(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let (before, from) = rest.split_at(start);
+        out.push_str(before);
+        let Some(end) = from.find('}') else {
+            out.push_str(from);
+            return out;
+        };
+        let reference = &from[..=end];
+        let name = &reference[2..reference.len() - 1];
+        let is_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let prev = out.trim_end_matches([' ', '\t']).chars().last();
+        let after = from[end + 1..].trim_start_matches([' ', '\t']).chars().next();
+        let starts_value = matches!(prev, None | Some('[' | ',' | ':' | '-' | '\n'));
+        let ends_value = matches!(after, None | Some(']' | ',' | '}' | '#' | '\n' | '\r'));
+        if is_name && starts_value && ends_value {
+            out.push('"');
+            out.push_str(reference);
+            out.push('"');
+        } else {
+            out.push_str(reference);
+        }
+        rest = &from[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote_references;
+
+    #[test]
+    fn quotes_only_whole_value_references() {
+        assert_eq!(quote_references("a: [${X}, ${Y_1}]"), "a: [\"${X}\", \"${Y_1}\"]");
+        assert_eq!(quote_references("a: ${X} # c"), "a: \"${X}\" # c");
+        assert_eq!(quote_references("- ${X}\n"), "- \"${X}\"\n");
+        assert_eq!(quote_references("a: \"${X}\""), "a: \"${X}\"");
+        assert_eq!(quote_references("a: pre${X}"), "a: pre${X}");
+        assert_eq!(quote_references("a: ${X}post"), "a: ${X}post");
+        assert_eq!(quote_references("a: ${X"), "a: ${X");
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: String,
+    pub admin_listen: String,
+    #[serde(default)]
+    pub public_listen: Option<String>,
+    #[serde(default)]
+    pub public_url: Option<String>,
+    #[serde(default)]
+    pub admin_tokens: Vec<String>,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub encryption_keys: Vec<RawKey>,
+    #[serde(default)]
+    pub callers: RawCallers,
+    #[serde(default)]
+    pub upstream: RawUpstream,
+    #[serde(default)]
+    pub refresh: RawRefresh,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub connectors: Vec<RawConnector>,
+    #[serde(default)]
+    pub tools: Vec<RawTool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    #[serde(default)]
+    pub backend: Option<String>,
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub cache_ttl: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    pub id: String,
+    pub secret: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCallers {
+    #[serde(default)]
+    pub jwt: Option<RawJwt>,
+    #[serde(default)]
+    pub api_keys: Vec<RawApiKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwt {
+    pub audience: String,
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub hs256_secret: Option<String>,
+    #[serde(default)]
+    pub jwks_file: Option<String>,
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKey {
+    pub name: String,
+    pub sha256: String,
+    #[serde(default)]
+    pub connectors: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    #[serde(default)]
+    pub extra_ca_file: Option<String>,
+    #[serde(default)]
+    pub connect_timeout: Option<String>,
+    #[serde(default)]
+    pub response_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRefresh {
+    #[serde(default)]
+    pub skew: Option<String>,
+    #[serde(default)]
+    pub replay_body_limit: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    #[serde(default)]
+    pub max_header_bytes: Option<String>,
+    #[serde(default)]
+    pub header_read_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnector {
+    pub name: String,
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub grant: Option<String>,
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<String>,
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    #[serde(default)]
+    pub allowed_domains: Option<Vec<String>>,
+    #[serde(default)]
+    pub pin_host: Option<bool>,
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub inject: Option<RawInject>,
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub discovery_url: Option<String>,
+    #[serde(default)]
+    pub mcp_url: Option<String>,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub unsafe_allow_http: Option<bool>,
+    #[serde(default)]
+    pub unsafe_allow_ranges: Option<Vec<String>>,
+    #[serde(default)]
+    pub allow_websocket: Option<bool>,
+    #[serde(default)]
+    pub strip_headers: Option<Vec<String>>,
+    #[serde(default)]
+    pub authorize_params: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub token_params: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInject {
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTool {
+    pub name: String,
+    pub connector: String,
+}

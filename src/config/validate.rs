@@ -1,0 +1,308 @@
+//! Raw config to validated [`Config`]: addresses parsed, secrets resolved per field, patterns
+//! compiled, names checked. Every problem is collected with its field path so the operator
+//! fixes the file in one pass.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+
+use super::connector::validate_connector;
+use super::env::Environment;
+use super::raw::{self, RawCallers, RawConfig};
+use super::units::{parse_duration, parse_size};
+use super::*;
+use crate::caller::jwt::load_jwks;
+use crate::domains::{AllowList, Target};
+
+/// Names that route to Tollgate's own endpoints and cannot be connectors or tools.
+pub const RESERVED_NAMES: &[&str] = &["oauth", "connect", "admin"];
+
+/// Collects problems with their field paths.
+#[derive(Default)]
+pub(crate) struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    pub fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem { path: path.into(), message: message.into(), line: None });
+    }
+
+    /// Resolves an optional secret reference, recording a problem on failure.
+    pub fn secret(&mut self, env: &Environment, path: &str, value: Option<&str>) -> Option<Secret> {
+        let value = value?;
+        match env.resolve(value) {
+            Ok(v) => Some(Secret::new(v)),
+            Err(e) => {
+                self.add(path, e);
+                None
+            }
+        }
+    }
+
+    pub fn duration(&mut self, path: &str, value: Option<&str>, default: Duration) -> Duration {
+        match value.map(parse_duration) {
+            None => default,
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                self.add(path, e);
+                default
+            }
+        }
+    }
+
+    fn size(&mut self, path: &str, value: Option<&str>, default: u64) -> u64 {
+        match value.map(parse_size) {
+            None => default,
+            Some(Ok(n)) => n,
+            Some(Err(e)) => {
+                self.add(path, e);
+                default
+            }
+        }
+    }
+
+    fn addr(&mut self, path: &str, value: &str) -> Option<SocketAddr> {
+        match value.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.add(path, format!("`{value}` is not an address like 127.0.0.1:8080"));
+                None
+            }
+        }
+    }
+}
+
+pub(crate) fn validate(text: &str, env: &Environment) -> Result<Config, ConfigError> {
+    let raw = raw::parse(text).map_err(|e| ConfigError {
+        problems: vec![Problem { path: String::new(), message: e.message, line: e.line }],
+    })?;
+    let mut p = Problems::default();
+    let config = build(raw, env, &mut p);
+    match config {
+        Some(c) if p.0.is_empty() => Ok(c),
+        _ => Err(ConfigError { problems: p.0 }),
+    }
+}
+
+fn build(raw: RawConfig, env: &Environment, p: &mut Problems) -> Option<Config> {
+    let listen = p.addr("listen", &raw.listen);
+    let admin_listen = p.addr("admin_listen", &raw.admin_listen);
+    let public_listen = raw.public_listen.as_deref().and_then(|a| p.addr("public_listen", a));
+    let public_url = public_url(&raw, p);
+
+    let admin_tokens: Vec<Secret> = raw
+        .admin_tokens
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| p.secret(env, &format!("admin_tokens[{i}]"), Some(t)))
+        .collect();
+
+    let store = StoreSettings {
+        backend: match raw.store.backend.as_deref().unwrap_or("memory") {
+            "memory" => StoreBackend::Memory,
+            "redis" => {
+                p.add("store.backend", "the redis backend is not available in this build yet; use `memory`");
+                StoreBackend::Memory
+            }
+            other => {
+                p.add("store.backend", format!("`{other}` is not a store backend; use `memory` or `redis`"));
+                StoreBackend::Memory
+            }
+        },
+        timeout: p.duration("store.timeout", raw.store.timeout.as_deref(), Duration::from_millis(500)),
+        cache_ttl: p.duration("store.cache_ttl", raw.store.cache_ttl.as_deref(), Duration::from_secs(30)),
+    };
+    if raw.store.redis_url.is_some() && store.backend == StoreBackend::Memory {
+        p.add("store.redis_url", "is only used with `backend: redis`");
+    }
+
+    let encryption_keys = encryption_keys(&raw.encryption_keys, env, p);
+
+    let upstream = UpstreamSettings {
+        extra_ca_pem: raw.upstream.extra_ca_file.as_deref().and_then(|path| {
+            std::fs::read(path).map_err(|e| p.add("upstream.extra_ca_file", format!("cannot read {path}: {e}"))).ok()
+        }),
+        connect_timeout: p.duration(
+            "upstream.connect_timeout",
+            raw.upstream.connect_timeout.as_deref(),
+            Duration::from_secs(5),
+        ),
+        response_timeout: p.duration(
+            "upstream.response_timeout",
+            raw.upstream.response_timeout.as_deref(),
+            Duration::from_secs(60),
+        ),
+    };
+    let refresh = RefreshSettings {
+        skew: p.duration("refresh.skew", raw.refresh.skew.as_deref(), Duration::from_secs(60)),
+        replay_body_limit: p.size("refresh.replay_body_limit", raw.refresh.replay_body_limit.as_deref(), 64 << 10),
+    };
+    let limits = Limits {
+        max_header_bytes: p.size("limits.max_header_bytes", raw.limits.max_header_bytes.as_deref(), 32 << 10) as usize,
+        header_read_timeout: p.duration(
+            "limits.header_read_timeout",
+            raw.limits.header_read_timeout.as_deref(),
+            Duration::from_secs(10),
+        ),
+    };
+    if limits.max_header_bytes < 1024 {
+        p.add("limits.max_header_bytes", "must be at least 1KiB");
+    }
+
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut connectors = Vec::new();
+    let mut patterns = Vec::new();
+    for (i, rc) in raw.connectors.iter().enumerate() {
+        let path = format!("connectors[{i}]");
+        check_name(p, &format!("{path}.name"), &rc.name, &names);
+        let index = connectors.len();
+        if let Some(c) = validate_connector(rc, &path, env, p) {
+            patterns.extend(c.patterns.iter().cloned().map(|pat| (index, pat)));
+            names.insert(c.name.clone(), index);
+            connectors.push(Arc::new(c));
+        }
+    }
+    for (i, tool) in raw.tools.iter().enumerate() {
+        let path = format!("tools[{i}]");
+        check_name(p, &format!("{path}.name"), &tool.name, &names);
+        match connectors.iter().position(|c| c.name == tool.connector) {
+            Some(index) => {
+                names.insert(tool.name.clone(), index);
+            }
+            None => p.add(format!("{path}.connector"), format!("no connector is named `{}`", tool.connector)),
+        }
+    }
+    let callers = callers(&raw.callers, env, &names, p);
+
+    let allow_list = match AllowList::build(patterns) {
+        Ok(list) => list,
+        Err(e) => {
+            p.add("connectors", format!("allowed_domains did not compile: {e}"));
+            return None;
+        }
+    };
+    Some(Config {
+        listen: listen?,
+        admin_listen: admin_listen?,
+        public_listen,
+        public_url,
+        admin_tokens,
+        store,
+        encryption_keys,
+        callers,
+        upstream,
+        refresh,
+        limits,
+        connectors,
+        names,
+        allow_list,
+    })
+}
+
+fn check_name(p: &mut Problems, path: &str, name: &str, taken: &HashMap<String, usize>) {
+    let valid = name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.len() <= 64;
+    if !valid {
+        p.add(path, format!("`{name}` must be lower-case letters, digits, `-` and `_` (at most 64)"));
+    } else if RESERVED_NAMES.contains(&name) {
+        p.add(path, format!("`{name}` is reserved for Tollgate's own endpoints"));
+    } else if taken.contains_key(name) {
+        p.add(path, format!("`{name}` is already used by another connector or tool"));
+    }
+}
+
+fn public_url(raw: &RawConfig, p: &mut Problems) -> Option<String> {
+    let url = raw.public_url.as_deref()?;
+    let trimmed = url.trim_end_matches('/');
+    match Target::parse(trimmed) {
+        Ok(t) if t.query.is_none() => Some(trimmed.to_string()),
+        _ => {
+            p.add("public_url", format!("`{url}` is not an http(s) URL without query"));
+            None
+        }
+    }
+}
+
+fn encryption_keys(raw: &[raw::RawKey], env: &Environment, p: &mut Problems) -> Vec<EncryptionKey> {
+    if raw.is_empty() {
+        p.add("encryption_keys", "at least one key is required (32 random bytes, base64)");
+    }
+    let mut keys: Vec<EncryptionKey> = Vec::new();
+    for (i, k) in raw.iter().enumerate() {
+        let path = format!("encryption_keys[{i}]");
+        if keys.iter().any(|seen| seen.id == k.id) || k.id.is_empty() {
+            p.add(format!("{path}.id"), "key ids must be non-empty and unique");
+        }
+        let Some(secret) = p.secret(env, &format!("{path}.secret"), Some(&k.secret)) else {
+            continue;
+        };
+        let decoded = base64::engine::general_purpose::STANDARD.decode(secret.expose().trim());
+        match decoded.ok().and_then(|bytes| <[u8; 32]>::try_from(bytes).ok()) {
+            Some(key) => keys.push(EncryptionKey { id: k.id.clone(), key }),
+            None => p.add(format!("{path}.secret"), "must be 32 bytes, base64-encoded (openssl rand -base64 32)"),
+        }
+    }
+    keys
+}
+
+fn callers(raw: &RawCallers, env: &Environment, names: &HashMap<String, usize>, p: &mut Problems) -> CallerSettings {
+    let jwt = raw.jwt.as_ref().and_then(|j| {
+        let sources = [j.hs256_secret.is_some(), j.jwks_file.is_some(), j.jwks_url.is_some()];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            p.add("callers.jwt", "set exactly one of hs256_secret, jwks_file or jwks_url");
+            return None;
+        }
+        let key = if let Some(secret) = p.secret(env, "callers.jwt.hs256_secret", j.hs256_secret.as_deref()) {
+            if secret.expose().len() < 32 {
+                p.add("callers.jwt.hs256_secret", "must be at least 32 bytes");
+            }
+            JwtKey::Hs256(secret)
+        } else if let Some(file) = &j.jwks_file {
+            match std::fs::read_to_string(file).map_err(|e| e.to_string()).and_then(|t| load_jwks(&t)) {
+                Ok(keys) => JwtKey::Jwks(keys),
+                Err(e) => {
+                    p.add("callers.jwt.jwks_file", format!("{file}: {e}"));
+                    return None;
+                }
+            }
+        } else if j.jwks_url.is_some() {
+            p.add("callers.jwt.jwks_url", "fetching JWKS from a URL is not available in this build yet; use jwks_file");
+            return None;
+        } else {
+            return None;
+        };
+        if j.audience.is_empty() {
+            p.add("callers.jwt.audience", "must not be empty");
+        }
+        Some(JwtSettings { audience: j.audience.clone(), issuer: j.issuer.clone(), key })
+    });
+    let mut api_keys = Vec::new();
+    for (i, k) in raw.api_keys.iter().enumerate() {
+        let path = format!("callers.api_keys[{i}]");
+        let hash = (k.sha256.len() == 64)
+            .then(|| {
+                let mut out = [0u8; 32];
+                for (j, slot) in out.iter_mut().enumerate() {
+                    *slot = u8::from_str_radix(k.sha256.get(2 * j..2 * j + 2)?, 16).ok()?;
+                }
+                Some(out)
+            })
+            .flatten();
+        let Some(sha256) = hash else {
+            p.add(format!("{path}.sha256"), "must be 64 hex digits (sha256sum of the key)");
+            continue;
+        };
+        let mut connectors = Vec::new();
+        for (j, name) in k.connectors.iter().enumerate() {
+            match names.get(name) {
+                Some(index) => connectors.push(*index),
+                None => p.add(format!("{path}.connectors[{j}]"), format!("no connector or tool is named `{name}`")),
+            }
+        }
+        api_keys.push(ApiKey { name: k.name.clone(), sha256, connectors });
+    }
+    CallerSettings { jwt, api_keys }
+}

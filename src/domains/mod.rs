@@ -1,0 +1,10 @@
+//! Allowed domains: the normalized target URL, the pattern grammar and the compiled matcher
+//! (SPEC section 3). Pure code: no I/O, no clock, so it is tested by tables and fuzzed.
+
+pub mod matcher;
+pub mod pattern;
+pub mod target;
+
+pub use matcher::{AllowList, Covered};
+pub use pattern::{Pattern, PatternError};
+pub use target::{Host, Scheme, Target, TargetError};

@@ -1,0 +1,452 @@
+//! The normalized outbound target: parsing a caller's URL into the one form that is both
+//! checked against the allowed domains and written on the wire.
+//!
+//! The parser is deliberately strict and works on the raw text, never on another parser's
+//! interpretation of it: every input that two common URL parsers could read differently
+//! (userinfo, backslashes, encoded separators, numeric IPv4 forms, zone identifiers, ...) is
+//! refused here, so there is no second reading for an attacker to exploit. What it accepts it
+//! canonicalizes (SPEC section 3) and nothing downstream may re-encode or re-parse the path.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// URL scheme of a target or pattern. Only these two are ever forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    Https,
+    Http,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Https => "https",
+            Scheme::Http => "http",
+        }
+    }
+
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Https => 443,
+            Scheme::Http => 80,
+        }
+    }
+}
+
+/// A validated host: a lower-case ASCII DNS name, or an IP literal in canonical form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Host {
+    Name(String),
+    V4(Ipv4Addr),
+    V6(Ipv6Addr),
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Name(n) => f.write_str(n),
+            Host::V4(a) => write!(f, "{a}"),
+            Host::V6(a) => write!(f, "[{a}]"),
+        }
+    }
+}
+
+/// Why a target was refused as malformed or ambiguous (`400 bad_target`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    #[error("the URL is empty")]
+    Empty,
+    #[error("the URL contains a control character or a space")]
+    ControlCharacter,
+    #[error("the URL contains a backslash")]
+    Backslash,
+    #[error("the URL contains non-ASCII characters outside the host")]
+    NonAscii,
+    #[error("the URL has no scheme; write it as https://host/path")]
+    MissingScheme,
+    #[error("the scheme `{0}` is not supported; only https (and http where a connector allows it)")]
+    UnsupportedScheme(String),
+    #[error("the URL has no host")]
+    MissingHost,
+    #[error("the URL carries userinfo (user@host), which is never accepted")]
+    Userinfo,
+    #[error("the URL carries a fragment (#...), which is never sent and never accepted")]
+    Fragment,
+    #[error("the host is not a valid DNS name or IP literal")]
+    InvalidHost,
+    #[error("the host contains percent-encoding")]
+    EncodedHost,
+    #[error("the host is a non-canonical IPv4 form; write it as four decimal octets")]
+    NonCanonicalIpv4,
+    #[error("IPv6 zone identifiers are not accepted")]
+    Ipv6Zone,
+    #[error("the port is not a number between 1 and 65535")]
+    InvalidPort,
+    #[error("the path has invalid percent-encoding")]
+    BadPercentEncoding,
+    #[error("the path encodes a `/` or `\\` (%2F, %5C), which backends may decode differently")]
+    EncodedSeparator,
+    #[error("the path encodes a control character")]
+    EncodedControl,
+    #[error("the path has a percent-encoded dot segment (%2E%2E)")]
+    EncodedDotSegment,
+    #[error("the path has a dot segment with ;parameters")]
+    DotSegmentParams,
+    #[error("the path climbs above the root with ..")]
+    AboveRoot,
+}
+
+/// A normalized target URL. `path` is canonical and is exactly what is sent upstream;
+/// `query` is kept byte for byte and never matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub scheme: Scheme,
+    pub host: Host,
+    pub port: u16,
+    pub path: String,
+    pub query: Option<String>,
+}
+
+impl Target {
+    /// Parses and normalizes an absolute URL given by a caller.
+    pub fn parse(raw: &str) -> Result<Target, TargetError> {
+        if raw.is_empty() {
+            return Err(TargetError::Empty);
+        }
+        if raw.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(TargetError::ControlCharacter);
+        }
+        let (scheme_text, rest) = raw.split_once("://").ok_or(TargetError::MissingScheme)?;
+        if scheme_text.is_empty()
+            || !scheme_text.starts_with(|c: char| c.is_ascii_alphabetic())
+            || !scheme_text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        {
+            return Err(TargetError::MissingScheme);
+        }
+        let scheme = match scheme_text.to_ascii_lowercase().as_str() {
+            "https" => Scheme::Https,
+            "http" => Scheme::Http,
+            other => return Err(TargetError::UnsupportedScheme(other.to_string())),
+        };
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_end);
+        if tail.contains('#') || authority.contains('#') {
+            return Err(TargetError::Fragment);
+        }
+        if authority.contains('\\') {
+            return Err(TargetError::Backslash);
+        }
+        let (host, port) = parse_authority(authority, scheme)?;
+        let (path, query) = match tail.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (tail, None),
+        };
+        if path.contains('\\') {
+            return Err(TargetError::Backslash);
+        }
+        if !path.is_ascii() || query.is_some_and(|q| !q.is_ascii()) {
+            return Err(TargetError::NonAscii);
+        }
+        let path = if path.is_empty() { "/".to_string() } else { normalize_path(path)? };
+        Ok(Target { scheme, host, port, path, query: query.map(str::to_string) })
+    }
+
+    /// `host[:port]`, the port only when it is not the scheme's default: the Host header.
+    pub fn authority(&self) -> String {
+        if self.port == self.scheme.default_port() {
+            self.host.to_string()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The path and query as written on the request line.
+    pub fn path_and_query(&self) -> String {
+        match &self.query {
+            Some(q) => format!("{}?{}", self.path, q),
+            None => self.path.clone(),
+        }
+    }
+
+    /// The URL without its query: what errors and logs may show.
+    pub fn without_query(&self) -> String {
+        format!("{}://{}{}", self.scheme.as_str(), self.authority(), self.path)
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}{}", self.scheme.as_str(), self.authority(), self.path_and_query())
+    }
+}
+
+/// Splits `host[:port]` (userinfo refused) and validates both halves.
+pub(crate) fn parse_authority(authority: &str, scheme: Scheme) -> Result<(Host, u16), TargetError> {
+    if authority.is_empty() {
+        return Err(TargetError::MissingHost);
+    }
+    if authority.contains('@') {
+        return Err(TargetError::Userinfo);
+    }
+    let (host_text, port_text) = if let Some(inner) = authority.strip_prefix('[') {
+        let (v6, after) = inner.split_once(']').ok_or(TargetError::InvalidHost)?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or(TargetError::InvalidHost)?),
+        };
+        (&authority[..v6.len() + 2], port)
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let host = parse_host(host_text)?;
+    let port = match port_text {
+        None => scheme.default_port(),
+        Some(p) => parse_port(p)?,
+    };
+    Ok((host, port))
+}
+
+/// A port written in decimal digits only (leading zeros allowed), 1 to 65535.
+pub(crate) fn parse_port(text: &str) -> Result<u16, TargetError> {
+    if text.is_empty() || text.len() > 10 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(TargetError::InvalidPort);
+    }
+    match text.parse::<u32>() {
+        Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
+        _ => Err(TargetError::InvalidPort),
+    }
+}
+
+/// Validates a host: IP literals in canonical form only, DNS names lower-cased, IDN
+/// converted to punycode, one trailing dot removed.
+pub(crate) fn parse_host(text: &str) -> Result<Host, TargetError> {
+    if let Some(inner) = text.strip_prefix('[') {
+        let inner = inner.strip_suffix(']').ok_or(TargetError::InvalidHost)?;
+        if inner.contains('%') {
+            return Err(TargetError::Ipv6Zone);
+        }
+        return inner.parse::<Ipv6Addr>().map(Host::V6).map_err(|_| TargetError::InvalidHost);
+    }
+    if text.contains('%') {
+        return Err(TargetError::EncodedHost);
+    }
+    let text = text.strip_suffix('.').unwrap_or(text);
+    if text.is_empty() {
+        return Err(TargetError::MissingHost);
+    }
+    let ascii = if text.is_ascii() {
+        text.to_ascii_lowercase()
+    } else {
+        idna::domain_to_ascii_strict(text).map_err(|_| TargetError::InvalidHost)?
+    };
+    let labels: Vec<&str> = ascii.split('.').collect();
+    if looks_numeric(labels[labels.len() - 1]) {
+        return parse_canonical_ipv4(&labels).map(Host::V4);
+    }
+    if ascii.len() > 253 {
+        return Err(TargetError::InvalidHost);
+    }
+    for label in &labels {
+        if label.is_empty()
+            || label.len() > 63
+            || !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(TargetError::InvalidHost);
+        }
+        if let Some(puny) = label.strip_prefix("xn--") {
+            match idna::punycode::decode_to_string(puny) {
+                Some(decoded) if !decoded.is_empty() && !decoded.is_ascii() => {}
+                _ => return Err(TargetError::InvalidHost),
+            }
+        }
+    }
+    Ok(Host::Name(ascii))
+}
+
+/// WHATWG's rule: a host whose last label is a number is an IPv4 address attempt.
+fn looks_numeric(label: &str) -> bool {
+    if label.is_empty() {
+        return false;
+    }
+    if let Some(hex) = label.strip_prefix("0x") {
+        return hex.bytes().all(|b| b.is_ascii_hexdigit());
+    }
+    label.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Only the dotted-quad decimal form without leading zeros is an address; every other
+/// numeric form (decimal, octal, hex, short) is refused rather than interpreted.
+fn parse_canonical_ipv4(labels: &[&str]) -> Result<Ipv4Addr, TargetError> {
+    if labels.len() != 4 {
+        return Err(TargetError::NonCanonicalIpv4);
+    }
+    let mut octets = [0u8; 4];
+    for (slot, label) in octets.iter_mut().zip(labels) {
+        let canonical = !label.is_empty()
+            && label.len() <= 3
+            && label.bytes().all(|b| b.is_ascii_digit())
+            && (label.len() == 1 || !label.starts_with('0'));
+        if !canonical {
+            return Err(TargetError::NonCanonicalIpv4);
+        }
+        *slot = label.parse().map_err(|_| TargetError::NonCanonicalIpv4)?;
+    }
+    Ok(Ipv4Addr::from(octets))
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Canonicalizes a path that starts with `/`: decodes percent-encoded unreserved
+/// characters, upper-cases the remaining escapes, removes dot segments (RFC 3986 5.2.4) and
+/// refuses every form a backend could read differently.
+pub(crate) fn normalize_path(path: &str) -> Result<String, TargetError> {
+    let body = path.strip_prefix('/').ok_or(TargetError::InvalidHost)?;
+    let mut out: Vec<String> = Vec::new();
+    let segments: Vec<&str> = body.split('/').collect();
+    let last = segments.len() - 1;
+    for (i, raw) in segments.iter().enumerate() {
+        let (segment, dot_was_encoded) = decode_segment(raw)?;
+        let before_params = segment.split(';').next().unwrap_or("");
+        let is_dots = matches!(before_params, "." | "..");
+        if is_dots && segment.contains(';') {
+            return Err(TargetError::DotSegmentParams);
+        }
+        if is_dots && dot_was_encoded {
+            return Err(TargetError::EncodedDotSegment);
+        }
+        match segment.as_str() {
+            "." => {}
+            ".." => {
+                if out.pop().is_none() {
+                    return Err(TargetError::AboveRoot);
+                }
+            }
+            _ => {
+                out.push(segment);
+                continue;
+            }
+        }
+        // A trailing dot segment leaves the path ending in `/` (`/v1/x/..` is `/v1/`).
+        if i == last {
+            out.push(String::new());
+        }
+    }
+    Ok(format!("/{}", out.join("/")))
+}
+
+/// Decodes one segment. Returns the canonical text and whether a `.` came from `%2E`.
+fn decode_segment(raw: &str) -> Result<(String, bool), TargetError> {
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let mut dot_was_encoded = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b != b'%' {
+            out.push(b as char);
+            i += 1;
+            continue;
+        }
+        let hex = bytes.get(i + 1..i + 3).ok_or(TargetError::BadPercentEncoding)?;
+        let value = std::str::from_utf8(hex)
+            .ok()
+            .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .ok_or(TargetError::BadPercentEncoding)?;
+        match value {
+            b'/' | b'\\' => return Err(TargetError::EncodedSeparator),
+            0x00..=0x1f | 0x7f => return Err(TargetError::EncodedControl),
+            v if is_unreserved(v) => {
+                dot_was_encoded |= v == b'.';
+                out.push(v as char);
+            }
+            v => {
+                out.push('%');
+                out.push_str(&format!("{v:02X}"));
+            }
+        }
+        i += 3;
+    }
+    Ok((out, dot_was_encoded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(raw: &str) -> String {
+        Target::parse(raw).map(|t| t.to_string()).unwrap_or_else(|e| panic!("{raw}: {e}"))
+    }
+
+    #[test]
+    fn canonical_forms() {
+        let cases = [
+            ("https://API.Example.COM./v1/x", "https://api.example.com/v1/x"),
+            ("HTTPS://api.example.com:443/a", "https://api.example.com/a"),
+            ("https://api.example.com:0443/a", "https://api.example.com/a"),
+            ("https://api.example.com", "https://api.example.com/"),
+            ("https://api.example.com?q=1", "https://api.example.com/?q=1"),
+            ("https://h.example/v1/x/..", "https://h.example/v1/"),
+            ("https://h.example/a/./b/../c", "https://h.example/a/c"),
+            ("https://h.example/%7Euser/%41", "https://h.example/~user/A"),
+            ("https://h.example/a%3ab", "https://h.example/a%3Ab"),
+            ("https://h.example/q?x=%2F&y=/..", "https://h.example/q?x=%2F&y=/.."),
+            ("https://[::1]:8443/", "https://[::1]:8443/"),
+            ("https://h.example:8443/", "https://h.example:8443/"),
+            ("https://xn--bc-6kc.example/", "https://xn--bc-6kc.example/"),
+            ("https://\u{430}bc.example/", "https://xn--bc-6kc.example/"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(ok(raw), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn refusals() {
+        use TargetError::*;
+        let cases = [
+            ("", Empty),
+            (" https://h.example/", ControlCharacter),
+            ("https://h.example/a b", ControlCharacter),
+            ("api.example.com/v1", MissingScheme),
+            ("//api.example.com/v1", MissingScheme),
+            ("ftp://h.example/", UnsupportedScheme("ftp".into())),
+            ("https:///h.example/", MissingHost),
+            ("https://u:p@h.example/", Userinfo),
+            ("https://h.example/#x", Fragment),
+            ("https://h.example\\@evil.io/", Backslash),
+            ("https://h.example/v1\\..\\a", Backslash),
+            ("https://a..example/", InvalidHost),
+            ("https://.example/", InvalidHost),
+            ("https://*.example/", InvalidHost),
+            ("https://h.example.xn--/", InvalidHost),
+            ("https://a%2eexample/", EncodedHost),
+            ("https://2130706433/", NonCanonicalIpv4),
+            ("https://0177.0.0.1/", NonCanonicalIpv4),
+            ("https://0xa9fea9fe/", NonCanonicalIpv4),
+            ("https://127.1/", NonCanonicalIpv4),
+            ("https://[::1%25eth0]/", Ipv6Zone),
+            ("https://h.example:65536/", InvalidPort),
+            ("https://h.example:0/", InvalidPort),
+            ("https://h.example:+443/", InvalidPort),
+            ("https://h.example:443:443/", InvalidPort),
+            ("https://h.example:/", InvalidPort),
+            ("https://h.example/a%zz", BadPercentEncoding),
+            ("https://h.example/a%2Fb", EncodedSeparator),
+            ("https://h.example/a%5cb", EncodedSeparator),
+            ("https://h.example/a%00", EncodedControl),
+            ("https://h.example/v1/%2e%2e/a", EncodedDotSegment),
+            ("https://h.example/v1/..;/a", DotSegmentParams),
+            ("https://h.example/..", AboveRoot),
+            ("https://h.example/a/../..", AboveRoot),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(Target::parse(raw), Err(want), "{raw}");
+        }
+    }
+}

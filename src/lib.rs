@@ -1,0 +1,35 @@
+//! Tollgate: an egress proxy for AI-agent tool traffic.
+//!
+//! A request's path through the crate, in order:
+//!
+//! 1. [`server`] accepts the connection; [`proxy::handle`] classifies the request
+//!    ([`proxy::target::route`]): absolute-form forward proxy, gateway `/{connector}/...`,
+//!    or one of Tollgate's own paths.
+//! 2. [`proxy::pipeline::run`] runs the phases: `identify` ([`caller`]: JWT or API key),
+//!    `resolve_target` ([`domains::Target`]: the normalized URL), `authorize` (connector
+//!    selection and the [`domains::AllowList`]), `refuse_upgrades`, `attach_credentials`
+//!    (the [`token::broker::Broker`] reads the [`token::TokenStore`]), and `forward`
+//!    ([`net::connect`]: resolve, check the [`net::addr`] policy, dial, TLS).
+//! 3. Errors meet at one edge ([`proxy::error`]) and become the JSON of SPEC section 7;
+//!    [`proxy::context::Record`] writes one audit line and the [`metrics`] exactly once.
+//!
+//! [`config`] loads and validates the YAML file; [`admin`] serves health, readiness and
+//! metrics; [`app`] wires it all and binds the listeners.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod app;
+pub mod caller;
+pub mod cli;
+pub mod config;
+pub mod domains;
+pub mod explain;
+pub mod logging;
+pub mod metrics;
+pub mod net;
+pub mod oauth;
+pub mod proxy;
+pub mod secret;
+pub mod server;
+pub mod token;

@@ -1,0 +1,8 @@
+//! Reaching upstreams: the address policy, the resolver and dialer interfaces, and the TLS
+//! connector that puts the address check between them.
+
+pub mod addr;
+pub mod connect;
+pub mod resolve;
+
+pub use resolve::{Dialer, Resolver, SystemResolver, TcpDialer};

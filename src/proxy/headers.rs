@@ -1,0 +1,113 @@
+//! Which request and response headers cross Tollgate (SPEC section 4).
+//!
+//! Caller credentials, hop-by-hop headers (and any the caller nominates in `Connection`),
+//! routing overrides and Tollgate's own headers never reach the upstream; the injected
+//! credential is added only after this cleaning, so `Connection: Authorization` cannot remove it.
+
+use http::header::{self, HeaderMap, HeaderName};
+
+/// Marks a response made by Tollgate itself.
+pub const X_TOLLGATE_ERROR: HeaderName = HeaderName::from_static("x-tollgate-error");
+pub const X_TOLLGATE_CONNECTOR: HeaderName = HeaderName::from_static("x-tollgate-connector");
+pub const X_TOLLGATE_TOOL: HeaderName = HeaderName::from_static("x-tollgate-tool");
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "http2-settings",
+];
+
+const ROUTING_OVERRIDES: &[&str] = &["forwarded", "x-original-url", "x-rewrite-url"];
+
+/// Names listed in `Connection` headers.
+fn nominated(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+        .collect()
+}
+
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    for name in nominated(headers) {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// Cleans a caller's request headers before the credential is injected.
+pub fn clean_request(headers: &mut HeaderMap, injected: &HeaderName, strip: &[HeaderName]) {
+    remove_hop_by_hop(headers);
+    headers.remove(header::AUTHORIZATION);
+    headers.remove(header::HOST);
+    headers.remove(injected);
+    for name in ROUTING_OVERRIDES {
+        headers.remove(*name);
+    }
+    for name in strip {
+        headers.remove(name);
+    }
+    let prefixed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-tollgate-") || k.as_str().starts_with("x-forwarded-"))
+        .cloned()
+        .collect();
+    for name in prefixed {
+        headers.remove(name);
+    }
+}
+
+/// Cleans an upstream response: hop-by-hop headers go, and an upstream can never pose as
+/// Tollgate by sending `X-Tollgate-Error`.
+pub fn clean_response(headers: &mut HeaderMap) {
+    remove_hop_by_hop(headers);
+    headers.remove(X_TOLLGATE_ERROR);
+}
+
+/// Total size of the request headers as they appeared on the wire (name, value, separators).
+pub fn header_bytes(headers: &HeaderMap) -> usize {
+    headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn request_cleaning() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "close, X-Secret-Thing"),
+            ("x-secret-thing", "1"),
+            ("authorization", "Bearer caller"),
+            ("proxy-authorization", "Bearer jwt"),
+            ("x-tollgate-connector", "github"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-original-url", "/admin"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-api-key", "caller"),
+            ("accept", "application/json"),
+            ("x-request-id", "r-1"),
+            ("upgrade", "h2c"),
+            ("cookie", "a=b"),
+        ] {
+            h.append(k, HeaderValue::from_static(v));
+        }
+        clean_request(&mut h, &HeaderName::from_static("x-api-key"), &[HeaderName::from_static("cookie")]);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["accept", "x-request-id"]);
+    }
+}

@@ -1,0 +1,68 @@
+//! Tollgate's own paths on the proxy listener: `POST /connect` hands an authenticated caller
+//! a connect link; every other non-proxy path is `not_found`.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+
+use super::context::Record;
+use super::error::{PolicyError, ProxyError};
+use super::identity::identify;
+use super::pipeline::unix_now;
+use super::{Body, State};
+use crate::config::Grant;
+
+/// Largest `POST /connect` body accepted.
+const CONNECT_BODY_LIMIT: usize = 16 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectRequest {
+    connector: String,
+}
+
+pub async fn handle_local(
+    state: &State,
+    request: Request<Incoming>,
+    path: &str,
+    record: &mut Record,
+) -> Result<Response<Body>, ProxyError> {
+    if path != "/connect" {
+        return Err(ProxyError::NotFound(format!(
+            "{path} is not a Tollgate path; gateway requests are /{{connector}}/... for a connector with base_url"
+        )));
+    }
+    if request.method() != Method::POST {
+        return Err(ProxyError::NotFound("use POST /connect with {\"connector\": NAME}".into()));
+    }
+    let config = &state.config;
+    let caller = identify(request.headers(), true, config)?;
+    record.principal = Some(caller.principal.clone());
+    let body = Limited::new(request.into_body(), CONNECT_BODY_LIMIT)
+        .collect()
+        .await
+        .map_err(|_| ProxyError::NotFound("the /connect body must be JSON under 16 KiB".into()))?
+        .to_bytes();
+    let asked: ConnectRequest = serde_json::from_slice(&body)
+        .map_err(|_| ProxyError::NotFound("the /connect body must be {\"connector\": NAME}".into()))?;
+    let index = config.resolve_name(&asked.connector).ok_or_else(|| PolicyError::Unknown(asked.connector.clone()))?;
+    let connector = &config.connectors[index];
+    record.connector = Some(connector.name.clone());
+    if !caller.may_use(index) {
+        return Err(PolicyError::Forbidden(connector.name.clone()).into());
+    }
+    if !matches!(connector.grant, Grant::AuthorizationCode(_)) {
+        return Err(ProxyError::NotFound(format!(
+            "{} uses {} and has no per-user connection to make",
+            connector.name,
+            connector.grant.as_str()
+        )));
+    }
+    let (url, expires_at) = state.broker.links().connect_url(&connector.name, &caller.principal, unix_now());
+    let json = serde_json::json!({ "connect_url": url, "expires_at": expires_at });
+    let mut response = Response::new(Full::new(Bytes::from(json.to_string())).map_err(|never| match never {}).boxed());
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(response)
+}

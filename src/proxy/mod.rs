@@ -1,0 +1,78 @@
+//! The proxy listener: forward-proxy (absolute-form) and gateway requests, and `POST /connect`.
+//! `pipeline.rs` is the request path; the other files are its phases, in the order they run.
+
+pub mod context;
+pub mod credentials;
+pub mod error;
+pub mod headers;
+pub mod identity;
+pub mod local;
+pub mod pipeline;
+pub mod policy;
+pub mod target;
+pub mod upstream;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::combinators::BoxBody;
+use hyper::body::Incoming;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::token::broker::Broker;
+use context::Record;
+use error::{error_response, ErrorContext, ProxyError};
+use target::{route, Route};
+use upstream::Upstream;
+
+/// Boxed error for bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Every response body Tollgate sends: streamed from upstream or made here.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// What a request needs: the config it started with, the broker, the upstream clients, the
+/// metrics. Shared by every connection of every listener.
+#[derive(Debug)]
+pub struct State {
+    pub config: Arc<Config>,
+    pub broker: Broker,
+    pub upstream: Upstream,
+    pub metrics: Metrics,
+}
+
+/// Handles one request on the proxy listener. Never fails: every error becomes a response.
+pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Response<Body>, std::convert::Infallible> {
+    let mut record = Record::start(request.method(), &state.metrics);
+    let route = route(request.method(), request.uri(), &state.config);
+    record.gateway = matches!(route, Route::Gateway { .. });
+    let result = match route {
+        Route::Connect => Err(ProxyError::NotImplemented(
+            "CONNECT tunnels are not available yet; send the https:// URL as an absolute-form request target",
+        )),
+        Route::Local(path) => {
+            record.gateway = true;
+            local::handle_local(&state, request, &path, &mut record).await
+        }
+        route => pipeline::run(&state, request, route, &mut record).await,
+    };
+    let (response, error) = match result {
+        Ok(response) => (response, None),
+        Err(e) => {
+            if e.code() == error::ErrorCode::Internal {
+                tracing::error!(request_id = %record.request_id, error = %e, "internal error");
+            }
+            let context = ErrorContext {
+                connector: record.connector.as_deref(),
+                url: record.url.as_deref(),
+                request_id: &record.request_id,
+                gateway: record.gateway,
+            };
+            (error_response(&e, &context), Some(e))
+        }
+    };
+    record.finish(response.status(), error.as_ref(), &state.metrics);
+    Ok(response)
+}

@@ -1,0 +1,70 @@
+//! THE REQUEST PATH. Each phase is one call returning a typed value or a typed error, in the
+//! order they run (docs/architecture.md draws the same chart):
+//!
+//! ```text
+//! check_limits -> identify -> resolve_target -> authorize -> refuse_upgrades
+//!              -> attach_credentials -> forward
+//! ```
+//!
+//! The caller of [`run`] turns an error into a response and writes the log line and metrics.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::context::Record;
+use super::credentials::{attach_credentials, refuse_upgrades};
+use super::error::ProxyError;
+use super::headers::header_bytes;
+use super::identity::identify;
+use super::policy::authorize;
+use super::target::{resolve_target, Route};
+use super::{Body, State};
+
+/// Unix seconds now; the one clock read of a request.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Runs a forward or gateway request through every phase.
+pub async fn run(
+    state: &State,
+    request: Request<Incoming>,
+    route: Route,
+    record: &mut Record,
+) -> Result<Response<Body>, ProxyError> {
+    let config = &state.config;
+    check_limits(&request, config.limits.max_header_bytes)?;
+    let gateway_name = match &route {
+        Route::Gateway { name, .. } => Some(name.clone()),
+        _ => None,
+    };
+    let caller = identify(request.headers(), record.gateway, config)?;
+    record.principal = Some(caller.principal.clone());
+
+    let target = resolve_target(&route, config)?;
+    record.set_target(&target);
+
+    let decision = authorize(request.headers(), &caller, gateway_name.as_deref(), &target, config)?;
+    record.connector = Some(decision.connector.name.clone());
+    refuse_upgrades(request.headers(), decision.connector)?;
+
+    let token = state.broker.token_for(decision.connector, &caller.principal, &target, unix_now()).await?;
+    let (mut parts, body) = request.into_parts();
+    attach_credentials(&mut parts.headers, decision.connector, &target, &token)?;
+    let outbound = Request::from_parts(parts, body.map_err(Into::into).boxed());
+
+    let (response, elapsed) = state.upstream.forward(decision.index, &target, outbound).await?;
+    state.metrics.upstream_duration.with_label_values(&[&decision.connector.name]).observe(elapsed.as_secs_f64());
+    Ok(response)
+}
+
+/// Refuses requests whose headers exceed the configured limit.
+fn check_limits<B>(request: &Request<B>, max_header_bytes: usize) -> Result<(), ProxyError> {
+    if header_bytes(request.headers()) > max_header_bytes {
+        return Err(ProxyError::HeadersTooLarge(max_header_bytes));
+    }
+    Ok(())
+}

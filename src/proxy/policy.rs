@@ -1,0 +1,95 @@
+//! Phase `authorize`: which connector this request uses, and whether its allowed domains
+//! cover the target. Names the caller gives must agree; without one, exactly one usable
+//! connector must cover the URL, or the request is ambiguous rather than guessed.
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+
+use super::error::PolicyError;
+use super::headers::{X_TOLLGATE_CONNECTOR, X_TOLLGATE_TOOL};
+use crate::caller::Caller;
+use crate::config::{Config, Connector};
+use crate::domains::{Pattern, Target};
+
+/// The chosen connector and the pattern that allows the target.
+#[derive(Debug)]
+pub struct Decision<'a> {
+    pub index: usize,
+    pub connector: &'a Arc<Connector>,
+    pub pattern: &'a Pattern,
+}
+
+/// Where a connector name came from, for messages.
+fn named(headers: &HeaderMap, caller: &Caller, gateway_name: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut names = Vec::new();
+    let header = |h: &http::HeaderName| headers.get(h).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string());
+    if let Some(n) = header(&X_TOLLGATE_CONNECTOR) {
+        names.push(("X-Tollgate-Connector", n));
+    }
+    if let Some(n) = header(&X_TOLLGATE_TOOL) {
+        names.push(("X-Tollgate-Tool", n));
+    }
+    if let Some(n) = &caller.username {
+        names.push(("the proxy username", n.clone()));
+    }
+    if let Some(n) = &caller.claimed_connector {
+        names.push(("the JWT connector claim", n.clone()));
+    }
+    if let Some(n) = gateway_name {
+        names.push(("the gateway path", n.to_string()));
+    }
+    names
+}
+
+/// Chooses the connector and checks that its allowed domains cover the target.
+pub fn authorize<'a>(
+    headers: &HeaderMap,
+    caller: &Caller,
+    gateway_name: Option<&str>,
+    target: &Target,
+    config: &'a Config,
+) -> Result<Decision<'a>, PolicyError> {
+    let mut chosen: Option<(usize, &'static str, String)> = None;
+    for (source, name) in named(headers, caller, gateway_name) {
+        let index = config.resolve_name(&name).ok_or_else(|| PolicyError::Unknown(name.clone()))?;
+        match &chosen {
+            Some((first, first_source, first_name)) if *first != index => {
+                return Err(PolicyError::Ambiguous(format!(
+                    "{first_source} names {first_name} but {source} names {name}; name one connector"
+                )));
+            }
+            Some(_) => {}
+            None => chosen = Some((index, source, name)),
+        }
+    }
+    let url = target.without_query();
+    if let Some((index, _, _)) = chosen {
+        let connector = &config.connectors[index];
+        if !caller.may_use(index) {
+            return Err(PolicyError::Forbidden(connector.name.clone()));
+        }
+        let pattern = config
+            .allow_list
+            .covering_for(index, target)
+            .ok_or_else(|| PolicyError::NotCovered { url, scope: format!("connector {}", connector.name) })?;
+        return Ok(Decision { index, connector, pattern });
+    }
+    let mut usable: Vec<(usize, &Pattern)> = Vec::new();
+    for covered in config.allow_list.covering(target) {
+        if caller.may_use(covered.owner) && !usable.iter().any(|(i, _)| *i == covered.owner) {
+            usable.push((covered.owner, covered.pattern));
+        }
+    }
+    match usable.as_slice() {
+        [] => Err(PolicyError::NotCovered { url, scope: "any connector this caller may use".into() }),
+        [(index, pattern)] => Ok(Decision { index: *index, connector: &config.connectors[*index], pattern }),
+        several => {
+            let names: Vec<&str> = several.iter().map(|(i, _)| config.connectors[*i].name.as_str()).collect();
+            Err(PolicyError::Ambiguous(format!(
+                "{url} is covered by connectors {}; name one with X-Tollgate-Connector or the proxy username",
+                names.join(", ")
+            )))
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Phase `forward`: send the rewritten request to the checked upstream and stream the answer
+//! back. Redirects are never followed: a 3xx goes back to the caller as it came.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::time::Instant;
+
+use super::error::{PolicyError, ProxyError, UpstreamError};
+use super::headers::clean_response;
+use super::Body;
+use crate::config::Config;
+use crate::domains::Target;
+use crate::net::connect::{tls_config, ConnectError, UpstreamConnector};
+use crate::net::{Dialer, Resolver};
+
+/// One pooling client per connector, each bound to that connector's address policy.
+#[derive(Debug)]
+pub struct Upstream {
+    clients: Vec<Client<UpstreamConnector, Body>>,
+    response_timeout: Duration,
+}
+
+impl Upstream {
+    pub fn new(config: &Config, resolver: Arc<dyn Resolver>, dialer: Arc<dyn Dialer>) -> Result<Upstream, String> {
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(tls_config(config.upstream.extra_ca_pem.as_deref())?));
+        let clients = config
+            .connectors
+            .iter()
+            .map(|c| {
+                let connector = UpstreamConnector {
+                    resolver: resolver.clone(),
+                    dialer: dialer.clone(),
+                    policy: c.addresses.clone(),
+                    tls: tls.clone(),
+                    timeout: config.upstream.connect_timeout,
+                };
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .set_host(false)
+                    .build(connector)
+            })
+            .collect();
+        Ok(Upstream { clients, response_timeout: config.upstream.response_timeout })
+    }
+
+    /// Sends the request for connector `index` to `target` and returns the upstream response
+    /// with its hop-by-hop headers removed. The elapsed time to headers is returned too.
+    pub async fn forward(
+        &self,
+        index: usize,
+        target: &Target,
+        mut request: Request<Body>,
+    ) -> Result<(Response<Body>, Duration), ProxyError> {
+        let client = self.clients.get(index).ok_or(ProxyError::Internal)?;
+        let uri: Uri = target.to_string().parse().map_err(|_| ProxyError::Internal)?;
+        *request.uri_mut() = uri;
+        *request.version_mut() = Version::HTTP_11;
+        let started = Instant::now();
+        let url = target.without_query();
+        let response = match tokio::time::timeout(self.response_timeout, client.request(request)).await {
+            Err(_) => return Err(UpstreamError::Timeout(url, self.response_timeout.as_secs()).into()),
+            Ok(Err(e)) => return Err(classify(&e, url)),
+            Ok(Ok(r)) => r,
+        };
+        let elapsed = started.elapsed();
+        let (mut parts, body) = response.into_parts();
+        clean_response(&mut parts.headers);
+        Ok((Response::from_parts(parts, body.map_err(Into::into).boxed()), elapsed))
+    }
+}
+
+/// Finds Tollgate's own connect error in the client error's chain.
+fn classify(error: &hyper_util::client::legacy::Error, url: String) -> ProxyError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(connect) = e.downcast_ref::<ConnectError>() {
+            return match connect {
+                ConnectError::Denied(range) => PolicyError::AddressDenied { url, range: range.as_str() }.into(),
+                other => UpstreamError::Unreachable(url, other.to_string()).into(),
+            };
+        }
+        source = e.source();
+    }
+    UpstreamError::Unreachable(url, "the connection failed".into()).into()
+}

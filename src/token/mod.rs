@@ -1,0 +1,9 @@
+//! Tokens: the connection model, the store interface and its backends, and the broker that
+//! turns (connector, principal) into a credential to inject.
+
+pub mod broker;
+pub mod model;
+pub mod store;
+
+pub use model::{Connection, ConnectionKey, ConnectionStatus};
+pub use store::{Expect, StoreError, TokenStore};
