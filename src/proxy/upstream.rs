@@ -86,5 +86,17 @@ fn classify(error: &hyper_util::client::legacy::Error, url: String) -> ProxyErro
         }
         source = e.source();
     }
-    UpstreamError::Unreachable(url, "the connection failed".into()).into()
+    UpstreamError::Unreachable(url, chain(error)).into()
+}
+
+/// The error and its causes, as hyper describes them (no headers, no bodies, no secrets).
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
 }
