@@ -56,22 +56,13 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Res
             text(StatusCode::OK, "application/json", body.to_string())
         }
         "/metrics" => text(StatusCode::OK, "text/plain; version=0.0.4", state.metrics.render()),
-        p if p.starts_with("/admin/") && !is_admin(&request, &state) => {
-            let mut r = text(
-                StatusCode::UNAUTHORIZED,
-                "application/json",
-                serde_json::json!({"error": "caller_unauthenticated", "message": "send Authorization: Bearer <admin token>"}).to_string(),
-            );
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"tollgate-admin\""));
-            r.headers_mut()
-                .insert(crate::proxy::headers::X_TOLLGATE_ERROR, HeaderValue::from_static("caller_unauthenticated"));
-            r
-        }
-        p => error_response(
-            &ProxyError::NotFound(format!("{p} is not an admin route")),
-            &ErrorContext { request_id: &next_request_id(), gateway: true, ..Default::default() },
-        ),
+        p if p.starts_with("/admin/") && !is_admin(&request, &state) => refuse(&ProxyError::AdminUnauthenticated),
+        p => refuse(&ProxyError::NotFound(format!("{p} is not an admin route"))),
     };
     Ok(response)
+}
+
+fn refuse(error: &ProxyError) -> Response<Body> {
+    let context = ErrorContext { request_id: &next_request_id(), gateway: true, ..Default::default() };
+    error_response(error, &context)
 }

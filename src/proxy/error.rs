@@ -146,6 +146,8 @@ pub enum ProxyError {
     Credential(#[from] CredentialError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error("the admin API needs Authorization: Bearer <admin token> (one of admin_tokens)")]
+    AdminUnauthenticated,
     #[error("{0} upgrades are not allowed through this connector")]
     UpgradeRefused(String),
     #[error("request headers exceed {0} bytes")]
@@ -163,7 +165,7 @@ impl ProxyError {
     pub fn code(&self) -> ErrorCode {
         match self {
             ProxyError::Target(_) => ErrorCode::BadTarget,
-            ProxyError::Identity(_) => ErrorCode::CallerUnauthenticated,
+            ProxyError::Identity(_) | ProxyError::AdminUnauthenticated => ErrorCode::CallerUnauthenticated,
             ProxyError::Policy(p) => match p {
                 PolicyError::NotCovered { .. } | PolicyError::AddressDenied { .. } => ErrorCode::EndpointNotAllowed,
                 PolicyError::Forbidden(_) => ErrorCode::ConnectorForbidden,

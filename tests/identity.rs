@@ -1,0 +1,136 @@
+//! Caller identity: JWTs from a JWKS file (ES256, algorithm pinned by the key), issuer
+//! checks, API keys, the Basic username and the JWT `connector` claim choosing a connector.
+
+mod common;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use common::*;
+
+fn connectors(port: u16) -> String {
+    format!(
+        r#"
+connectors:
+  - name: weather
+    token: "weather-key"
+    allowed_domains: ["https://api.shared.test:{port}/*"]
+  - name: weather2
+    token: "weather2-key"
+    allowed_domains: ["https://api.shared.test:{port}/*"]
+"#
+    )
+}
+
+fn es256_keys() -> (jsonwebtoken::EncodingKey, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let raw = key.public_key_raw();
+    assert_eq!(raw.len(), 65, "uncompressed P-256 point");
+    let jwks = serde_json::json!({ "keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "caller-1", "use": "sig", "alg": "ES256",
+        "x": URL_SAFE_NO_PAD.encode(&raw[1..33]), "y": URL_SAFE_NO_PAD.encode(&raw[33..]),
+    }]});
+    (jsonwebtoken::EncodingKey::from_ec_der(&key.serialize_der()), jwks.to_string())
+}
+
+fn sign(
+    alg: jsonwebtoken::Algorithm,
+    kid: Option<&str>,
+    claims: serde_json::Value,
+    key: &jsonwebtoken::EncodingKey,
+) -> String {
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = kid.map(str::to_string);
+    jsonwebtoken::encode(&header, &claims, key).unwrap()
+}
+
+fn exp() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600
+}
+
+#[tokio::test]
+async fn es256_from_a_jwks_file_with_the_algorithm_pinned() {
+    let ca = TestCa::new(&["api.shared.test"]);
+    let upstream = Upstream::ok(&ca).await;
+    let (key, jwks) = es256_keys();
+    let jwks_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(jwks_file.path(), &jwks).unwrap();
+    let yaml = base_config(&ca).replace(
+        &format!("    hs256_secret: \"{CALLER_SECRET}\""),
+        &format!("    jwks_file: {}\n    issuer: https://agents.test", jwks_file.path().display()),
+    ) + &connectors(upstream.port);
+    let proxy = TestProxy::start(&yaml).await;
+    let url = format!("https://api.shared.test:{}/x", upstream.port);
+    let claims = serde_json::json!({ "sub": "alice", "aud": "tollgate", "exp": exp(), "iss": "https://agents.test", "connector": "weather2" });
+    let good = sign(jsonwebtoken::Algorithm::ES256, Some("caller-1"), claims.clone(), &key);
+    let ok = get(proxy.addr(), &url, &[("proxy-authorization", &bearer(&good))]).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    assert_eq!(upstream.requests()[0].headers["authorization"], "Bearer weather2-key", "the connector claim chose");
+
+    // HS256 keyed with the public JWKS text: the classic algorithm-confusion forgery.
+    let confused = sign(
+        jsonwebtoken::Algorithm::HS256,
+        Some("caller-1"),
+        claims.clone(),
+        &jsonwebtoken::EncodingKey::from_secret(jwks.as_bytes()),
+    );
+    let mut wrong_issuer = claims.clone();
+    wrong_issuer["iss"] = "https://elsewhere.test".into();
+    let wrong_issuer = sign(jsonwebtoken::Algorithm::ES256, Some("caller-1"), wrong_issuer, &key);
+    let unknown_kid = sign(jsonwebtoken::Algorithm::ES256, Some("other"), claims, &key);
+    for bad in [confused, wrong_issuer, unknown_kid] {
+        get(proxy.addr(), &url, &[("proxy-authorization", &bearer(&bad))])
+            .await
+            .assert_refused(407, "caller_unauthenticated");
+    }
+    assert_eq!(upstream.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn api_keys_basic_usernames_and_claims_choose_and_limit_connectors() {
+    let ca = TestCa::new(&["api.shared.test"]);
+    let upstream = Upstream::ok(&ca).await;
+    let key_hash: String = ring::digest::digest(&ring::digest::SHA256, b"svc-key-0123456789")
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let yaml = base_config(&ca).replace(
+        "upstream:",
+        &format!(
+            "  api_keys:\n    - name: billing-worker\n      sha256: {key_hash}\n      connectors: [weather]\nupstream:"
+        ),
+    ) + &connectors(upstream.port);
+    let proxy = TestProxy::start(&yaml).await;
+    let url = format!("https://api.shared.test:{}/x", upstream.port);
+
+    // The API key may use weather only, so the shared host is not ambiguous for it.
+    let ok = get(proxy.addr(), &url, &[("proxy-authorization", "Bearer svc-key-0123456789")]).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    let named = get(
+        proxy.addr(),
+        &url,
+        &[("proxy-authorization", "Bearer svc-key-0123456789"), ("x-tollgate-connector", "weather2")],
+    )
+    .await;
+    named.assert_refused(403, "connector_forbidden");
+    get(proxy.addr(), &url, &[("proxy-authorization", "Bearer svc-key-wrong")])
+        .await
+        .assert_refused(407, "caller_unauthenticated");
+
+    // Basic: the username names the connector, the password is the JWT.
+    let token = jwt("alice", serde_json::json!({}));
+    let basic = format!("Basic {}", STANDARD.encode(format!("weather2:{token}")));
+    assert_eq!(get(proxy.addr(), &url, &[("proxy-authorization", &basic)]).await.status, 200);
+    let anonymous_user = format!("Basic {}", STANDARD.encode(format!(":{token}")));
+    get(proxy.addr(), &url, &[("proxy-authorization", &anonymous_user)])
+        .await
+        .assert_refused(400, "connector_ambiguous");
+    // The username and the claim disagree.
+    let claimed = jwt("alice", serde_json::json!({ "connector": "weather" }));
+    let disagree = format!("Basic {}", STANDARD.encode(format!("weather2:{claimed}")));
+    get(proxy.addr(), &url, &[("proxy-authorization", &disagree)]).await.assert_refused(400, "connector_ambiguous");
+
+    let seen: Vec<String> =
+        upstream.requests().iter().map(|s| s.headers["authorization"].to_str().unwrap().to_string()).collect();
+    assert_eq!(seen, ["Bearer weather-key", "Bearer weather2-key"]);
+}
