@@ -107,7 +107,7 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
         };
         tasks.spawn(serve(public, limits, pages, watcher.clone()));
     }
-    tracing::info!(%proxy_addr, %admin_addr, public_addr = ?public_addr, connectors = config.connectors.len(), "tollgate started");
+    tracing::info!(%proxy_addr, %admin_addr, public_addr = %public_addr.map(|a| a.to_string()).unwrap_or_default(), connectors = config.connectors.len(), "tollgate started");
     Ok(Running { proxy_addr, admin_addr, public_addr, state, shutdown, tasks })
 }
 
