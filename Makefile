@@ -24,8 +24,9 @@ build:
 check-config:
 	$(CARGO) run --quiet -- check-config $(CONFIG)
 
-test: ## every test: unit, corpus, integration (needs curl)
+test: ## every test: unit, corpus, integration (needs curl and openssl)
 	@command -v curl >/dev/null || { echo "make test needs curl (apt-get install curl)"; exit 1; }
+	@command -v openssl >/dev/null || { echo "make test needs openssl (apt-get install openssl)"; exit 1; }
 	$(CARGO) test --all-targets
 
 lint: ## rustfmt and clippy, warnings as errors

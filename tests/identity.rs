@@ -134,3 +134,57 @@ async fn api_keys_basic_usernames_and_claims_choose_and_limit_connectors() {
         upstream.requests().iter().map(|s| s.headers["authorization"].to_str().unwrap().to_string()).collect();
     assert_eq!(seen, ["Bearer weather-key", "Bearer weather2-key"]);
 }
+
+/// An RSA key minted by the `openssl` binary (ring cannot generate RSA keys): its PEM and the
+/// modulus for the JWKS.
+fn rsa_keys() -> (jsonwebtoken::EncodingKey, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("rsa.pem");
+    let status = std::process::Command::new("openssl")
+        .args(["genpkey", "-quiet", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .arg(&key)
+        .status()
+        .expect("the openssl binary is needed to mint an RSA test key");
+    assert!(status.success());
+    let modulus =
+        std::process::Command::new("openssl").args(["rsa", "-noout", "-modulus", "-in"]).arg(&key).output().unwrap();
+    let hex = String::from_utf8(modulus.stdout).unwrap().trim().strip_prefix("Modulus=").unwrap().to_string();
+    let n: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+    let jwks =
+        serde_json::json!({ "keys": [{ "kty": "RSA", "kid": "rsa-1", "n": URL_SAFE_NO_PAD.encode(n), "e": "AQAB" }] });
+    let der = dir.path().join("rsa.der");
+    let status = std::process::Command::new("openssl")
+        .args(["rsa", "-traditional", "-outform", "DER", "-in"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&der)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    (jsonwebtoken::EncodingKey::from_rsa_der(&std::fs::read(&der).unwrap()), jwks.to_string())
+}
+
+#[tokio::test]
+async fn rs256_from_a_jwks_file() {
+    let ca = TestCa::new(&["api.shared.test"]);
+    let upstream = Upstream::ok(&ca).await;
+    let (key, jwks) = rsa_keys();
+    let jwks_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(jwks_file.path(), &jwks).unwrap();
+    let yaml = base_config(&ca).replace(
+        &format!("    hs256_secret: \"{CALLER_SECRET}\""),
+        &format!("    jwks_file: {}", jwks_file.path().display()),
+    ) + &connectors(upstream.port);
+    let proxy = TestProxy::start(&yaml).await;
+    let url = format!("https://api.shared.test:{}/x", upstream.port);
+    let claims = serde_json::json!({ "sub": "svc", "aud": "tollgate", "exp": exp(), "connectors": ["weather"] });
+    let good = sign(jsonwebtoken::Algorithm::RS256, Some("rsa-1"), claims.clone(), &key);
+    assert_eq!(get(proxy.addr(), &url, &[("proxy-authorization", &bearer(&good))]).await.status, 200);
+    // Same key, another RSA algorithm: the key pins RS256.
+    let other_alg = sign(jsonwebtoken::Algorithm::RS512, Some("rsa-1"), claims, &key);
+    get(proxy.addr(), &url, &[("proxy-authorization", &bearer(&other_alg))])
+        .await
+        .assert_refused(407, "caller_unauthenticated");
+    assert_eq!(upstream.requests().len(), 1);
+}
