@@ -12,14 +12,17 @@ use tokio::task::JoinSet;
 
 use crate::config::{Config, StoreBackend};
 use crate::metrics::Metrics;
+use crate::net::http::HttpClient;
 use crate::net::{Dialer, Resolver, SystemResolver, TcpDialer};
 use crate::oauth::link::LinkSigner;
 use crate::proxy::error::{error_response, ErrorContext, ProxyError};
-use crate::proxy::upstream::Upstream;
+use crate::proxy::upstream::{self, Upstream};
 use crate::proxy::{context::next_request_id, State};
 use crate::server::{serve, ConnLimits};
-use crate::token::broker::Broker;
+use crate::token::broker::{Broker, RefreshPolicy};
+use crate::token::crypto::Sealer;
 use crate::token::store::memory::MemoryStore;
+use crate::token::store::redis::RedisStore;
 use crate::token::TokenStore;
 
 /// What the outside world is reached through.
@@ -64,9 +67,17 @@ impl Running {
 /// Builds the state, binds every listener and starts serving.
 pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
     let config = Arc::new(config);
+    let metrics = Metrics::new(config.connectors.iter().map(|c| c.name.as_str())).context("metrics")?;
     let store: Arc<dyn TokenStore> = match (deps.store, &config.store.backend) {
         (Some(store), _) => store,
         (None, StoreBackend::Memory) => Arc::new(MemoryStore::new()),
+        (None, StoreBackend::Redis(url)) => {
+            let sealer = Sealer::new(&config.encryption_keys).map_err(|e| anyhow::anyhow!("encryption_keys: {e}"))?;
+            Arc::new(
+                RedisStore::new(url.expose(), sealer, config.store.timeout, metrics.clone())
+                    .map_err(|e| anyhow::anyhow!("store: {e}"))?,
+            )
+        }
     };
     let proxy = bind(config.listen, "listen").await?;
     let admin = bind(config.admin_listen, "admin_listen").await?;
@@ -81,9 +92,17 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
         config.public_url.clone().unwrap_or_else(|| format!("http://{}", public_addr.unwrap_or(proxy_addr)));
 
     let key = config.encryption_keys.first().context("no encryption key")?;
-    let broker = Broker::new(store, LinkSigner::new(key, &public_url));
-    let upstream = Upstream::new(&config, deps.resolver, deps.dialer).map_err(anyhow::Error::msg)?;
-    let metrics = Metrics::new(config.connectors.iter().map(|c| c.name.as_str())).context("metrics")?;
+    let connectors = upstream::connectors(&config, deps.resolver, deps.dialer).map_err(anyhow::Error::msg)?;
+    let http = HttpClient::new(connectors.clone(), config.refresh.token_endpoint_timeout);
+    let policy = RefreshPolicy {
+        skew: config.refresh.skew,
+        lock_ttl: config.refresh.lock_ttl,
+        retry_backoff: config.refresh.retry_backoff,
+        default_lifetime: config.refresh.default_lifetime,
+    };
+    let links = LinkSigner::new(key, &public_url);
+    let broker = Broker::new(store, links, config.store.cache_ttl, http, policy, metrics.clone());
+    let upstream = Upstream::new(connectors, config.upstream.response_timeout);
     let state = Arc::new(State { config: config.clone(), broker, upstream, metrics });
 
     let limits = ConnLimits {

@@ -5,7 +5,7 @@
 //! and alerts see them before the first event.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::proxy::error::ErrorCode;
@@ -15,8 +15,8 @@ pub const METHODS: [&str; 10] =
     ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE", "OTHER"];
 
 /// `tollgate_blocked_total` reasons.
-pub const BLOCKED_REASONS: [&str; 5] =
-    ["not_covered", "address_denied", "connector_forbidden", "pinned_host", "upgrade_refused"];
+pub const BLOCKED_REASONS: [&str; 6] =
+    ["not_covered", "address_denied", "connector_forbidden", "pinned_host", "upgrade_refused", "echo_method"];
 
 /// The connector label when no connector was chosen.
 pub const NO_CONNECTOR: &str = "none";
@@ -45,7 +45,29 @@ pub struct Metrics {
     pub inflight: IntGauge,
     pub store_up: IntGauge,
     pub build_info: IntGaugeVec,
+    pub token_cache: IntCounterVec,
+    pub token_refresh: IntCounterVec,
+    pub token_refresh_duration: HistogramVec,
+    pub refresh_lock_wait: Histogram,
+    pub reauth_required: IntCounterVec,
+    pub store_errors: IntCounterVec,
 }
+
+/// `tollgate_token_cache_total` label pairs (tier, result).
+pub const CACHE_RESULTS: [(&str, &str); 6] = [
+    ("memory", "hit"),
+    ("memory", "miss"),
+    ("memory", "stale"),
+    ("store", "hit"),
+    ("store", "miss"),
+    ("store", "error"),
+];
+
+/// `tollgate_token_refresh_total` results.
+pub const REFRESH_RESULTS: [&str; 3] = ["success", "permanent_failure", "transient_failure"];
+
+/// `tollgate_store_errors_total` operations.
+pub const STORE_OPS: [&str; 8] = ["get", "put", "delete", "lock", "unlock", "ping", "subscribe", "publish"];
 
 const LATENCY_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -85,6 +107,52 @@ impl Metrics {
         let store_up = IntGauge::new("tollgate_store_up", "1 when the token store answers, 0 when it does not.")?;
         let build_info =
             IntGaugeVec::new(Opts::new("tollgate_build_info", "Always 1; the version is a label."), &["version"])?;
+        let token_cache = IntCounterVec::new(
+            Opts::new("tollgate_token_cache_total", "Token lookups by tier (memory cache, store) and result."),
+            &["tier", "result"],
+        )?;
+        let token_refresh = IntCounterVec::new(
+            Opts::new(
+                "tollgate_token_refresh_total",
+                "Calls to token endpoints (refresh and client credentials) by result.",
+            ),
+            &["connector", "result"],
+        )?;
+        let token_refresh_duration = HistogramVec::new(
+            HistogramOpts::new("tollgate_token_refresh_duration_seconds", "Time a token endpoint took to answer.")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["connector"],
+        )?;
+        let refresh_lock_wait = Histogram::with_opts(
+            HistogramOpts::new(
+                "tollgate_refresh_lock_wait_seconds",
+                "Time spent waiting for a connection's refresh lock.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        let reauth_required = IntCounterVec::new(
+            Opts::new(
+                "tollgate_reauth_required_total",
+                "Connections marked needs_reauth (transitions, so sums across replicas are right).",
+            ),
+            &["connector"],
+        )?;
+        let store_errors = IntCounterVec::new(
+            Opts::new("tollgate_store_errors_total", "Token store operations that failed, by operation."),
+            &["op"],
+        )?;
+        registry.register(Box::new(token_cache.clone()))?;
+        registry.register(Box::new(token_refresh.clone()))?;
+        registry.register(Box::new(token_refresh_duration.clone()))?;
+        registry.register(Box::new(refresh_lock_wait.clone()))?;
+        registry.register(Box::new(reauth_required.clone()))?;
+        registry.register(Box::new(store_errors.clone()))?;
+        for (tier, result) in CACHE_RESULTS {
+            token_cache.with_label_values(&[tier, result]);
+        }
+        for op in STORE_OPS {
+            store_errors.with_label_values(&[op]);
+        }
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_duration.clone()))?;
@@ -103,6 +171,12 @@ impl Metrics {
             inflight,
             store_up,
             build_info,
+            token_cache,
+            token_refresh,
+            token_refresh_duration,
+            refresh_lock_wait,
+            reauth_required,
+            store_errors,
         };
         for connector in std::iter::once(NO_CONNECTOR).chain(connectors) {
             metrics.zero(connector);
@@ -127,6 +201,13 @@ impl Metrics {
         }
         self.request_duration.with_label_values(&[connector]);
         self.upstream_duration.with_label_values(&[connector]);
+        if connector != NO_CONNECTOR {
+            for result in REFRESH_RESULTS {
+                self.token_refresh.with_label_values(&[connector, result]);
+            }
+            self.token_refresh_duration.with_label_values(&[connector]);
+            self.reauth_required.with_label_values(&[connector]);
+        }
     }
 
     /// The Prometheus text exposition of every family.

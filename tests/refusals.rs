@@ -70,7 +70,7 @@ impl Fixture {
     async fn store(&self, principal: &str, token: &str, expires_in: i64, host: Option<&str>) {
         let mut c = Connection::new(Secret::new(token), Some((now() as i64 + expires_in) as u64));
         c.pinned_host = host.map(str::to_string);
-        self.proxy.running.store().put(&ConnectionKey::new("crm", principal), c, Expect::Any).await.unwrap();
+        self.proxy.running.store().put(&ConnectionKey::new("crm", principal), c, Expect::Any, None).await.unwrap();
     }
 }
 
@@ -111,7 +111,7 @@ async fn expired_and_revoked_tokens_are_never_injected() {
     let key = ConnectionKey::new("crm", "alice");
     let mut c = Connection::new(Secret::new("tok-revoked"), Some(now() + 3600));
     c.status = ConnectionStatus::NeedsReauth;
-    f.proxy.running.store().put(&key, c, Expect::Any).await.unwrap();
+    f.proxy.running.store().put(&key, c, Expect::Any, None).await.unwrap();
     f.get("a.crm.test", "/x", &[]).await.assert_refused(401, "reauth_required");
     f.proxy.running.store().delete(&key).await.unwrap();
     f.get("a.crm.test", "/x", &[]).await.assert_refused(401, "connection_required");

@@ -10,6 +10,7 @@ use base64::Engine;
 use http::HeaderValue;
 
 use crate::config::{CallerSettings, Config};
+use crate::secret::Secret;
 
 /// Why the caller could not be authenticated. Messages never contain the credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,7 +28,7 @@ pub enum IdentityError {
 pub struct Presented {
     /// The Basic username, which may name a connector or tool.
     pub username: Option<String>,
-    pub secret: String,
+    pub secret: Secret,
 }
 
 /// Parses `Bearer <token>` or `Basic base64(user:token)`.
@@ -36,7 +37,7 @@ pub fn parse_credential(value: &HeaderValue) -> Result<Presented, IdentityError>
     let (scheme, rest) = text.trim().split_once(' ').ok_or(IdentityError::Malformed)?;
     let rest = rest.trim();
     if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
-        return Ok(Presented { username: None, secret: rest.to_string() });
+        return Ok(Presented { username: None, secret: Secret::new(rest) });
     }
     if scheme.eq_ignore_ascii_case("basic") {
         let decoded = base64::engine::general_purpose::STANDARD.decode(rest).map_err(|_| IdentityError::Malformed)?;
@@ -45,7 +46,7 @@ pub fn parse_credential(value: &HeaderValue) -> Result<Presented, IdentityError>
         if password.is_empty() {
             return Err(IdentityError::Missing);
         }
-        return Ok(Presented { username: (!user.is_empty()).then(|| user.to_string()), secret: password.to_string() });
+        return Ok(Presented { username: (!user.is_empty()).then(|| user.to_string()), secret: Secret::new(password) });
     }
     Err(IdentityError::Malformed)
 }
@@ -80,10 +81,10 @@ impl Caller {
 /// Verifies a presented credential against the configured JWT key and API keys.
 pub fn authenticate(presented: Presented, config: &Config) -> Result<Caller, IdentityError> {
     let settings: &CallerSettings = &config.callers;
-    let looks_like_jwt = presented.secret.split('.').count() == 3;
+    let looks_like_jwt = presented.secret.expose().split('.').count() == 3;
     if looks_like_jwt {
         if let Some(jwt_settings) = &settings.jwt {
-            let claims = jwt::verify(&presented.secret, jwt_settings)?;
+            let claims = jwt::verify(presented.secret.expose(), jwt_settings)?;
             let allowed = claims.connectors.map(|names| names.iter().filter_map(|n| config.resolve_name(n)).collect());
             return Ok(Caller {
                 principal: claims.sub,
@@ -94,7 +95,7 @@ pub fn authenticate(presented: Presented, config: &Config) -> Result<Caller, Ide
             });
         }
     }
-    let digest = ring::digest::digest(&ring::digest::SHA256, presented.secret.as_bytes());
+    let digest = ring::digest::digest(&ring::digest::SHA256, presented.secret.expose().as_bytes());
     // Compare against every key without stopping early, so timing says nothing about which
     // key (if any) is close.
     let mut found = None;
@@ -126,10 +127,10 @@ mod tests {
     #[test]
     fn parses_bearer_and_basic() {
         let p = parse_credential(&HeaderValue::from_static("Bearer abc.def.ghi")).unwrap();
-        assert_eq!((p.username, p.secret.as_str()), (None, "abc.def.ghi"));
+        assert_eq!((p.username, p.secret.expose()), (None, "abc.def.ghi"));
         let basic = base64::engine::general_purpose::STANDARD.encode("github:tok");
         let p = parse_credential(&HeaderValue::from_str(&format!("Basic {basic}")).unwrap()).unwrap();
-        assert_eq!((p.username.as_deref(), p.secret.as_str()), (Some("github"), "tok"));
+        assert_eq!((p.username.as_deref(), p.secret.expose()), (Some("github"), "tok"));
         let anon = base64::engine::general_purpose::STANDARD.encode(":tok");
         assert_eq!(parse_credential(&HeaderValue::from_str(&format!("Basic {anon}")).unwrap()).unwrap().username, None);
         for bad in ["Bearer", "Digest x", "Basic !!!", "tok"] {

@@ -57,6 +57,8 @@ impl fmt::Display for ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreBackend {
     Memory,
+    /// The URL may carry a password.
+    Redis(Secret),
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +122,14 @@ pub struct UpstreamSettings {
 pub struct RefreshSettings {
     pub skew: Duration,
     pub replay_body_limit: u64,
+    /// The whole exchange with a token endpoint.
+    pub token_endpoint_timeout: Duration,
+    /// How long a refresh lock lives if its holder dies; longer than the endpoint timeout.
+    pub lock_ttl: Duration,
+    /// Pause before retrying a renewal that failed transiently.
+    pub retry_backoff: Duration,
+    /// Lifetime of a token answered without `expires_in` but with a refresh token.
+    pub default_lifetime: Duration,
 }
 
 #[derive(Debug, Clone)]

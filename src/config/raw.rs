@@ -173,6 +173,14 @@ pub struct RawRefresh {
     pub skew: Option<String>,
     #[serde(default)]
     pub replay_body_limit: Option<String>,
+    #[serde(default)]
+    pub token_endpoint_timeout: Option<String>,
+    #[serde(default)]
+    pub lock_ttl: Option<String>,
+    #[serde(default)]
+    pub retry_backoff: Option<String>,
+    #[serde(default)]
+    pub default_lifetime: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -102,10 +102,21 @@ fn build(raw: RawConfig, env: &Environment, p: &mut Problems) -> Option<Config> 
     let store = StoreSettings {
         backend: match raw.store.backend.as_deref().unwrap_or("memory") {
             "memory" => StoreBackend::Memory,
-            "redis" => {
-                p.add("store.backend", "the redis backend is not available in this build yet; use `memory`");
-                StoreBackend::Memory
-            }
+            "redis" => match p.secret(env, "store.redis_url", raw.store.redis_url.as_deref()) {
+                Some(url) if url.expose().starts_with("redis://") || url.expose().starts_with("rediss://") => {
+                    StoreBackend::Redis(url)
+                }
+                Some(_) => {
+                    p.add("store.redis_url", "must be a redis:// or rediss:// URL");
+                    StoreBackend::Memory
+                }
+                None => {
+                    if raw.store.redis_url.is_none() {
+                        p.add("store.redis_url", "is required with `backend: redis`, e.g. redis://127.0.0.1:6379");
+                    }
+                    StoreBackend::Memory
+                }
+            },
             other => {
                 p.add("store.backend", format!("`{other}` is not a store backend; use `memory` or `redis`"));
                 StoreBackend::Memory
@@ -114,7 +125,7 @@ fn build(raw: RawConfig, env: &Environment, p: &mut Problems) -> Option<Config> 
         timeout: p.duration("store.timeout", raw.store.timeout.as_deref(), Duration::from_millis(500)),
         cache_ttl: p.duration("store.cache_ttl", raw.store.cache_ttl.as_deref(), Duration::from_secs(30)),
     };
-    if raw.store.redis_url.is_some() && store.backend == StoreBackend::Memory {
+    if raw.store.redis_url.is_some() && raw.store.backend.as_deref().unwrap_or("memory") == "memory" {
         p.add("store.redis_url", "is only used with `backend: redis`");
     }
 
@@ -135,10 +146,32 @@ fn build(raw: RawConfig, env: &Environment, p: &mut Problems) -> Option<Config> 
             Duration::from_secs(60),
         ),
     };
+    let r = &raw.refresh;
     let refresh = RefreshSettings {
-        skew: p.duration("refresh.skew", raw.refresh.skew.as_deref(), Duration::from_secs(60)),
-        replay_body_limit: p.size("refresh.replay_body_limit", raw.refresh.replay_body_limit.as_deref(), 64 << 10),
+        skew: p.duration("refresh.skew", r.skew.as_deref(), Duration::from_secs(60)),
+        replay_body_limit: p.size("refresh.replay_body_limit", r.replay_body_limit.as_deref(), 64 << 10),
+        token_endpoint_timeout: p.duration(
+            "refresh.token_endpoint_timeout",
+            r.token_endpoint_timeout.as_deref(),
+            Duration::from_secs(10),
+        ),
+        lock_ttl: p.duration("refresh.lock_ttl", r.lock_ttl.as_deref(), Duration::from_secs(30)),
+        retry_backoff: p.duration("refresh.retry_backoff", r.retry_backoff.as_deref(), Duration::from_secs(5)),
+        default_lifetime: p.duration(
+            "refresh.default_lifetime",
+            r.default_lifetime.as_deref(),
+            Duration::from_secs(3600),
+        ),
     };
+    if refresh.lock_ttl <= refresh.token_endpoint_timeout {
+        p.add(
+            "refresh.lock_ttl",
+            format!(
+                "must exceed refresh.token_endpoint_timeout ({:?}), or a slow refresh could outlive its lock and race another replica",
+                refresh.token_endpoint_timeout
+            ),
+        );
+    }
     let limits = Limits {
         max_header_bytes: p.size("limits.max_header_bytes", raw.limits.max_header_bytes.as_deref(), 32 << 10) as usize,
         header_read_timeout: p.duration(

@@ -130,7 +130,7 @@ fn denied_v6(ip: Ipv6Addr) -> Option<DeniedRange> {
         0xfc00..=0xfdff => DeniedRange::UniqueLocal,
         0xff00..=0xffff => DeniedRange::Multicast,
         // Teredo, documentation and discard prefixes never name a real upstream.
-        0x2001 if s[1] == 0 || s[1] == 0x0db8 => DeniedRange::Reserved,
+        0x2001 if s[1] == 0 || s[1] == 0x0db8 || (s[1] == 2 && s[2] == 0) => DeniedRange::Reserved,
         0x0100 if s[1..4] == [0, 0, 0] => DeniedRange::Reserved,
         _ => return None,
     })
@@ -142,6 +142,8 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let tail = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     match s {
         [0, 0, 0, 0, 0, 0xffff, _, _] => Some(tail),
+        // IPv4-translated (RFC 2765).
+        [0, 0, 0, 0, 0xffff, 0, _, _] => Some(tail),
         [0, 0, 0, 0, 0, 0, _, _] if !ip.is_loopback() && !ip.is_unspecified() => Some(tail),
         [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(tail),
         [0x64, 0xff9b, 1, ..] => Some(tail),
@@ -163,8 +165,14 @@ impl AddressPolicy {
 
     /// `Err` with the range when the address may not be dialed.
     pub fn check(&self, ip: IpAddr) -> Result<(), DeniedRange> {
+        // An opt-in for an IPv4 range also covers that range's IPv6-embedded forms.
+        let embedded = match ip {
+            IpAddr::V6(v6) => embedded_v4(v6).map(IpAddr::V4),
+            IpAddr::V4(_) => None,
+        };
+        let opted_in = |candidate: IpAddr| self.unsafe_allow.iter().any(|net| net.contains(candidate));
         match denied_range(ip) {
-            Some(range) if !self.unsafe_allow.iter().any(|net| net.contains(ip)) => Err(range),
+            Some(range) if !opted_in(ip) && !embedded.is_some_and(opted_in) => Err(range),
             _ => Ok(()),
         }
     }
@@ -215,6 +223,7 @@ mod tests {
     fn opt_in_ranges() {
         let policy = AddressPolicy::new(vec!["10.0.0.0/8".parse().unwrap()]);
         assert!(policy.check("10.9.9.9".parse().unwrap()).is_ok());
+        assert!(policy.check("::ffff:10.9.9.9".parse().unwrap()).is_ok());
         assert_eq!(policy.check("127.0.0.1".parse().unwrap()), Err(DeniedRange::Loopback));
         assert!("10.0.0.0/33".parse::<IpNet>().is_err());
         assert!("::/0".parse::<IpNet>().unwrap().contains("::1".parse().unwrap()));

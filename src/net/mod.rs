@@ -3,6 +3,7 @@
 
 pub mod addr;
 pub mod connect;
+pub mod http;
 pub mod resolve;
 
 pub use resolve::{Dialer, Resolver, SystemResolver, TcpDialer};

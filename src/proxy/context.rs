@@ -35,6 +35,9 @@ pub struct Record {
     path: Option<String>,
     /// The target without its query, for error bodies.
     pub url: Option<String>,
+    /// Set once the line and metrics are written; a record dropped without it was abandoned.
+    finished: bool,
+    metrics: Metrics,
 }
 
 impl Record {
@@ -50,6 +53,8 @@ impl Record {
             host: None,
             path: None,
             url: None,
+            finished: false,
+            metrics: metrics.clone(),
         }
     }
 
@@ -60,7 +65,8 @@ impl Record {
     }
 
     /// Writes the audit line and the metrics. Consumes the record so it happens once.
-    pub fn finish(self, status: StatusCode, error: Option<&ProxyError>, metrics: &Metrics) {
+    pub fn finish(mut self, status: StatusCode, error: Option<&ProxyError>, metrics: &Metrics) {
+        self.finished = true;
         let elapsed = self.start.elapsed();
         let connector = self.connector.as_deref().unwrap_or(NO_CONNECTOR);
         let outcome = error.map(|e| e.code().as_str()).unwrap_or("allowed");
@@ -84,6 +90,30 @@ impl Record {
             decision = outcome,
             status = status.as_u16(),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
+            mode = if self.gateway { "gateway" } else { "forward" },
+        );
+    }
+}
+
+impl Drop for Record {
+    /// The caller went away before an answer was ready: hyper dropped the request. The
+    /// request may already have reached the upstream, so it is still logged.
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.metrics.inflight.dec();
+        tracing::info!(
+            target: "tollgate::audit",
+            request_id = %self.request_id,
+            principal = self.principal.as_deref().unwrap_or(""),
+            connector = self.connector.as_deref().unwrap_or(""),
+            method = %self.method,
+            host = self.host.as_deref().unwrap_or(""),
+            path = self.path.as_deref().unwrap_or(""),
+            decision = "caller_gone",
+            status = 0,
+            duration_ms = self.start.elapsed().as_secs_f64() * 1000.0,
             mode = if self.gateway { "gateway" } else { "forward" },
         );
     }

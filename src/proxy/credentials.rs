@@ -10,6 +10,15 @@ use crate::config::Connector;
 use crate::domains::Target;
 use crate::secret::Secret;
 
+/// Refuses methods whose answer echoes the request: TRACE and TRACK would hand the injected
+/// credential back to the caller.
+pub fn refuse_echo_methods(method: &http::Method) -> Result<(), ProxyError> {
+    match method.as_str() {
+        "TRACE" | "TRACK" => Err(ProxyError::EchoMethod(method.to_string())),
+        _ => Ok(()),
+    }
+}
+
 /// Refuses protocol switches: h2c always, WebSocket unless the connector allows it.
 pub fn refuse_upgrades(headers: &HeaderMap, connector: &Connector) -> Result<(), ProxyError> {
     let Some(upgrade) = headers.get(header::UPGRADE) else {

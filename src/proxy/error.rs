@@ -148,6 +148,8 @@ pub enum ProxyError {
     Upstream(#[from] UpstreamError),
     #[error("the admin API needs Authorization: Bearer <admin token> (one of admin_tokens)")]
     AdminUnauthenticated,
+    #[error("{0} requests are refused: the upstream would echo the injected credential")]
+    EchoMethod(String),
     #[error("{0} upgrades are not allowed through this connector")]
     UpgradeRefused(String),
     #[error("request headers exceed {0} bytes")]
@@ -177,11 +179,12 @@ impl ProxyError {
                 CredentialError::ReauthRequired { .. } => ErrorCode::ReauthRequired,
                 CredentialError::PinnedHost { .. } => ErrorCode::EndpointNotAllowed,
                 CredentialError::Store { .. } => ErrorCode::TokenStoreUnavailable,
-                CredentialError::ClientCredentialsUnavailable { .. } => ErrorCode::TokenEndpointUnavailable,
+                CredentialError::TokenEndpointUnavailable { .. } => ErrorCode::TokenEndpointUnavailable,
             },
             ProxyError::Upstream(UpstreamError::Unreachable(..)) => ErrorCode::UpstreamUnreachable,
             ProxyError::Upstream(UpstreamError::Timeout(..)) => ErrorCode::UpstreamTimeout,
             ProxyError::UpgradeRefused(_) => ErrorCode::UpgradeRefused,
+            ProxyError::EchoMethod(_) => ErrorCode::EndpointNotAllowed,
             ProxyError::HeadersTooLarge(_) => ErrorCode::HeadersTooLarge,
             ProxyError::NotFound(_) => ErrorCode::NotFound,
             ProxyError::NotImplemented(_) => ErrorCode::NotImplemented,
@@ -197,8 +200,18 @@ impl ProxyError {
             ProxyError::Policy(PolicyError::Forbidden(_)) => "connector_forbidden",
             ProxyError::Credential(CredentialError::PinnedHost { .. }) => "pinned_host",
             ProxyError::UpgradeRefused(_) => "upgrade_refused",
+            ProxyError::EchoMethod(_) => "echo_method",
             _ => return None,
         })
+    }
+
+    /// Seconds for `Retry-After`, when the refusal is temporary.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            ProxyError::Credential(CredentialError::TokenEndpointUnavailable { retry_after, .. }) => Some(*retry_after),
+            ProxyError::Credential(CredentialError::Store { .. }) => Some(1),
+            _ => None,
+        }
     }
 
     fn connect_url(&self) -> Option<&str> {
@@ -254,6 +267,9 @@ pub fn error_response(err: &ProxyError, ctx: &ErrorContext<'_>) -> Response<Body
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(super::headers::X_TOLLGATE_ERROR, HeaderValue::from_static(code.as_str()));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(seconds) = err.retry_after() {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     if code == ErrorCode::CallerUnauthenticated {
         let (name, value) = if ctx.gateway {
             (header::WWW_AUTHENTICATE, "Bearer realm=\"tollgate\"")

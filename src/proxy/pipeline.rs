@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::context::Record;
-use super::credentials::{attach_credentials, refuse_upgrades};
+use super::credentials::{attach_credentials, refuse_echo_methods, refuse_upgrades};
 use super::error::ProxyError;
 use super::headers::header_bytes;
 use super::identity::identify;
@@ -50,8 +50,10 @@ pub async fn run(
     let decision = authorize(request.headers(), &caller, gateway_name.as_deref(), &target, config)?;
     record.connector = Some(decision.connector.name.clone());
     refuse_upgrades(request.headers(), decision.connector)?;
+    refuse_echo_methods(request.method())?;
 
-    let token = state.broker.token_for(decision.connector, &caller.principal, &target, unix_now()).await?;
+    let token =
+        state.broker.token_for(decision.index, decision.connector, &caller.principal, &target, unix_now()).await?;
     let (mut parts, body) = request.into_parts();
     attach_credentials(&mut parts.headers, decision.connector, &target, &token)?;
     let outbound = Request::from_parts(parts, body.map_err(Into::into).boxed());

@@ -28,6 +28,10 @@ pub fn route(method: &Method, uri: &Uri, config: &Config) -> Route {
     if uri.scheme().is_some() {
         return Route::Forward(uri.to_string());
     }
+    // Authority form (`GET host:443`) outside CONNECT: the normalizer refuses it as bad_target.
+    if uri.authority().is_some() {
+        return Route::Forward(uri.to_string());
+    }
     let path = uri.path();
     let trimmed = path.strip_prefix('/').unwrap_or(path);
     let (name, rest) = trimmed.split_once('/').unwrap_or((trimmed, ""));

@@ -26,26 +26,18 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(config: &Config, resolver: Arc<dyn Resolver>, dialer: Arc<dyn Dialer>) -> Result<Upstream, String> {
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(tls_config(config.upstream.extra_ca_pem.as_deref())?));
-        let clients = config
-            .connectors
-            .iter()
+    /// One pooling client per connector, from the connectors built by [`connectors`].
+    pub fn new(connectors: Vec<UpstreamConnector>, response_timeout: Duration) -> Upstream {
+        let clients = connectors
+            .into_iter()
             .map(|c| {
-                let connector = UpstreamConnector {
-                    resolver: resolver.clone(),
-                    dialer: dialer.clone(),
-                    policy: c.addresses.clone(),
-                    tls: tls.clone(),
-                    timeout: config.upstream.connect_timeout,
-                };
                 Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(90))
                     .set_host(false)
-                    .build(connector)
+                    .build(c)
             })
             .collect();
-        Ok(Upstream { clients, response_timeout: config.upstream.response_timeout })
+        Upstream { clients, response_timeout }
     }
 
     /// Sends the request for connector `index` to `target` and returns the upstream response
@@ -72,6 +64,26 @@ impl Upstream {
         clean_response(&mut parts.headers);
         Ok((Response::from_parts(parts, body.map_err(Into::into).boxed()), elapsed))
     }
+}
+
+/// One connector (resolver, address policy, dialer, TLS) per configured connector, in order.
+pub fn connectors(
+    config: &Config,
+    resolver: Arc<dyn Resolver>,
+    dialer: Arc<dyn Dialer>,
+) -> Result<Vec<UpstreamConnector>, String> {
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(tls_config(config.upstream.extra_ca_pem.as_deref())?));
+    Ok(config
+        .connectors
+        .iter()
+        .map(|c| UpstreamConnector {
+            resolver: resolver.clone(),
+            dialer: dialer.clone(),
+            policy: c.addresses.clone(),
+            tls: tls.clone(),
+            timeout: config.upstream.connect_timeout,
+        })
+        .collect())
 }
 
 /// Finds Tollgate's own connect error in the client error's chain.

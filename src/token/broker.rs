@@ -1,14 +1,21 @@
 //! The broker: which credential goes on a request for (connector, principal).
 //!
-//! Static connectors carry their token in the config; authorization-code connectors read the
-//! principal's connection from the store. An expired access token is never injected.
+//! Lookup order: the in-process cache, then the store, then (when the access token expires
+//! within the refresh skew) an inline renewal shared by every concurrent request
+//! (`renew.rs`). An expired access token is never injected. Static connectors carry their
+//! token in the config.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::model::{ConnectionKey, ConnectionStatus};
+use super::cache::{Cached, TokenCache};
+use super::model::{Connection, ConnectionKey, ConnectionStatus};
+use super::renew::{RenewError, Renewal};
 use super::store::{StoreError, TokenStore};
 use crate::config::{Connector, Grant};
-use crate::domains::{Host, Target};
+use crate::domains::Target;
+use crate::metrics::Metrics;
+use crate::net::http::HttpClient;
 use crate::oauth::link::LinkSigner;
 use crate::secret::Secret;
 
@@ -21,25 +28,51 @@ pub enum CredentialError {
     ReauthRequired { connector: String, principal: String, reason: &'static str, connect_url: String },
     #[error("the {connector} token is pinned to {pinned}; it is not sent to another host")]
     PinnedHost { connector: String, pinned: String },
-    #[error("the {connector} token could not be read: {source}")]
+    #[error("the {connector} token could not be read and none is cached: {source}")]
     Store {
         connector: String,
         #[source]
         source: StoreError,
     },
-    #[error("{connector} uses client credentials, which this build cannot fetch yet")]
-    ClientCredentialsUnavailable { connector: String },
+    #[error(
+        "the {connector} access token has expired and its token endpoint cannot renew it now ({reason}); retry later"
+    )]
+    TokenEndpointUnavailable { connector: String, reason: String, retry_after: u64 },
+}
+
+/// Refresh behaviour, from the config.
+#[derive(Debug, Clone)]
+pub struct RefreshPolicy {
+    pub skew: Duration,
+    pub lock_ttl: Duration,
+    pub retry_backoff: Duration,
+    /// Lifetime of a token answered without `expires_in` but with a refresh token.
+    pub default_lifetime: Duration,
 }
 
 #[derive(Debug)]
 pub struct Broker {
     store: Arc<dyn TokenStore>,
     links: LinkSigner,
+    cache: Arc<TokenCache>,
+    renewal: Renewal,
+    metrics: Metrics,
 }
 
 impl Broker {
-    pub fn new(store: Arc<dyn TokenStore>, links: LinkSigner) -> Self {
-        Broker { store, links }
+    pub fn new(
+        store: Arc<dyn TokenStore>,
+        links: LinkSigner,
+        cache_ttl: Duration,
+        http: HttpClient,
+        policy: RefreshPolicy,
+        metrics: Metrics,
+    ) -> Self {
+        let cache = Arc::new(TokenCache::new(cache_ttl));
+        let sink_cache = cache.clone();
+        store.watch(Arc::new(move |what| sink_cache.invalidate(&what)));
+        let renewal = Renewal::new(store.clone(), cache.clone(), http, policy, metrics.clone());
+        Broker { store, links, cache, renewal, metrics }
     }
 
     pub fn store(&self) -> &Arc<dyn TokenStore> {
@@ -50,63 +83,151 @@ impl Broker {
         &self.links
     }
 
-    /// The token to inject for this principal on this connector and target, at `now`
+    /// Deletes a connection everywhere: the store announces it to every replica's cache.
+    pub async fn delete(&self, key: &ConnectionKey) -> Result<bool, StoreError> {
+        self.cache.remove(&key.id());
+        self.store.delete(key).await
+    }
+
+    /// The token to inject for `principal` on connector `index` and `target`, at `now`
     /// (Unix seconds).
     pub async fn token_for(
         &self,
+        index: usize,
         connector: &Connector,
         principal: &str,
         target: &Target,
         now: u64,
     ) -> Result<Secret, CredentialError> {
-        match &connector.grant {
-            Grant::Static(token) => Ok(token.clone()),
-            Grant::ClientCredentials(_) => {
-                Err(CredentialError::ClientCredentialsUnavailable { connector: connector.name.clone() })
+        let key = match &connector.grant {
+            Grant::Static(token) => return Ok(token.clone()),
+            Grant::AuthorizationCode(_) => ConnectionKey::new(&connector.name, principal),
+            Grant::ClientCredentials(oauth) => {
+                let mut scopes = oauth.scopes.clone();
+                scopes.sort();
+                ConnectionKey::new(&connector.name, format!("client_credentials:{}", scopes.join(" ")))
             }
-            Grant::AuthorizationCode(_) => {
-                let key = ConnectionKey::new(&connector.name, principal);
-                let connection = self
-                    .store
-                    .get(&key)
-                    .await
-                    .map_err(|source| CredentialError::Store { connector: connector.name.clone(), source })?;
-                let link = || self.links.connect_url(&connector.name, principal, now).0;
-                let Some(connection) = connection else {
-                    return Err(CredentialError::ConnectionRequired {
-                        connector: connector.name.clone(),
-                        principal: principal.to_string(),
-                        connect_url: link(),
-                    });
-                };
-                let reauth = |reason| CredentialError::ReauthRequired {
+        };
+        let link = || self.links.connect_url(&connector.name, principal, now).0;
+        let reauth = |reason| CredentialError::ReauthRequired {
+            connector: connector.name.clone(),
+            principal: principal.to_string(),
+            reason,
+            connect_url: link(),
+        };
+        let client_credentials = matches!(connector.grant, Grant::ClientCredentials(_));
+        let current = self.lookup(&key, connector, now).await?;
+        let Some(current) = current else {
+            if !client_credentials {
+                return Err(CredentialError::ConnectionRequired {
                     connector: connector.name.clone(),
                     principal: principal.to_string(),
-                    reason,
                     connect_url: link(),
-                };
-                if connection.status == ConnectionStatus::NeedsReauth {
-                    return Err(reauth("needs to be re-authorized"));
+                });
+            }
+            let fresh =
+                self.renew(index, connector, &key, None, now).await.map_err(|e| self.renew_failed(e, connector))?;
+            return Ok(fresh.access_token);
+        };
+        if current.status == ConnectionStatus::NeedsReauth {
+            return Err(reauth("needs to be re-authorized"));
+        }
+        let renewable = client_credentials || current.refresh_token.is_some();
+        let connection = if renewable && current.expires_within(now, self.renewal.skew_secs()) {
+            match self.renew(index, connector, &key, Some(current.clone()), now).await {
+                Ok(fresh) => fresh,
+                Err(RenewError::Permanent) => return Err(reauth("was refused by the provider's token endpoint")),
+                // A token that has not expired yet is still injected while renewal is failing.
+                Err(e) if !current.is_expired(now) => {
+                    tracing::warn!(connector = %connector.name, error = %e, "renewal failed; the current token is still valid");
+                    current
                 }
-                if connection.is_expired(now) {
-                    return Err(reauth("has an expired access token"));
+                Err(e) => return Err(self.renew_failed(e, connector)),
+            }
+        } else {
+            current
+        };
+        if connection.is_expired(now) {
+            return Err(reauth("has an expired access token and no refresh token"));
+        }
+        if connector.pin_host {
+            check_pinned(connector, connection.pinned_host.as_deref(), target)?;
+        }
+        Ok(connection.access_token)
+    }
+
+    /// Cache, then store; a stale cached entry serves when the store cannot answer.
+    async fn lookup(
+        &self,
+        key: &ConnectionKey,
+        connector: &Connector,
+        now: u64,
+    ) -> Result<Option<Connection>, CredentialError> {
+        let id = key.id();
+        let stale = match self.cache.get(&id) {
+            Cached::Fresh(c) => {
+                self.metrics.token_cache.with_label_values(&["memory", "hit"]).inc();
+                return Ok(Some(c));
+            }
+            Cached::Stale(c) => {
+                self.metrics.token_cache.with_label_values(&["memory", "stale"]).inc();
+                Some(c)
+            }
+            Cached::Miss => {
+                self.metrics.token_cache.with_label_values(&["memory", "miss"]).inc();
+                None
+            }
+        };
+        match self.store.get(key).await {
+            Ok(Some(c)) => {
+                self.metrics.token_cache.with_label_values(&["store", "hit"]).inc();
+                self.cache.put(&id, &c);
+                Ok(Some(c))
+            }
+            Ok(None) => {
+                self.metrics.token_cache.with_label_values(&["store", "miss"]).inc();
+                Ok(None)
+            }
+            Err(source) => {
+                self.metrics.token_cache.with_label_values(&["store", "error"]).inc();
+                match stale {
+                    Some(c) if !c.is_expired(now) => Ok(Some(c)),
+                    _ => Err(CredentialError::Store { connector: connector.name.clone(), source }),
                 }
-                if connector.pin_host {
-                    check_pinned(connector, connection.pinned_host.as_deref(), target)?;
-                }
-                Ok(connection.access_token)
+            }
+        }
+    }
+
+    async fn renew(
+        &self,
+        index: usize,
+        connector: &Connector,
+        key: &ConnectionKey,
+        current: Option<Connection>,
+        now: u64,
+    ) -> Result<Connection, RenewError> {
+        self.renewal.renew(index, connector, key, current, now).await
+    }
+
+    fn renew_failed(&self, error: RenewError, connector: &Connector) -> CredentialError {
+        match error {
+            RenewError::Store(source) => CredentialError::Store { connector: connector.name.clone(), source },
+            RenewError::Permanent => CredentialError::TokenEndpointUnavailable {
+                connector: connector.name.clone(),
+                reason: "the client credentials were refused".into(),
+                retry_after: self.renewal.backoff_secs(),
+            },
+            RenewError::Transient { reason, retry_after } => {
+                CredentialError::TokenEndpointUnavailable { connector: connector.name.clone(), reason, retry_after }
             }
         }
     }
 }
 
 fn check_pinned(connector: &Connector, pinned: Option<&str>, target: &Target) -> Result<(), CredentialError> {
-    let host = match &target.host {
-        Host::Name(n) => n.as_str(),
-        _ => "",
-    };
+    let host = target.host.to_string();
     match pinned {
-        Some(p) if p == host => Ok(()),
+        Some(p) if !p.is_empty() && p == host => Ok(()),
         other => Err(CredentialError::PinnedHost {
             connector: connector.name.clone(),
             pinned: other.unwrap_or("no recorded host").to_string(),

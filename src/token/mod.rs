@@ -2,7 +2,11 @@
 //! turns (connector, principal) into a credential to inject.
 
 pub mod broker;
+pub mod cache;
+pub mod crypto;
 pub mod model;
+pub mod refresh;
+pub mod renew;
 pub mod store;
 
 pub use model::{Connection, ConnectionKey, ConnectionStatus};

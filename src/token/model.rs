@@ -13,9 +13,21 @@ impl ConnectionKey {
     pub fn new(connector: impl Into<String>, principal: impl Into<String>) -> Self {
         ConnectionKey { connector: connector.into(), principal: principal.into() }
     }
+
+    /// A stable, opaque id: hex of SHA-256(connector NUL principal), first 128 bits. Used for
+    /// storage keys, cache keys and invalidation messages, so principals never appear in them
+    /// and no principal can break a Redis Cluster hash tag.
+    pub fn id(&self) -> String {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(self.connector.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(self.principal.as_bytes());
+        ctx.finish().as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ConnectionStatus {
     Connected,
     /// The refresh token was refused for good; the user must connect again.
@@ -54,6 +66,57 @@ impl Connection {
     /// never injected.
     pub fn is_expired(&self, now: u64) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// Whether the token expires within `skew` seconds of `now` (and so should be refreshed
+    /// before use, when it can be).
+    pub fn expires_within(&self, now: u64, skew: u64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now.saturating_add(skew))
+    }
+}
+
+/// The plaintext of a stored connection, before sealing. Holds the key so a record read
+/// back can be checked against where it was found, and so listings can name it.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct StoredConnection {
+    pub connector: String,
+    pub principal: String,
+    pub access_token: String,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub status: ConnectionStatus,
+    #[serde(default)]
+    pub pinned_host: Option<String>,
+}
+
+impl StoredConnection {
+    pub fn from_connection(key: &ConnectionKey, c: &Connection) -> Self {
+        StoredConnection {
+            connector: key.connector.clone(),
+            principal: key.principal.clone(),
+            access_token: c.access_token.expose().to_string(),
+            refresh_token: c.refresh_token.as_ref().map(|t| t.expose().to_string()),
+            expires_at: c.expires_at,
+            scopes: c.scopes.clone(),
+            status: c.status,
+            pinned_host: c.pinned_host.clone(),
+        }
+    }
+
+    pub fn into_connection(self, version: u64) -> Connection {
+        Connection {
+            access_token: Secret::new(self.access_token),
+            refresh_token: self.refresh_token.map(Secret::new),
+            expires_at: self.expires_at,
+            scopes: self.scopes,
+            status: self.status,
+            pinned_host: self.pinned_host,
+            version,
+        }
     }
 }
 

@@ -1,34 +1,72 @@
 //! The embedded in-memory store: connections live as long as the process. For trials and
-//! tests; a restart forgets every connection.
+//! tests; a restart forgets every connection. Same semantics as Redis, including the lock.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::RwLock;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
 
-use super::{Expect, StoreError, TokenStore};
+use super::{Expect, Invalidation, InvalidationSink, StoreError, TokenStore};
 use crate::token::model::{Connection, ConnectionKey};
 
 #[derive(Debug, Default)]
+struct Inner {
+    connections: HashMap<ConnectionKey, Connection>,
+    locks: HashMap<ConnectionKey, (String, Instant)>,
+}
+
+#[derive(Default)]
 pub struct MemoryStore {
-    connections: RwLock<HashMap<ConnectionKey, Connection>>,
+    inner: Mutex<Inner>,
+    /// Caches of this process, told about every write like Redis tells every replica.
+    watchers: std::sync::Mutex<Vec<InvalidationSink>>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").finish_non_exhaustive()
+    }
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    fn announce(&self, key: &ConnectionKey) {
+        let id = key.id();
+        for sink in self.watchers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            sink(Invalidation::Connection(id.clone()));
+        }
+    }
+}
+
+fn holder(inner: &Inner, key: &ConnectionKey) -> Option<String> {
+    inner.locks.get(key).filter(|(_, until)| *until > Instant::now()).map(|(o, _)| o.clone())
 }
 
 #[async_trait]
 impl TokenStore for MemoryStore {
     async fn get(&self, key: &ConnectionKey) -> Result<Option<Connection>, StoreError> {
-        Ok(self.connections.read().await.get(key).cloned())
+        Ok(self.inner.lock().await.connections.get(key).cloned())
     }
 
-    async fn put(&self, key: &ConnectionKey, mut connection: Connection, expect: Expect) -> Result<u64, StoreError> {
-        let mut map = self.connections.write().await;
-        let current = map.get(key).map(|c| c.version);
+    async fn put(
+        &self,
+        key: &ConnectionKey,
+        mut connection: Connection,
+        expect: Expect,
+        owner: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        let mut inner = self.inner.lock().await;
+        if let Some(owner) = owner {
+            if holder(&inner, key).as_deref() != Some(owner) {
+                return Err(StoreError::LockLost);
+            }
+        }
+        let current = inner.connections.get(key).map(|c| c.version);
         let matches = match expect {
             Expect::Any => true,
             Expect::Absent => current.is_none(),
@@ -39,16 +77,41 @@ impl TokenStore for MemoryStore {
         }
         connection.version = current.unwrap_or(0) + 1;
         let version = connection.version;
-        map.insert(key.clone(), connection);
+        inner.connections.insert(key.clone(), connection);
+        drop(inner);
+        self.announce(key);
         Ok(version)
     }
 
     async fn delete(&self, key: &ConnectionKey) -> Result<bool, StoreError> {
-        Ok(self.connections.write().await.remove(key).is_some())
+        let existed = self.inner.lock().await.connections.remove(key).is_some();
+        self.announce(key);
+        Ok(existed)
+    }
+
+    async fn lock(&self, key: &ConnectionKey, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut inner = self.inner.lock().await;
+        if holder(&inner, key).is_some() {
+            return Ok(false);
+        }
+        inner.locks.insert(key.clone(), (owner.to_string(), Instant::now() + ttl));
+        Ok(true)
+    }
+
+    async fn unlock(&self, key: &ConnectionKey, owner: &str) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().await;
+        if holder(&inner, key).as_deref() == Some(owner) {
+            inner.locks.remove(key);
+        }
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    fn watch(&self, sink: InvalidationSink) {
+        self.watchers.lock().unwrap_or_else(|p| p.into_inner()).push(sink);
     }
 
     fn backend(&self) -> &'static str {

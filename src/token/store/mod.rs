@@ -1,7 +1,13 @@
-//! The token-store interface. Every backend passes the same behaviour tests; writes are
-//! compare-and-swap on the connection's version so a slow writer never overwrites newer data.
+//! The token-store interface. Every backend passes the same behaviour tests
+//! (`tests/store.rs`). Writes are compare-and-swap on the connection's version, optionally
+//! also on the owner of the connection's refresh lock, so a writer that lost its lock or
+//! read an old version can never overwrite newer data.
 
 pub mod memory;
+pub mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -22,9 +28,25 @@ pub enum Expect {
 pub enum StoreError {
     #[error("the stored connection changed since it was read")]
     Conflict,
+    #[error("the refresh lock is held by someone else")]
+    LockLost,
     #[error("the token store is unavailable: {0}")]
     Unavailable(String),
+    #[error("a stored value could not be read: {0}")]
+    Corrupt(String),
 }
+
+/// What changed, for the caches of every replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    /// One connection, by [`ConnectionKey::id`].
+    Connection(String),
+    /// Everything: the invalidation feed was interrupted and messages may have been missed.
+    All,
+}
+
+/// Receives invalidations.
+pub type InvalidationSink = Arc<dyn Fn(Invalidation) + Send + Sync>;
 
 /// Where connections live.
 #[async_trait]
@@ -32,14 +54,33 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
     /// The connection, if any.
     async fn get(&self, key: &ConnectionKey) -> Result<Option<Connection>, StoreError>;
 
-    /// Writes the connection if the stored one matches `expect`; returns the new version.
-    async fn put(&self, key: &ConnectionKey, connection: Connection, expect: Expect) -> Result<u64, StoreError>;
+    /// Writes the connection if the stored version matches `expect` and, when `owner` is
+    /// given, the refresh lock is held by that owner. Returns the new version and announces
+    /// the change to every replica.
+    async fn put(
+        &self,
+        key: &ConnectionKey,
+        connection: Connection,
+        expect: Expect,
+        owner: Option<&str>,
+    ) -> Result<u64, StoreError>;
 
-    /// Deletes the connection; `true` if there was one.
+    /// Deletes the connection and announces it; `true` if there was one.
     async fn delete(&self, key: &ConnectionKey) -> Result<bool, StoreError>;
+
+    /// Takes the connection's refresh lock for `owner` unless someone holds it. It expires
+    /// after `ttl` whatever happens to the holder.
+    async fn lock(&self, key: &ConnectionKey, owner: &str, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Releases the lock if `owner` still holds it.
+    async fn unlock(&self, key: &ConnectionKey, owner: &str) -> Result<(), StoreError>;
 
     /// Whether the backend answers (for `/readyz` and `tollgate_store_up`).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Starts delivering invalidations made by other processes to `sink`. Backends shared by
+    /// one process only deliver nothing.
+    fn watch(&self, sink: InvalidationSink);
 
     /// `memory` or `redis`.
     fn backend(&self) -> &'static str;
