@@ -23,6 +23,9 @@ use tollgate::app::{start, Deps, Running};
 use tollgate::config::{Config, Environment};
 use tollgate::net::{Dialer, Resolver};
 
+pub mod oauth;
+pub mod redis_server;
+
 pub type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 /// The public address every name resolves to unless a test says otherwise. Never dialed:

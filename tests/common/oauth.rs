@@ -1,0 +1,160 @@
+//! A stub token endpoint that behaves like a real one: refresh tokens rotate, a reused one is
+//! refused with `invalid_grant` and revokes the whole family (as rotating servers do), and a
+//! test can make it slow, failing, or refuse for good.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use http::{Response, StatusCode};
+use http_body_util::BodyExt;
+
+use super::{full, Body, TestCa, Upstream};
+
+/// How the endpoint answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Rotate: new access and refresh token, `expires_in: 3600`.
+    Rotate,
+    /// Like `Rotate` but without `expires_in`; `with_refresh` says whether a refresh token comes back.
+    NoExpiresIn { with_refresh: bool },
+    /// A 400 with this error code.
+    Refuse(&'static str),
+    /// A 200 whose body is `{"error": code}` (GitHub's style).
+    OkError(&'static str),
+    /// This status with a small body.
+    Status(u16),
+}
+
+#[derive(Debug)]
+pub struct State {
+    pub mode: Mode,
+    pub calls: usize,
+    pub valid: HashSet<String>,
+    pub used: HashSet<String>,
+    pub issued: usize,
+    pub grant_types: Vec<String>,
+}
+
+pub type Hold = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+pub struct TokenEndpoint {
+    pub server: Upstream,
+    pub state: Arc<Mutex<State>>,
+}
+
+impl TokenEndpoint {
+    /// `refresh_tokens` are valid at start; `hold` runs before every answer.
+    pub async fn start(ca: &TestCa, refresh_tokens: &[&str], hold: Option<Hold>) -> TokenEndpoint {
+        let state = Arc::new(Mutex::new(State {
+            mode: Mode::Rotate,
+            calls: 0,
+            valid: refresh_tokens.iter().map(|s| s.to_string()).collect(),
+            used: HashSet::new(),
+            issued: 0,
+            grant_types: Vec::new(),
+        }));
+        let s = state.clone();
+        let server = Upstream::with(ca, move |req| {
+            let state = s.clone();
+            let hold = hold.clone();
+            async move {
+                let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let form: Vec<(String, String)> = url_decode_form(&body);
+                let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                state.lock().unwrap().calls += 1;
+                if let Some(hold) = hold {
+                    hold().await;
+                }
+                answer(&mut state.lock().unwrap(), field("grant_type"), field("refresh_token"))
+            }
+        })
+        .await;
+        TokenEndpoint { server, state }
+    }
+
+    pub fn calls(&self) -> usize {
+        self.state.lock().unwrap().calls
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        self.state.lock().unwrap().mode = mode;
+    }
+}
+
+fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(full(value.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    r
+}
+
+fn answer(state: &mut State, grant: Option<String>, refresh: Option<String>) -> Response<Body> {
+    state.grant_types.push(grant.clone().unwrap_or_default());
+    match state.mode.clone() {
+        Mode::Refuse(code) => return json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": code })),
+        Mode::OkError(code) => return json(StatusCode::OK, serde_json::json!({ "error": code })),
+        Mode::Status(code) => {
+            let mut r = Response::new(full("upstream trouble"));
+            *r.status_mut() = StatusCode::from_u16(code).unwrap();
+            return r;
+        }
+        Mode::Rotate | Mode::NoExpiresIn { .. } => {}
+    }
+    if grant.as_deref() == Some("refresh_token") {
+        let rt = refresh.unwrap_or_default();
+        if state.used.contains(&rt) {
+            // Reuse of a rotated token: the whole family is revoked.
+            state.valid.clear();
+            return json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({ "error": "invalid_grant", "error_description": "reused" }),
+            );
+        }
+        if !state.valid.remove(&rt) {
+            return json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": "invalid_grant" }));
+        }
+        state.used.insert(rt);
+    }
+    state.issued += 1;
+    let n = state.issued + 1;
+    let mut body = serde_json::json!({ "access_token": format!("at-{n}"), "token_type": "Bearer" });
+    let with_refresh = match state.mode {
+        Mode::NoExpiresIn { with_refresh } => with_refresh,
+        _ => {
+            body["expires_in"] = 3600.into();
+            true
+        }
+    };
+    if with_refresh && grant.as_deref() == Some("refresh_token") {
+        let rt = format!("rt-{n}");
+        state.valid.insert(rt.clone());
+        body["refresh_token"] = rt.into();
+    }
+    json(StatusCode::OK, body)
+}
+
+fn url_decode_form(body: &[u8]) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(body);
+    text.split('&').filter_map(|pair| pair.split_once('=')).map(|(k, v)| (decode(k), decode(v))).collect()
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("00");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(0));
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
