@@ -24,9 +24,10 @@ build:
 check-config:
 	$(CARGO) run --quiet -- check-config $(CONFIG)
 
-test: ## every test: unit, corpus, integration (needs curl and openssl)
+test: ## every test: unit, corpus, integration (needs curl, openssl, redis-server)
 	@command -v curl >/dev/null || { echo "make test needs curl (apt-get install curl)"; exit 1; }
 	@command -v openssl >/dev/null || { echo "make test needs openssl (apt-get install openssl)"; exit 1; }
+	@command -v redis-server >/dev/null || { echo "make test needs redis-server (apt-get install redis-server)"; exit 1; }
 	$(CARGO) test --all-targets
 
 lint: ## rustfmt and clippy, warnings as errors

@@ -24,6 +24,7 @@ use tollgate::config::{Config, Environment};
 use tollgate::net::{Dialer, Resolver};
 
 pub mod oauth;
+pub mod process;
 pub mod redis_server;
 
 pub type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;

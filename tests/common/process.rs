@@ -1,0 +1,65 @@
+//! The real `tollgate` binary as a separate process, on free loopback ports, killed on drop.
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct TollgateProcess {
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    child: Child,
+    _config: tempfile::NamedTempFile,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl TollgateProcess {
+    /// `yaml` must not set `listen` or `admin_listen`; they are added here.
+    pub async fn start(yaml: &str) -> TollgateProcess {
+        let (proxy, admin) = (free_port(), free_port());
+        let config = tempfile::NamedTempFile::new().unwrap();
+        let text = format!("listen: 127.0.0.1:{proxy}\nadmin_listen: 127.0.0.1:{admin}\n{yaml}");
+        std::fs::write(config.path(), text).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["serve", "--config"])
+            .arg(config.path())
+            .env("TOLLGATE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let process = TollgateProcess {
+            proxy: SocketAddr::from(([127, 0, 0, 1], proxy)),
+            admin: SocketAddr::from(([127, 0, 0, 1], admin)),
+            child,
+            _config: config,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if tokio::net::TcpStream::connect(process.admin).await.is_ok() {
+                return process;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("tollgate did not start listening on {}", process.admin);
+    }
+
+    /// A metric's value from this process's `/metrics` (sum of matching lines).
+    pub async fn metric(&self, prefix: &str) -> f64 {
+        let answer = super::get(self.admin, "/metrics", &[]).await;
+        String::from_utf8_lossy(&answer.body)
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for TollgateProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
