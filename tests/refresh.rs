@@ -256,3 +256,90 @@ async fn a_slow_token_endpoint_is_transient() {
         ConnectionStatus::Connected
     );
 }
+
+#[tokio::test]
+async fn an_upstream_401_renews_once_and_retries_replayable_requests() {
+    let ca = TestCa::new(&["api.crm.test", "auth.test"]);
+    // The provider revoked at-1 early: the upstream refuses it although it has not expired.
+    let upstream = Upstream::with(&ca, |req| async move {
+        let refused = req.headers()["authorization"] == "Bearer at-1";
+        let body = http_body_util::BodyExt::collect(req.into_body()).await.unwrap().to_bytes();
+        let mut r = http::Response::new(full(body));
+        if refused {
+            *r.status_mut() = http::StatusCode::UNAUTHORIZED;
+        }
+        r
+    })
+    .await;
+    let endpoint = TokenEndpoint::start(&ca, &["rt-1"], None).await;
+    let yaml = format!(
+        "{}\nconnectors:\n  - name: crm\n    grant: authorization_code\n    authorization_endpoint: https://auth.test:{tp}/a\n    token_endpoint: https://auth.test:{tp}/token\n    client_id: c\n    allowed_domains: [\"https://api.crm.test:{up}/*\"]\n",
+        base_config(&ca),
+        tp = endpoint.server.port,
+        up = upstream.port
+    );
+    let proxy = TestProxy::start(&yaml).await;
+    let mut c = Connection::new(Secret::new("at-1"), Some(now() + 3600));
+    c.refresh_token = Some(Secret::new("rt-1"));
+    proxy.running.store().put(&ConnectionKey::new("crm", "alice"), c, Expect::Any, None).await.unwrap();
+    let auth = bearer(&jwt("alice", serde_json::json!({})));
+    let url = format!("https://api.crm.test:{}/items", upstream.port);
+
+    // Ten concurrent refused requests: one renewal, every request retried once and answered.
+    let handles: Vec<_> = (0..10)
+        .map(|i| {
+            let (addr, url, auth) = (proxy.addr(), url.clone(), auth.clone());
+            tokio::spawn(async move {
+                let body = bytes::Bytes::from(format!("payload-{i}"));
+                send(addr, "POST", &url, &[("proxy-authorization", &auth), ("content-type", "text/plain")], body).await
+            })
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        let answer = h.await.unwrap();
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, format!("payload-{i}"), "the replayed body must be the same bytes");
+    }
+    assert_eq!(endpoint.calls(), 1, "requests refused with the same token version share one renewal");
+    let tokens: Vec<String> =
+        upstream.requests().iter().map(|s| s.headers["authorization"].to_str().unwrap().to_string()).collect();
+    assert_eq!(tokens.iter().filter(|t| *t == "Bearer at-2").count(), 10);
+    assert!(tokens.len() <= 20);
+
+    // A streamed body (no Content-Length) is never replayed: the 401 goes back as it came.
+    proxy
+        .running
+        .store()
+        .put(
+            &ConnectionKey::new("crm", "alice"),
+            {
+                let mut c = Connection::new(Secret::new("at-1"), Some(now() + 3600));
+                c.refresh_token = Some(Secret::new("rt-2"));
+                c
+            },
+            Expect::Any,
+            None,
+        )
+        .await
+        .unwrap();
+    let before = upstream.requests().len();
+    let stream = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let (tx, body) = channel_body();
+    let request = http::Request::post(&url).header("proxy-authorization", &auth).body(body).unwrap();
+    let pending = tokio::spawn(async move { sender.send_request(request).await });
+    tx.send(bytes::Bytes::from("streamed")).await.unwrap();
+    // Keep the body open until the head has gone out, so it is sent as a stream (chunked).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while upstream.requests().len() == before {
+        assert!(std::time::Instant::now() < deadline, "a streamed body was held back instead of forwarded");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(tx);
+    let response = pending.await.unwrap().unwrap();
+    assert_eq!(response.status(), 401);
+    assert!(response.headers().get("x-tollgate-error").is_none(), "the upstream's own 401 is relayed");
+    assert_eq!(upstream.requests().len(), before + 1);
+    assert_eq!(endpoint.calls(), 1);
+}

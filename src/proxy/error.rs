@@ -158,6 +158,8 @@ pub enum ProxyError {
     NotFound(String),
     #[error("{0}")]
     NotImplemented(&'static str),
+    #[error("the request body could not be read; the caller stopped sending it")]
+    RequestBody,
     #[error("an internal error occurred")]
     Internal,
 }
@@ -188,6 +190,7 @@ impl ProxyError {
             ProxyError::HeadersTooLarge(_) => ErrorCode::HeadersTooLarge,
             ProxyError::NotFound(_) => ErrorCode::NotFound,
             ProxyError::NotImplemented(_) => ErrorCode::NotImplemented,
+            ProxyError::RequestBody => ErrorCode::RequestTimeout,
             ProxyError::Internal => ErrorCode::Internal,
         }
     }

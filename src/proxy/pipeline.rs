@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! check_limits -> identify -> resolve_target -> authorize -> refuse_upgrades
-//!              -> attach_credentials -> forward
+//!              -> refuse_echo_methods -> attach_credentials -> forward (replay.rs: one
+//!              renewal and retry on an upstream 401)
 //! ```
 //!
 //! The caller of [`run`] turns an error into a response and writes the log line and metrics.
@@ -11,7 +12,6 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{Request, Response};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::context::Record;
@@ -21,7 +21,7 @@ use super::headers::header_bytes;
 use super::identity::identify;
 use super::policy::authorize;
 use super::target::{resolve_target, Route};
-use super::{Body, State};
+use super::{replay, Body, State};
 
 /// Unix seconds now; the one clock read of a request.
 pub fn unix_now() -> u64 {
@@ -52,15 +52,12 @@ pub async fn run(
     refuse_upgrades(request.headers(), decision.connector)?;
     refuse_echo_methods(request.method())?;
 
-    let token =
+    let credential =
         state.broker.token_for(decision.index, decision.connector, &caller.principal, &target, unix_now()).await?;
     let (mut parts, body) = request.into_parts();
-    attach_credentials(&mut parts.headers, decision.connector, &target, &token)?;
-    let outbound = Request::from_parts(parts, body.map_err(Into::into).boxed());
+    attach_credentials(&mut parts.headers, decision.connector, &target, &credential.token)?;
 
-    let (response, elapsed) = state.upstream.forward(decision.index, &target, outbound).await?;
-    state.metrics.upstream_duration.with_label_values(&[&decision.connector.name]).observe(elapsed.as_secs_f64());
-    Ok(response)
+    replay::forward(state, &decision, &target, parts, body, credential).await
 }
 
 /// Refuses requests whose headers exceed the configured limit.

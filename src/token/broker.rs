@@ -40,6 +40,14 @@ pub enum CredentialError {
     TokenEndpointUnavailable { connector: String, reason: String, retry_after: u64 },
 }
 
+/// A credential to inject, and what is needed to renew it if the upstream refuses it.
+#[derive(Debug)]
+pub struct Credential {
+    pub token: Secret,
+    /// For renewable connections: the connection and the version of `token`.
+    pub renewal: Option<(ConnectionKey, u64)>,
+}
+
 /// Refresh behaviour, from the config.
 #[derive(Debug, Clone)]
 pub struct RefreshPolicy {
@@ -98,9 +106,9 @@ impl Broker {
         principal: &str,
         target: &Target,
         now: u64,
-    ) -> Result<Secret, CredentialError> {
+    ) -> Result<Credential, CredentialError> {
         let key = match &connector.grant {
-            Grant::Static(token) => return Ok(token.clone()),
+            Grant::Static(token) => return Ok(Credential { token: token.clone(), renewal: None }),
             Grant::AuthorizationCode(_) => ConnectionKey::new(&connector.name, principal),
             Grant::ClientCredentials(oauth) => {
                 let mut scopes = oauth.scopes.clone();
@@ -125,16 +133,18 @@ impl Broker {
                     connect_url: link(),
                 });
             }
-            let fresh =
-                self.renew(index, connector, &key, None, now).await.map_err(|e| self.renew_failed(e, connector))?;
-            return Ok(fresh.access_token);
+            let fresh = self
+                .renew(index, connector, &key, None, now, None)
+                .await
+                .map_err(|e| self.renew_failed(e, connector))?;
+            return Ok(Credential { token: fresh.access_token, renewal: Some((key, fresh.version)) });
         };
         if current.status == ConnectionStatus::NeedsReauth {
             return Err(reauth("needs to be re-authorized"));
         }
         let renewable = client_credentials || current.refresh_token.is_some();
         let connection = if renewable && current.expires_within(now, self.renewal.skew_secs()) {
-            match self.renew(index, connector, &key, Some(current.clone()), now).await {
+            match self.renew(index, connector, &key, Some(current.clone()), now, None).await {
                 Ok(fresh) => fresh,
                 Err(RenewError::Permanent) => return Err(reauth("was refused by the provider's token endpoint")),
                 // A token that has not expired yet is still injected while renewal is failing.
@@ -153,7 +163,29 @@ impl Broker {
         if connector.pin_host {
             check_pinned(connector, connection.pinned_host.as_deref(), target)?;
         }
-        Ok(connection.access_token)
+        let renewal = renewable.then_some((key, connection.version));
+        Ok(Credential { token: connection.access_token, renewal })
+    }
+
+    /// After the upstream answered 401 to the token at `version`: renew once, unless another
+    /// request already replaced that version, and return the token to retry with.
+    pub async fn renew_refused(
+        &self,
+        index: usize,
+        connector: &Connector,
+        key: &ConnectionKey,
+        version: u64,
+        now: u64,
+    ) -> Option<Secret> {
+        let current = self.store.get(key).await.ok().flatten()?;
+        match self.renew(index, connector, key, Some(current), now, Some(version)).await {
+            Ok(fresh) if fresh.version != version => Some(fresh.access_token),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(connector = %connector.name, error = %e, "renewal after an upstream 401 failed");
+                None
+            }
+        }
     }
 
     /// Cache, then store; a stale cached entry serves when the store cannot answer.
@@ -207,8 +239,9 @@ impl Broker {
         key: &ConnectionKey,
         current: Option<Connection>,
         now: u64,
+        stale: Option<u64>,
     ) -> Result<Connection, RenewError> {
-        self.renewal.renew(index, connector, key, current, now).await
+        self.renewal.renew(index, connector, key, current, now, stale).await
     }
 
     fn renew_failed(&self, error: RenewError, connector: &Connector) -> CredentialError {

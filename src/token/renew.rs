@@ -80,9 +80,10 @@ impl Renewal {
         self.metrics.token_refresh.with_label_values(&[connector, result]).inc();
     }
 
-    /// Whether a connection can be used as it is at `now`.
-    fn usable(&self, c: &Connection, now: u64) -> bool {
-        c.status == ConnectionStatus::Connected && !c.expires_within(now, self.skew_secs())
+    /// Whether a connection can be used as it is at `now`. A record at version `stale` is
+    /// not: the upstream refused that very token.
+    fn usable(&self, c: &Connection, now: u64, stale: Option<u64>) -> bool {
+        c.status == ConnectionStatus::Connected && !c.expires_within(now, self.skew_secs()) && Some(c.version) != stale
     }
 
     fn paused(&self, id: &str) -> Option<RenewError> {
@@ -100,6 +101,7 @@ impl Renewal {
         key: &ConnectionKey,
         current: Option<Connection>,
         now: u64,
+        stale: Option<u64>,
     ) -> Result<Connection, RenewError> {
         let id = key.id();
         if let Some(paused) = self.paused(&id) {
@@ -109,9 +111,10 @@ impl Renewal {
             let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
             gates.entry(id.clone()).or_default().clone()
         };
+        let job = Job { index, connector, key, id: &id, now, stale };
         let result = {
             let _flight = gate.lock().await;
-            self.renew_in_flight(index, connector, key, &id, current, now).await
+            self.renew_in_flight(&job, current).await
         };
         let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
         // Only the map and this call hold the gate: nobody is waiting, so forget it.
@@ -121,18 +124,11 @@ impl Renewal {
         result
     }
 
-    async fn renew_in_flight(
-        &self,
-        index: usize,
-        connector: &Connector,
-        key: &ConnectionKey,
-        id: &str,
-        current: Option<Connection>,
-        now: u64,
-    ) -> Result<Connection, RenewError> {
+    async fn renew_in_flight(&self, job: &Job<'_>, current: Option<Connection>) -> Result<Connection, RenewError> {
+        let Job { key, id, now, stale, .. } = *job;
         // Whoever held the gate before may have renewed or failed already.
         if let Cached::Fresh(c) = self.cache.get(id) {
-            if self.usable(&c, now) && current.as_ref().is_none_or(|old| c.version != old.version) {
+            if self.usable(&c, now, stale) && current.as_ref().is_none_or(|old| c.version != old.version) {
                 return Ok(c);
             }
         }
@@ -147,7 +143,7 @@ impl Renewal {
             }
             tokio::time::sleep(LOCK_POLL).await;
             if let Some(c) = self.store.get(key).await? {
-                if self.usable(&c, now) {
+                if self.usable(&c, now, stale) {
                     self.metrics.refresh_lock_wait.observe(waiting.elapsed().as_secs_f64());
                     self.cache.put(id, &c);
                     return Ok(c);
@@ -164,7 +160,7 @@ impl Renewal {
             }
         }
         self.metrics.refresh_lock_wait.observe(waiting.elapsed().as_secs_f64());
-        let result = self.renew_locked(index, connector, key, id, &owner, now).await;
+        let result = self.renew_locked(job, &owner).await;
         if let Err(e) = self.store.unlock(key, &owner).await {
             // The lock expires by itself; another replica waits at most its TTL.
             tracing::warn!(error = %e, "could not release a refresh lock");
@@ -172,18 +168,11 @@ impl Renewal {
         result
     }
 
-    async fn renew_locked(
-        &self,
-        index: usize,
-        connector: &Connector,
-        key: &ConnectionKey,
-        id: &str,
-        owner: &str,
-        now: u64,
-    ) -> Result<Connection, RenewError> {
+    async fn renew_locked(&self, job: &Job<'_>, owner: &str) -> Result<Connection, RenewError> {
+        let Job { index, connector, key, id, now, stale } = *job;
         let current = self.store.get(key).await?;
         if let Some(c) = &current {
-            if self.usable(c, now) {
+            if self.usable(c, now, stale) {
                 self.cache.put(id, c);
                 return Ok(c.clone());
             }
@@ -233,7 +222,7 @@ impl Renewal {
                     Err(StoreError::Conflict | StoreError::LockLost) => {
                         tracing::warn!(connector = %connector.name, "a renewal lost its lock before writing; using the stored record");
                         match self.store.get(key).await? {
-                            Some(c) if self.usable(&c, now) => Ok(c),
+                            Some(c) if self.usable(&c, now, None) => Ok(c),
                             _ => Err(RenewError::Transient {
                                 reason: "the renewal lost its lock".into(),
                                 retry_after: 1,
@@ -268,6 +257,17 @@ impl Renewal {
             }
         }
     }
+}
+
+/// One renewal: which connection, at what time, and which token version the upstream refused.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    index: usize,
+    connector: &'a Connector,
+    key: &'a ConnectionKey,
+    id: &'a str,
+    now: u64,
+    stale: Option<u64>,
 }
 
 /// A random token naming the holder of a lock.

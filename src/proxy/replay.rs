@@ -1,0 +1,74 @@
+//! Phase `forward` for renewable credentials: when the upstream answers 401 to a token that
+//! Tollgate thought valid (revoked early, clock skew), renew it once and send the request
+//! again. Only requests whose whole body is known and small (`refresh.replay_body_limit`,
+//! from `Content-Length`) are kept for a second send; streams are never replayed.
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body as _;
+use hyper::body::Incoming;
+
+use super::error::ProxyError;
+use super::pipeline::unix_now;
+use super::policy::Decision;
+use super::{Body, State};
+use crate::domains::Target;
+use crate::token::broker::Credential;
+
+/// Whether the body can be held for a second send: its length is known from the framing
+/// (`Content-Length`, or no body) and within the limit. A chunked body is a stream.
+fn replayable(body: &Incoming, limit: u64) -> bool {
+    body.size_hint().exact().is_some_and(|n| n <= limit)
+}
+
+fn copy(parts: &Parts, body: Bytes) -> Request<Body> {
+    let mut request = Request::new(Full::new(body).map_err(|never| match never {}).boxed());
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    request
+}
+
+/// Sends the request; on a 401 to a renewable token, renews once and retries once.
+/// `parts` already carry the cleaned headers and the injected credential.
+pub async fn forward(
+    state: &State,
+    decision: &Decision<'_>,
+    target: &Target,
+    mut parts: Parts,
+    body: Incoming,
+    credential: Credential,
+) -> Result<Response<Body>, ProxyError> {
+    let limit = state.config.refresh.replay_body_limit;
+    let Some((key, version)) = credential.renewal.filter(|_| replayable(&body, limit)) else {
+        let outbound = Request::from_parts(parts, body.map_err(Into::into).boxed());
+        return send(state, decision, target, outbound).await;
+    };
+    let bytes = Limited::new(body, limit as usize).collect().await.map_err(|_| ProxyError::RequestBody)?.to_bytes();
+    let response = send(state, decision, target, copy(&parts, bytes.clone())).await?;
+    if response.status() != StatusCode::UNAUTHORIZED {
+        return Ok(response);
+    }
+    let Some(token) = state.broker.renew_refused(decision.index, decision.connector, &key, version, unix_now()).await
+    else {
+        return Ok(response);
+    };
+    let value = decision.connector.inject.value(&token).ok_or(ProxyError::Internal)?;
+    parts.headers.insert(decision.connector.inject.header.clone(), value);
+    tracing::info!(connector = %decision.connector.name, "retrying once with a renewed token after an upstream 401");
+    send(state, decision, target, copy(&parts, bytes)).await
+}
+
+async fn send(
+    state: &State,
+    decision: &Decision<'_>,
+    target: &Target,
+    request: Request<Body>,
+) -> Result<Response<Body>, ProxyError> {
+    let (response, elapsed) = state.upstream.forward(decision.index, target, request).await?;
+    state.metrics.upstream_duration.with_label_values(&[&decision.connector.name]).observe(elapsed.as_secs_f64());
+    Ok(response)
+}
