@@ -58,6 +58,17 @@ fn safe_code(code: &str) -> String {
     }
 }
 
+/// Only bearer tokens made of RFC 6750 `b64token` characters are stored or injected.
+fn well_formed(kind: &oauth2::basic::BasicTokenType, token: &str) -> bool {
+    let bearer = match kind {
+        oauth2::basic::BasicTokenType::Bearer => true,
+        oauth2::basic::BasicTokenType::Extension(other) => other.eq_ignore_ascii_case("bearer"),
+        _ => false,
+    };
+    let body = token.trim_end_matches('=');
+    bearer && !body.is_empty() && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
 /// The `error` field of an answer that was not a token, JSON or form-encoded.
 fn error_field(body: &[u8]) -> Option<String> {
     if let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) {
@@ -127,6 +138,9 @@ pub async fn request_token(
     let refusal_status = matches!(status, Some(StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED));
     let permanent = |code: &str| STANDARD_PERMANENT.contains(&code) || oauth.permanent_errors.iter().any(|p| p == code);
     match result {
+        Ok(answer) if !well_formed(answer.token_type(), answer.access_token().secret()) => {
+            Err(RefreshError::Transient("the answer is not a well-formed bearer token".into()))
+        }
         Ok(answer) => Ok(Issued {
             access_token: Secret::new(answer.access_token().secret().clone()),
             refresh_token: answer.refresh_token().map(|t| Secret::new(t.secret().clone())),
@@ -166,5 +180,12 @@ mod tests {
         assert_eq!(error_field(b"<html>"), None);
         assert_eq!(safe_code("invalid_grant"), "invalid_grant");
         assert_eq!(safe_code("<script>alert(1)</script>"), "unrecognized error");
+        use oauth2::basic::BasicTokenType as T;
+        assert!(well_formed(&T::Bearer, "gho_abc.DEF-123~+/=="));
+        assert!(well_formed(&T::Extension("bearer".into()), "abc"));
+        assert!(!well_formed(&T::Mac, "abc"));
+        assert!(!well_formed(&T::Bearer, "abc def"));
+        assert!(!well_formed(&T::Bearer, "abc\r\nX-Injected: 1"));
+        assert!(!well_formed(&T::Bearer, ""));
     }
 }
