@@ -15,9 +15,8 @@ use crate::metrics::Metrics;
 use crate::net::http::HttpClient;
 use crate::net::{Dialer, Resolver, SystemResolver, TcpDialer};
 use crate::oauth::link::LinkSigner;
-use crate::proxy::error::{error_response, ErrorContext, ProxyError};
 use crate::proxy::upstream::{self, Upstream};
-use crate::proxy::{context::next_request_id, State};
+use crate::proxy::State;
 use crate::server::{serve, ConnLimits};
 use crate::token::broker::{Broker, RefreshPolicy};
 use crate::token::crypto::Sealer;
@@ -118,11 +117,11 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
     tasks.spawn(serve(admin, limits, move |r| crate::admin::handle(s.clone(), r), watcher.clone()));
 
     if let Some(public) = public {
-        // The OAuth pages arrive with the connect flow; until then every path is not_found.
-        let pages = |_request| async {
-            let err = ProxyError::NotFound("the OAuth pages are not available in this build yet".into());
-            let context = ErrorContext { request_id: &next_request_id(), gateway: true, ..Default::default() };
-            Ok(error_response(&err, &context))
+        // Only the OAuth pages face browsers.
+        let s = state.clone();
+        let pages = move |request: http::Request<hyper::body::Incoming>| {
+            let s = s.clone();
+            async move { Ok::<_, std::convert::Infallible>(crate::oauth::flow::handle(&s, request).await) }
         };
         tasks.spawn(serve(public, limits, pages, watcher.clone()));
     }

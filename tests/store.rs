@@ -94,6 +94,15 @@ async fn behaviour(store: &dyn TokenStore) {
     wait_for(&seen, &Invalidation::Connection(key.id())).await;
     assert!(!store.delete(&key).await.unwrap());
     assert_eq!(store.get(&key).await.unwrap(), None);
+    // Transient values: claimed once, taken once, gone after their TTL.
+    assert!(store.put_transient("ticket:n1", b"", Duration::from_secs(5), true).await.unwrap());
+    assert!(!store.put_transient("ticket:n1", b"", Duration::from_secs(5), true).await.unwrap(), "a claim succeeded twice");
+    store.put_transient("flow:s1", b"flow-state-secret", Duration::from_secs(5), false).await.unwrap();
+    assert_eq!(store.take_transient("flow:s1").await.unwrap().as_deref(), Some(&b"flow-state-secret"[..]));
+    assert_eq!(store.take_transient("flow:s1").await.unwrap(), None, "a flow was used twice");
+    store.put_transient("flow:s2", b"x", Duration::from_millis(100), false).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(store.take_transient("flow:s2").await.unwrap(), None, "a transient value outlived its TTL");
     store.ping().await.unwrap();
 }
 

@@ -77,10 +77,11 @@ async fn delete_connection(state: &State, path: &str) -> Response<Body> {
     let (Some(connector), Some(principal)) = (connector, principal) else {
         return refuse(&ProxyError::NotFound("the connector or principal is not valid percent-encoding".into()));
     };
-    if state.config.resolve_name(&connector).is_none() {
+    let Some(index) = state.config.resolve_name(&connector) else {
         return refuse(&ProxyError::NotFound(format!("no connector is named {connector}")));
-    }
-    match state.broker.delete(&ConnectionKey::new(&connector, &principal)).await {
+    };
+    let config_connector = &state.config.connectors[index];
+    match state.broker.delete(index, config_connector, &ConnectionKey::new(&config_connector.name, &principal)).await {
         Ok(true) => text(StatusCode::NO_CONTENT, "text/plain", String::new()),
         Ok(false) => refuse(&ProxyError::NotFound(format!("{principal} has no {connector} connection"))),
         Err(source) => refuse(&ProxyError::Credential(CredentialError::Store { connector, source })),

@@ -33,9 +33,16 @@ pub struct OAuthClient {
     pub issuer: Option<String>,
     pub discovery_url: Option<String>,
     pub mcp_url: Option<String>,
+    /// Template defaults merged with the connector's own, minus `exclude_authorize_params`.
     pub authorize_params: BTreeMap<String, String>,
     pub token_params: BTreeMap<String, String>,
     pub permanent_errors: Vec<String>,
+    /// RFC 8707 resource indicator, sent on authorization, token and refresh requests.
+    pub resource: Option<String>,
+    /// RFC 7009 endpoint, called when a connection is deleted.
+    pub revocation_endpoint: Option<String>,
+    /// The token answer's `instance_url` names the host to pin (Salesforce).
+    pub host_from_instance_url: bool,
 }
 
 /// Where a connector's credential comes from.
@@ -226,7 +233,7 @@ pub(crate) fn validate_connector(
         addresses,
         allow_websocket: false,
         strip_headers,
-        pin_host: rc.pin_host.unwrap_or(false),
+        pin_host: rc.pin_host.unwrap_or(template.is_some_and(|t| t.pin_host)),
     })
 }
 
@@ -239,8 +246,20 @@ fn oauth_client(
     p: &mut Problems,
 ) -> Option<OAuthClient> {
     let at = |field: &str| format!("{path}.{field}");
+    let owned = template_vars(rc, template);
+    let vars: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let endpoint = |p: &mut Problems, field: &str, own: &Option<String>, default: Option<&str>| -> Option<String> {
-        let value = own.clone().or(default.map(str::to_string))?;
+        let value = match (own, default) {
+            (Some(v), _) => v.clone(),
+            (None, Some(d)) => match templates::fill(d, &vars) {
+                Ok(v) => v,
+                Err(name) => {
+                    p.add(at("template_vars"), format!("the template needs `{name}` (template_vars: {{ {name}: ... }})"));
+                    return None;
+                }
+            },
+            (None, None) => return None,
+        };
         match Target::parse(&value) {
             Ok(t) if t.scheme == crate::domains::Scheme::Https || allow_http => Some(value),
             _ => {
@@ -255,6 +274,22 @@ fn oauth_client(
     let issuer = endpoint(p, "issuer", &rc.issuer, None);
     let discovery_url = endpoint(p, "discovery_url", &rc.discovery_url, None);
     let mcp_url = endpoint(p, "mcp_url", &rc.mcp_url, None);
+    let revocation_endpoint =
+        endpoint(p, "revocation_endpoint", &rc.revocation_endpoint, template.and_then(|t| t.revocation_endpoint));
+    let resource = rc.resource.as_deref().and_then(|r| match crate::domains::Target::parse(r) {
+        Ok(t) if t.scheme == crate::domains::Scheme::Https => Some(t.to_string()),
+        _ => {
+            p.add(at("resource"), format!("`{r}` is not an https URI (RFC 8707 resource indicator)"));
+            None
+        }
+    });
+    let mut authorize_params: BTreeMap<String, String> = template
+        .map(|t| t.authorize_params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        .unwrap_or_default();
+    authorize_params.extend(rc.authorize_params.clone().unwrap_or_default());
+    for excluded in rc.exclude_authorize_params.iter().flatten() {
+        authorize_params.remove(excluded);
+    }
     let client_id = rc.client_id.as_deref().and_then(|v| p.secret(env, &at("client_id"), Some(v)));
     let client_secret = p.secret(env, &at("client_secret"), rc.client_secret.as_deref());
     let method_name = rc
@@ -291,12 +326,24 @@ fn oauth_client(
         issuer,
         discovery_url,
         mcp_url,
-        authorize_params: rc.authorize_params.clone().unwrap_or_default(),
+        authorize_params,
         token_params: rc.token_params.clone().unwrap_or_default(),
-        permanent_errors: template
-            .map(|t| t.permanent_errors.iter().map(|s| s.to_string()).collect())
-            .unwrap_or_default(),
+        permanent_errors: template.map(|t| t.permanent_errors.iter().map(|s| s.to_string()).collect()).unwrap_or_default(),
+        resource,
+        revocation_endpoint,
+        host_from_instance_url: template.is_some_and(|t| t.host_from_instance_url),
     })
+}
+
+/// The template's `{placeholder}` values: its defaults, overridden by the connector's.
+fn template_vars(rc: &RawConnector, template: Option<&'static templates::Template>) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> =
+        template.map(|t| t.vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).unwrap_or_default();
+    for (k, v) in rc.template_vars.iter().flatten() {
+        vars.retain(|(name, _)| name != k);
+        vars.push((k.clone(), v.clone()));
+    }
+    vars
 }
 
 fn injection(rc: &RawConnector, path: &str, p: &mut Problems) -> Option<Injection> {

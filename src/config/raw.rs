@@ -240,6 +240,14 @@ pub struct RawConnector {
     pub authorize_params: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub token_params: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub exclude_authorize_params: Option<Vec<String>>,
+    #[serde(default)]
+    pub resource: Option<String>,
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
+    #[serde(default)]
+    pub template_vars: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

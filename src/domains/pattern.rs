@@ -123,6 +123,17 @@ impl Pattern {
         Ok(Pattern { scheme, host, port, path })
     }
 
+    /// Whether the host part alone covers `host` (for confirming a tenant host to pin).
+    pub fn covers_host(&self, host: &Host) -> bool {
+        match (&self.host, host) {
+            (HostPattern::Exact(h), host) => h == host,
+            (HostPattern::Wildcard(suffix), Host::Name(name)) => {
+                name.len() > suffix.len() + 1 && name.ends_with(suffix.as_str()) && name[..name.len() - suffix.len()].ends_with('.')
+            }
+            (HostPattern::Wildcard(_), _) => false,
+        }
+    }
+
     /// Whether a port is covered.
     pub fn covers_port(&self, port: u16) -> bool {
         match self.port {
@@ -245,5 +256,10 @@ mod tests {
             assert!(parse(text).is_err(), "{text} should be refused");
         }
         assert!(Pattern::parse("http://api.example.com/*", true, &AddressPolicy::default()).is_ok());
+        let wildcard = parse("https://*.databricks.com/*").unwrap();
+        let host = |h: &str| crate::domains::target::parse_host(h).unwrap();
+        assert!(wildcard.covers_host(&host("dbc-1.cloud.databricks.com")));
+        assert!(!wildcard.covers_host(&host("databricks.com")));
+        assert!(!wildcard.covers_host(&host("evildatabricks.com")));
     }
 }

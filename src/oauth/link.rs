@@ -55,6 +55,16 @@ impl LinkSigner {
         LinkSigner { key: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()), public_url: public_url.to_string() }
     }
 
+    /// Where browsers reach Tollgate's OAuth pages.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    /// The one redirect URI to register at providers.
+    pub fn redirect_uri(&self) -> String {
+        format!("{}/oauth/callback", self.public_url)
+    }
+
     /// A signed link for (principal, connector), valid from `now` (Unix seconds).
     pub fn connect_url(&self, connector: &str, principal: &str, now: u64) -> (String, u64) {
         let mut nonce = [0u8; 16];

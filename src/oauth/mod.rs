@@ -1,5 +1,7 @@
-//! OAuth: provider templates and the signed connect links handed out in
-//! `connection_required` and `reauth_required` errors.
+//! OAuth: the connect flow and its pages, provider templates, and the signed connect links
+//! handed out in `connection_required` and `reauth_required` errors.
 
+pub mod flow;
 pub mod link;
+pub mod pages;
 pub mod templates;

@@ -46,6 +46,9 @@ pub struct State {
 
 /// Handles one request on the proxy listener. Never fails: every error becomes a response.
 pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Response<Body>, std::convert::Infallible> {
+    if request.uri().scheme().is_none() && request.uri().path().starts_with("/oauth/") {
+        return Ok(crate::oauth::flow::handle(&state, request).await);
+    }
     let mut record = Record::start(request.method(), &state.metrics);
     let route = route(request.method(), request.uri(), &state.config);
     record.gateway = matches!(route, Route::Gateway { .. });

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::cache::{Cached, TokenCache};
 use super::model::{Connection, ConnectionKey, ConnectionStatus};
 use super::renew::{RenewError, Renewal};
-use super::store::{StoreError, TokenStore};
+use super::store::{Expect, StoreError, TokenStore};
 use crate::config::{Connector, Grant};
 use crate::domains::Target;
 use crate::metrics::Metrics;
@@ -64,6 +64,7 @@ pub struct Broker {
     links: LinkSigner,
     cache: Arc<TokenCache>,
     renewal: Renewal,
+    http: HttpClient,
     metrics: Metrics,
 }
 
@@ -79,8 +80,8 @@ impl Broker {
         let cache = Arc::new(TokenCache::new(cache_ttl));
         let sink_cache = cache.clone();
         store.watch(Arc::new(move |what| sink_cache.invalidate(&what)));
-        let renewal = Renewal::new(store.clone(), cache.clone(), http, policy, metrics.clone());
-        Broker { store, links, cache, renewal, metrics }
+        let renewal = Renewal::new(store.clone(), cache.clone(), http.clone(), policy, metrics.clone());
+        Broker { store, links, cache, renewal, http, metrics }
     }
 
     pub fn store(&self) -> &Arc<dyn TokenStore> {
@@ -91,10 +92,44 @@ impl Broker {
         &self.links
     }
 
-    /// Deletes a connection everywhere: the store announces it to every replica's cache.
-    pub async fn delete(&self, key: &ConnectionKey) -> Result<bool, StoreError> {
+    /// The HTTP client for the OAuth calls of connector `index`.
+    pub fn http(&self) -> &HttpClient {
+        &self.http
+    }
+
+    /// Stores a newly connected account (from the connect flow) and drops stale caches.
+    pub async fn connect(&self, key: &ConnectionKey, connection: Connection) -> Result<u64, StoreError> {
+        let version = self.store.put(key, connection, Expect::Any, None).await?;
         self.cache.remove(&key.id());
-        self.store.delete(key).await
+        Ok(version)
+    }
+
+    /// Deletes a connection everywhere (the store announces it to every replica's cache), then
+    /// revokes its refresh token at the provider (RFC 7009) in the background, retrying: the
+    /// local delete never waits for or depends on the provider.
+    pub async fn delete(&self, index: usize, connector: &Connector, key: &ConnectionKey) -> Result<bool, StoreError> {
+        let existing = self.store.get(key).await.ok().flatten();
+        self.cache.remove(&key.id());
+        let deleted = self.store.delete(key).await?;
+        let refresh = existing.and_then(|c| c.refresh_token);
+        if let (Grant::AuthorizationCode(oauth), Some(token)) = (&connector.grant, refresh) {
+            if oauth.revocation_endpoint.is_some() {
+                let (http, oauth, name) = (self.http.clone(), oauth.clone(), connector.name.clone());
+                tokio::spawn(async move {
+                    for (attempt, pause) in [1u64, 5, 25].into_iter().enumerate() {
+                        match super::endpoint::revoke(&http, index, &oauth, &token).await {
+                            Ok(()) => return,
+                            Err(reason) => {
+                                tracing::warn!(connector = %name, attempt = attempt + 1, %reason, "revocation failed; retrying");
+                                tokio::time::sleep(Duration::from_secs(pause)).await;
+                            }
+                        }
+                    }
+                    tracing::error!(connector = %name, "revocation gave up; the provider may still honour the old grant");
+                });
+            }
+        }
+        Ok(deleted)
     }
 
     /// The token to inject for `principal` on connector `index` and `target`, at `now`

@@ -5,7 +5,7 @@ pub mod broker;
 pub mod cache;
 pub mod crypto;
 pub mod model;
-pub mod refresh;
+pub mod endpoint;
 pub mod renew;
 pub mod store;
 

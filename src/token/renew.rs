@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use super::broker::RefreshPolicy;
 use super::cache::{Cached, TokenCache};
 use super::model::{Connection, ConnectionKey, ConnectionStatus};
-use super::refresh::{request_token, Exchange, RefreshError};
+use super::endpoint::{request_token, Exchange, RefreshError};
 use super::store::{Expect, StoreError, TokenStore};
 use crate::config::{Connector, Grant};
 use crate::metrics::Metrics;

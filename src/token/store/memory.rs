@@ -15,6 +15,7 @@ use crate::token::model::{Connection, ConnectionKey};
 struct Inner {
     connections: HashMap<ConnectionKey, Connection>,
     locks: HashMap<ConnectionKey, (String, Instant)>,
+    transient: HashMap<String, (Vec<u8>, Instant)>,
 }
 
 #[derive(Default)]
@@ -104,6 +105,22 @@ impl TokenStore for MemoryStore {
             inner.locks.remove(key);
         }
         Ok(())
+    }
+
+    async fn put_transient(&self, name: &str, value: &[u8], ttl: Duration, only_if_absent: bool) -> Result<bool, StoreError> {
+        let mut inner = self.inner.lock().await;
+        let now = Instant::now();
+        inner.transient.retain(|_, (_, until)| *until > now);
+        if only_if_absent && inner.transient.contains_key(name) {
+            return Ok(false);
+        }
+        inner.transient.insert(name.to_string(), (value.to_vec(), now + ttl));
+        Ok(true)
+    }
+
+    async fn take_transient(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut inner = self.inner.lock().await;
+        Ok(inner.transient.remove(name).filter(|(_, until)| *until > Instant::now()).map(|(v, _)| v))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

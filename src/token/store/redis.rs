@@ -8,6 +8,7 @@
 //! | `tollgate:{<id>}:conn` | hash | `v`: version (plain integer), `d`: the sealed [`StoredConnection`] |
 //! | `tollgate:{<id>}:lock` | string | the refresh lock: a random owner token, with an expiry |
 //! | channel `tollgate:invalidate` | pub/sub | `<id>` of every connection written or deleted |
+//! | `tollgate:transient:{<name>}` | string | sealed short-lived value (OAuth flow state, used tickets), with an expiry |
 //!
 //! The sealed value binds the record key as associated data (see `crypto.rs`): a value copied
 //! under another connection's key does not decrypt. Writes and their invalidation message are
@@ -58,6 +59,10 @@ return 0
 
 pub fn record_key(key: &ConnectionKey) -> String {
     format!("tollgate:{{{}}}:conn", key.id())
+}
+
+pub fn transient_key(name: &str) -> String {
+    format!("tollgate:transient:{{{name}}}")
 }
 
 pub fn lock_key(key: &ConnectionKey) -> String {
@@ -208,6 +213,25 @@ impl TokenStore for RedisStore {
         invocation.arg(owner);
         let _: i64 = self.run("unlock", invocation.invoke_async(&mut conn)).await?;
         Ok(())
+    }
+
+    async fn put_transient(&self, name: &str, value: &[u8], ttl: Duration, only_if_absent: bool) -> Result<bool, StoreError> {
+        let key = transient_key(name);
+        let sealed = self.sealer.seal(&key, value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        let mut set = redis::cmd("SET");
+        set.arg(&key).arg(sealed).arg("PX").arg(ttl.as_millis() as u64);
+        if only_if_absent {
+            set.arg("NX");
+        }
+        Ok(self.run("put", set.query_async::<Option<String>>(&mut conn)).await?.is_some())
+    }
+
+    async fn take_transient(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = transient_key(name);
+        let mut conn = self.conn.clone();
+        let sealed: Option<String> = self.run("get", redis::cmd("GETDEL").arg(&key).query_async(&mut conn)).await?;
+        sealed.map(|s| self.sealer.open(&key, &s).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

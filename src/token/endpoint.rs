@@ -1,5 +1,6 @@
-//! One call to a token endpoint (refresh or client credentials) through the oauth2 crate over
-//! Tollgate's own HTTP client, and the classification of its outcome (SPEC section 4):
+//! Calls to a provider's token endpoint (refresh, client credentials, authorization code) and
+//! revocation endpoint, through the oauth2 crate over Tollgate's own HTTP client, and the
+//! classification of a token answer's outcome (SPEC section 4):
 //!
 //! - **permanent**: a 400/401 answer with `invalid_grant`, `invalid_client` or
 //!   `unauthorized_client`, or a template-declared equivalent (GitHub answers 200 with
@@ -13,8 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::StatusCode;
-use oauth2::basic::BasicClient;
-use oauth2::{AuthType, ClientId, ClientSecret, RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl};
+use oauth2::basic::{BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType};
+use oauth2::{
+    AuthType, AuthorizationCode, ClientId, ClientSecret, EndpointNotSet, EndpointSet, PkceCodeVerifier, RedirectUrl,
+    RefreshToken, RequestTokenError, Scope, StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
+};
+use serde::{Deserialize, Serialize};
 
 use crate::config::connector::AuthMethod;
 use crate::config::OAuthClient;
@@ -26,7 +31,34 @@ use crate::secret::Secret;
 pub enum Exchange<'a> {
     RefreshToken(&'a Secret),
     ClientCredentials,
+    /// The code from the callback, the PKCE verifier of its flow and the redirect URI.
+    AuthorizationCode { code: &'a str, verifier: &'a Secret, redirect_uri: &'a str },
 }
+
+/// Token-answer fields beyond RFC 6749 that Tollgate uses.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExtraFields {
+    /// Salesforce: the instance the token belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_url: Option<String>,
+}
+
+impl oauth2::ExtraTokenFields for ExtraFields {}
+
+type Answer = StandardTokenResponse<ExtraFields, BasicTokenType>;
+
+type OAuth<HasRevocationUrl = EndpointNotSet> = oauth2::Client<
+    BasicErrorResponse,
+    Answer,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    HasRevocationUrl,
+    EndpointSet,
+>;
 
 /// A token endpoint's successful answer.
 #[derive(Debug)]
@@ -35,6 +67,7 @@ pub struct Issued {
     pub refresh_token: Option<Secret>,
     pub expires_in: Option<Duration>,
     pub scopes: Option<Vec<String>>,
+    pub instance_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,6 +111,54 @@ fn error_field(body: &[u8]) -> Option<String> {
     text.split('&').find_map(|pair| pair.strip_prefix("error=")).map(str::to_string)
 }
 
+/// An oauth2 client with the connector's client id, secret and authentication method.
+fn client_for(oauth: &OAuthClient, client_id: &str) -> oauth2::Client<
+    BasicErrorResponse,
+    Answer,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+> {
+    let mut client = oauth2::Client::new(ClientId::new(client_id.to_string())).set_auth_type(match oauth.auth_method {
+        AuthMethod::ClientSecretBasic => AuthType::BasicAuth,
+        AuthMethod::ClientSecretPost | AuthMethod::None => AuthType::RequestBody,
+    });
+    if let (Some(secret), true) = (&oauth.client_secret, oauth.auth_method != AuthMethod::None) {
+        client = client.set_client_secret(ClientSecret::new(secret.expose().to_string()));
+    }
+    client
+}
+
+/// The connector's extra token parameters, and `resource` (RFC 8707) when configured.
+fn extra_params(oauth: &OAuthClient) -> Vec<(String, String)> {
+    let mut params: Vec<(String, String)> = oauth.token_params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    if let Some(resource) = &oauth.resource {
+        params.push(("resource".into(), resource.clone()));
+    }
+    params
+}
+
+/// Revokes a refresh token (RFC 7009, `token_type_hint=refresh_token`). `Err` is a short
+/// reason; the caller retries.
+pub async fn revoke(http: &HttpClient, index: usize, oauth: &OAuthClient, refresh_token: &Secret) -> Result<(), String> {
+    let (Some(url), Some(client_id)) = (&oauth.revocation_endpoint, &oauth.client_id) else {
+        return Ok(());
+    };
+    let token_url = TokenUrl::new(oauth.token_endpoint.clone().unwrap_or_else(|| url.clone())).map_err(|_| "bad token URL")?;
+    let revocation = oauth2::RevocationUrl::new(url.clone()).map_err(|_| "bad revocation URL")?;
+    let client: OAuth<EndpointSet> = client_for(oauth, client_id).set_token_uri(token_url).set_revocation_url(revocation);
+    let send = |request: oauth2::HttpRequest| {
+        let http = http.clone();
+        async move { http.send(index, request).await }
+    };
+    let token = StandardRevocableToken::RefreshToken(RefreshToken::new(refresh_token.expose().to_string()));
+    client.revoke_token(token).map_err(|_| "revocation not configured")?.request_async(&send).await.map_err(|e| match e {
+        RequestTokenError::ServerResponse(e) => safe_code(e.error().as_ref()),
+        other => other.to_string(),
+    })?;
+    Ok(())
+}
+
 /// Calls the token endpoint of connector `index`.
 pub async fn request_token(
     http: &HttpClient,
@@ -95,15 +176,7 @@ pub async fn request_token(
         .ok_or_else(|| RefreshError::Transient("no client_id is configured or registered".into()))?;
     let token_url = TokenUrl::new(token_url.to_string())
         .map_err(|_| RefreshError::Transient("the token endpoint is not a URL".into()))?;
-    let mut client = BasicClient::new(ClientId::new(client_id.to_string())).set_token_uri(token_url).set_auth_type(
-        match oauth.auth_method {
-            AuthMethod::ClientSecretBasic => AuthType::BasicAuth,
-            AuthMethod::ClientSecretPost | AuthMethod::None => AuthType::RequestBody,
-        },
-    );
-    if let (Some(secret), true) = (&oauth.client_secret, oauth.auth_method != AuthMethod::None) {
-        client = client.set_client_secret(ClientSecret::new(secret.expose().to_string()));
-    }
+    let client: OAuth = client_for(oauth, client_id).set_token_uri(token_url);
 
     // oauth2 does not report the HTTP status of an error answer; the closure records it.
     let status: Arc<Mutex<Option<StatusCode>>> = Arc::default();
@@ -120,16 +193,28 @@ pub async fn request_token(
         Exchange::RefreshToken(token) => {
             let token = RefreshToken::new(token.expose().to_string());
             let mut request = client.exchange_refresh_token(&token);
-            for (k, v) in &oauth.token_params {
-                request = request.add_extra_param(k.clone(), v.clone());
+            for (k, v) in extra_params(oauth) {
+                request = request.add_extra_param(k, v);
             }
             request.request_async(&send).await
         }
         Exchange::ClientCredentials => {
             let mut request =
                 client.exchange_client_credentials().add_scopes(oauth.scopes.iter().cloned().map(Scope::new));
-            for (k, v) in &oauth.token_params {
-                request = request.add_extra_param(k.clone(), v.clone());
+            for (k, v) in extra_params(oauth) {
+                request = request.add_extra_param(k, v);
+            }
+            request.request_async(&send).await
+        }
+        Exchange::AuthorizationCode { code, verifier, redirect_uri } => {
+            let redirect = RedirectUrl::new(redirect_uri.to_string())
+                .map_err(|_| RefreshError::Transient("the redirect URI is not a URL".into()))?;
+            let mut request = client
+                .exchange_code(AuthorizationCode::new(code.to_string()))
+                .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose().to_string()))
+                .set_redirect_uri(std::borrow::Cow::Owned(redirect));
+            for (k, v) in extra_params(oauth) {
+                request = request.add_extra_param(k, v);
             }
             request.request_async(&send).await
         }
@@ -146,6 +231,7 @@ pub async fn request_token(
             refresh_token: answer.refresh_token().map(|t| Secret::new(t.secret().clone())),
             expires_in: answer.expires_in(),
             scopes: answer.scopes().map(|s| s.iter().map(|s| s.to_string()).collect()),
+            instance_url: answer.extra_fields().instance_url.clone(),
         }),
         Err(RequestTokenError::ServerResponse(e)) => {
             let code = e.error().as_ref().to_string();
