@@ -96,7 +96,10 @@ async fn behaviour(store: &dyn TokenStore) {
     assert_eq!(store.get(&key).await.unwrap(), None);
     // Transient values: claimed once, taken once, gone after their TTL.
     assert!(store.put_transient("ticket:n1", b"", Duration::from_secs(5), true).await.unwrap());
-    assert!(!store.put_transient("ticket:n1", b"", Duration::from_secs(5), true).await.unwrap(), "a claim succeeded twice");
+    assert!(
+        !store.put_transient("ticket:n1", b"", Duration::from_secs(5), true).await.unwrap(),
+        "a claim succeeded twice"
+    );
     store.put_transient("flow:s1", b"flow-state-secret", Duration::from_secs(5), false).await.unwrap();
     assert_eq!(store.take_transient("flow:s1").await.unwrap().as_deref(), Some(&b"flow-state-secret"[..]));
     assert_eq!(store.take_transient("flow:s1").await.unwrap(), None, "a flow was used twice");

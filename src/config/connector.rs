@@ -254,7 +254,10 @@ fn oauth_client(
             (None, Some(d)) => match templates::fill(d, &vars) {
                 Ok(v) => v,
                 Err(name) => {
-                    p.add(at("template_vars"), format!("the template needs `{name}` (template_vars: {{ {name}: ... }})"));
+                    p.add(
+                        at("template_vars"),
+                        format!("the template needs `{name}` (template_vars: {{ {name}: ... }})"),
+                    );
                     return None;
                 }
             },
@@ -328,7 +331,9 @@ fn oauth_client(
         mcp_url,
         authorize_params,
         token_params: rc.token_params.clone().unwrap_or_default(),
-        permanent_errors: template.map(|t| t.permanent_errors.iter().map(|s| s.to_string()).collect()).unwrap_or_default(),
+        permanent_errors: template
+            .map(|t| t.permanent_errors.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_default(),
         resource,
         revocation_endpoint,
         host_from_instance_url: template.is_some_and(|t| t.host_from_instance_url),

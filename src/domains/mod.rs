@@ -1,6 +1,7 @@
 //! Allowed domains: the normalized target URL, the pattern grammar and the compiled matcher
 //! (SPEC section 3). Pure code: no I/O, no clock, so it is tested by tables and fuzzed.
 
+pub mod host;
 pub mod matcher;
 pub mod pattern;
 pub mod target;

@@ -128,7 +128,9 @@ impl Pattern {
         match (&self.host, host) {
             (HostPattern::Exact(h), host) => h == host,
             (HostPattern::Wildcard(suffix), Host::Name(name)) => {
-                name.len() > suffix.len() + 1 && name.ends_with(suffix.as_str()) && name[..name.len() - suffix.len()].ends_with('.')
+                name.len() > suffix.len() + 1
+                    && name.ends_with(suffix.as_str())
+                    && name[..name.len() - suffix.len()].ends_with('.')
             }
             (HostPattern::Wildcard(_), _) => false,
         }

@@ -63,7 +63,9 @@ pub fn page(status: StatusCode, title: &str, body: &str, notify: Option<(Outcome
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; base-uri 'none'"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; base-uri 'none'",
+        ),
     );
     response
 }
@@ -97,6 +99,9 @@ pub fn provider_error(code: &str, connector: &str, redirect_uri: &str) -> (&'sta
             "The provider refused the resource indicator.",
             format!("An administrator must fix the `resource` of the {connector} connector."),
         ),
-        _ => ("The provider reported an error.", "Connect again from your tool; if it keeps failing, ask an administrator.".into()),
+        _ => (
+            "The provider reported an error.",
+            "Connect again from your tool; if it keeps failing, ask an administrator.".into(),
+        ),
     }
 }

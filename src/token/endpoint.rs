@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::StatusCode;
-use oauth2::basic::{BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType};
+use oauth2::basic::{
+    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType,
+};
 use oauth2::{
     AuthType, AuthorizationCode, ClientId, ClientSecret, EndpointNotSet, EndpointSet, PkceCodeVerifier, RedirectUrl,
     RefreshToken, RequestTokenError, Scope, StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
@@ -32,7 +34,11 @@ pub enum Exchange<'a> {
     RefreshToken(&'a Secret),
     ClientCredentials,
     /// The code from the callback, the PKCE verifier of its flow and the redirect URI.
-    AuthorizationCode { code: &'a str, verifier: &'a Secret, redirect_uri: &'a str },
+    AuthorizationCode {
+        code: &'a str,
+        verifier: &'a Secret,
+        redirect_uri: &'a str,
+    },
 }
 
 /// Token-answer fields beyond RFC 6749 that Tollgate uses.
@@ -112,7 +118,10 @@ fn error_field(body: &[u8]) -> Option<String> {
 }
 
 /// An oauth2 client with the connector's client id, secret and authentication method.
-fn client_for(oauth: &OAuthClient, client_id: &str) -> oauth2::Client<
+fn client_for(
+    oauth: &OAuthClient,
+    client_id: &str,
+) -> oauth2::Client<
     BasicErrorResponse,
     Answer,
     BasicTokenIntrospectionResponse,
@@ -140,22 +149,31 @@ fn extra_params(oauth: &OAuthClient) -> Vec<(String, String)> {
 
 /// Revokes a refresh token (RFC 7009, `token_type_hint=refresh_token`). `Err` is a short
 /// reason; the caller retries.
-pub async fn revoke(http: &HttpClient, index: usize, oauth: &OAuthClient, refresh_token: &Secret) -> Result<(), String> {
+pub async fn revoke(
+    http: &HttpClient,
+    index: usize,
+    oauth: &OAuthClient,
+    refresh_token: &Secret,
+) -> Result<(), String> {
     let (Some(url), Some(client_id)) = (&oauth.revocation_endpoint, &oauth.client_id) else {
         return Ok(());
     };
-    let token_url = TokenUrl::new(oauth.token_endpoint.clone().unwrap_or_else(|| url.clone())).map_err(|_| "bad token URL")?;
+    let token_url =
+        TokenUrl::new(oauth.token_endpoint.clone().unwrap_or_else(|| url.clone())).map_err(|_| "bad token URL")?;
     let revocation = oauth2::RevocationUrl::new(url.clone()).map_err(|_| "bad revocation URL")?;
-    let client: OAuth<EndpointSet> = client_for(oauth, client_id).set_token_uri(token_url).set_revocation_url(revocation);
+    let client: OAuth<EndpointSet> =
+        client_for(oauth, client_id).set_token_uri(token_url).set_revocation_url(revocation);
     let send = |request: oauth2::HttpRequest| {
         let http = http.clone();
         async move { http.send(index, request).await }
     };
     let token = StandardRevocableToken::RefreshToken(RefreshToken::new(refresh_token.expose().to_string()));
-    client.revoke_token(token).map_err(|_| "revocation not configured")?.request_async(&send).await.map_err(|e| match e {
-        RequestTokenError::ServerResponse(e) => safe_code(e.error().as_ref()),
-        other => other.to_string(),
-    })?;
+    client.revoke_token(token).map_err(|_| "revocation not configured")?.request_async(&send).await.map_err(
+        |e| match e {
+            RequestTokenError::ServerResponse(e) => safe_code(e.error().as_ref()),
+            other => other.to_string(),
+        },
+    )?;
     Ok(())
 }
 

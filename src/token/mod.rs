@@ -4,8 +4,8 @@
 pub mod broker;
 pub mod cache;
 pub mod crypto;
-pub mod model;
 pub mod endpoint;
+pub mod model;
 pub mod renew;
 pub mod store;
 

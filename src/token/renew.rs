@@ -20,8 +20,8 @@ use tokio::time::Instant;
 
 use super::broker::RefreshPolicy;
 use super::cache::{Cached, TokenCache};
-use super::model::{Connection, ConnectionKey, ConnectionStatus};
 use super::endpoint::{request_token, Exchange, RefreshError};
+use super::model::{Connection, ConnectionKey, ConnectionStatus};
 use super::store::{Expect, StoreError, TokenStore};
 use crate::config::{Connector, Grant};
 use crate::metrics::Metrics;

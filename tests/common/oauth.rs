@@ -35,6 +35,15 @@ pub struct State {
     pub used: HashSet<String>,
     pub issued: usize,
     pub grant_types: Vec<String>,
+    /// Authorization codes: code -> (PKCE challenge, redirect URI).
+    pub codes: std::collections::HashMap<String, (String, String)>,
+    /// Every token-endpoint form, in order.
+    pub forms: Vec<Vec<(String, String)>>,
+    /// Included in token answers when set (Salesforce style).
+    pub instance_url: Option<String>,
+    /// Revocation requests: (token, token_type_hint).
+    pub revocations: Vec<(String, String)>,
+    pub revoke_status: u16,
 }
 
 pub type Hold = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
@@ -54,20 +63,46 @@ impl TokenEndpoint {
             used: HashSet::new(),
             issued: 0,
             grant_types: Vec::new(),
+            codes: Default::default(),
+            forms: Vec::new(),
+            instance_url: None,
+            revocations: Vec::new(),
+            revoke_status: 200,
         }));
         let s = state.clone();
         let server = Upstream::with(ca, move |req| {
             let state = s.clone();
             let hold = hold.clone();
             async move {
+                let path = req.uri().path().to_string();
                 let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                 let form: Vec<(String, String)> = url_decode_form(&body);
                 let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-                state.lock().unwrap().calls += 1;
+                if path == "/revoke" {
+                    let mut st = state.lock().unwrap();
+                    st.revocations
+                        .push((field("token").unwrap_or_default(), field("token_type_hint").unwrap_or_default()));
+                    let mut r = Response::new(full(""));
+                    *r.status_mut() = StatusCode::from_u16(st.revoke_status).unwrap();
+                    return r;
+                }
+                {
+                    let mut st = state.lock().unwrap();
+                    st.calls += 1;
+                    st.forms.push(form.clone());
+                }
                 if let Some(hold) = hold {
                     hold().await;
                 }
-                answer(&mut state.lock().unwrap(), field("grant_type"), field("refresh_token"))
+                let mut st = state.lock().unwrap();
+                if field("grant_type").as_deref() == Some("authorization_code") {
+                    if let Some(refused) =
+                        check_code(&mut st, field("code"), field("code_verifier"), field("redirect_uri"))
+                    {
+                        return refused;
+                    }
+                }
+                answer(&mut st, field("grant_type"), field("refresh_token"))
             }
         })
         .await;
@@ -81,6 +116,34 @@ impl TokenEndpoint {
     pub fn set_mode(&self, mode: Mode) {
         self.state.lock().unwrap().mode = mode;
     }
+
+    /// What the provider's consent screen does: a code bound to the PKCE challenge.
+    pub fn issue_code(&self, challenge: &str, redirect_uri: &str) -> String {
+        let mut st = self.state.lock().unwrap();
+        let code = format!("code-{}", st.codes.len() + 1);
+        st.codes.insert(code.clone(), (challenge.to_string(), redirect_uri.to_string()));
+        code
+    }
+}
+
+/// A code is good once, for the verifier whose S256 is its challenge, at its redirect URI.
+fn check_code(
+    st: &mut State,
+    code: Option<String>,
+    verifier: Option<String>,
+    redirect: Option<String>,
+) -> Option<Response<Body>> {
+    use base64::Engine;
+    let refuse = || Some(json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": "invalid_grant" })));
+    let Some((challenge, redirect_uri)) = code.and_then(|c| st.codes.remove(&c)) else { return refuse() };
+    let Some(verifier) = verifier else { return refuse() };
+    let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+    if base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest) != challenge
+        || redirect.as_deref() != Some(&redirect_uri)
+    {
+        return refuse();
+    }
+    None
 }
 
 fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
@@ -127,7 +190,10 @@ fn answer(state: &mut State, grant: Option<String>, refresh: Option<String>) -> 
             true
         }
     };
-    if with_refresh && grant.as_deref() == Some("refresh_token") {
+    if let Some(instance) = &state.instance_url {
+        body["instance_url"] = instance.clone().into();
+    }
+    if with_refresh && matches!(grant.as_deref(), Some("refresh_token" | "authorization_code")) {
         let rt = format!("rt-{n}");
         state.valid.insert(rt.clone());
         body["refresh_token"] = rt.into();

@@ -107,7 +107,13 @@ impl TokenStore for MemoryStore {
         Ok(())
     }
 
-    async fn put_transient(&self, name: &str, value: &[u8], ttl: Duration, only_if_absent: bool) -> Result<bool, StoreError> {
+    async fn put_transient(
+        &self,
+        name: &str,
+        value: &[u8],
+        ttl: Duration,
+        only_if_absent: bool,
+    ) -> Result<bool, StoreError> {
         let mut inner = self.inner.lock().await;
         let now = Instant::now();
         inner.transient.retain(|_, (_, until)| *until > now);

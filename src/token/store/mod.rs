@@ -78,7 +78,13 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
     /// Keeps a short-lived value (OAuth flow state, used-ticket markers) that expires by
     /// itself after `ttl`, shared by every replica. With `only_if_absent`, writes nothing and
     /// returns `false` when the name is taken (a claim).
-    async fn put_transient(&self, name: &str, value: &[u8], ttl: Duration, only_if_absent: bool) -> Result<bool, StoreError>;
+    async fn put_transient(
+        &self,
+        name: &str,
+        value: &[u8],
+        ttl: Duration,
+        only_if_absent: bool,
+    ) -> Result<bool, StoreError>;
 
     /// Reads and deletes a transient value in one step, so it can be used once.
     async fn take_transient(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;

@@ -215,7 +215,13 @@ impl TokenStore for RedisStore {
         Ok(())
     }
 
-    async fn put_transient(&self, name: &str, value: &[u8], ttl: Duration, only_if_absent: bool) -> Result<bool, StoreError> {
+    async fn put_transient(
+        &self,
+        name: &str,
+        value: &[u8],
+        ttl: Duration,
+        only_if_absent: bool,
+    ) -> Result<bool, StoreError> {
         let key = transient_key(name);
         let sealed = self.sealer.seal(&key, value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut conn = self.conn.clone();
