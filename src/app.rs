@@ -100,7 +100,9 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
         default_lifetime: config.refresh.default_lifetime,
     };
     let links = LinkSigner::new(key, &public_url);
-    let broker = Broker::new(store, links, config.store.cache_ttl, http, policy, metrics.clone());
+    let broker =
+        Broker::new(store, links, config.store.cache_ttl, http, policy, metrics.clone(), config.connectors.len());
+    broker.providers().warm_up(config.connectors.clone());
     let upstream = Upstream::new(connectors, config.upstream.response_timeout);
     let state = Arc::new(State { config: config.clone(), broker, upstream, metrics });
 

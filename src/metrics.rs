@@ -51,6 +51,7 @@ pub struct Metrics {
     pub refresh_lock_wait: Histogram,
     pub reauth_required: IntCounterVec,
     pub store_errors: IntCounterVec,
+    pub discovery_up: IntGaugeVec,
 }
 
 /// `tollgate_token_cache_total` label pairs (tier, result).
@@ -141,6 +142,14 @@ impl Metrics {
             Opts::new("tollgate_store_errors_total", "Token store operations that failed, by operation."),
             &["op"],
         )?;
+        let discovery_up = IntGaugeVec::new(
+            Opts::new(
+                "tollgate_discovery_up",
+                "1 when a connector's OAuth metadata (discovery, registration) is usable, 0 when not.",
+            ),
+            &["connector"],
+        )?;
+        registry.register(Box::new(discovery_up.clone()))?;
         registry.register(Box::new(token_cache.clone()))?;
         registry.register(Box::new(token_refresh.clone()))?;
         registry.register(Box::new(token_refresh_duration.clone()))?;
@@ -177,6 +186,7 @@ impl Metrics {
             refresh_lock_wait,
             reauth_required,
             store_errors,
+            discovery_up,
         };
         for connector in std::iter::once(NO_CONNECTOR).chain(connectors) {
             metrics.zero(connector);

@@ -58,7 +58,7 @@ connectors:
     authorization_endpoint: https://auth.test:{tp}/authorize
     token_endpoint: https://auth.test:{tp}/token
     revocation_endpoint: https://auth.test:{tp}/revoke
-    issuer: https://auth.test
+    issuer: https://auth.test:{tp}
     client_id: crm-client
     client_secret: crm-secret
     scopes: [crm.read, offline_access]
@@ -145,7 +145,8 @@ async fn connect_then_call() {
     assert!(get_field(&q, "state").is_some_and(|s| s.len() >= 43));
     assert!(cookie.starts_with("tollgate_flow_"));
 
-    let done = w.consent(&location, &cookie, "&iss=https%3A%2F%2Fauth.test").await;
+    let iss = format!("&iss=https%3A%2F%2Fauth.test%3A{}", w.endpoint.server.port);
+    let done = w.consent(&location, &cookie, &iss).await;
     let html = String::from_utf8_lossy(&done.body).to_string();
     assert_eq!(done.status, 200, "{html}");
     assert!(html.contains("Connected to <strong>crm</strong>") && html.contains("postMessage"), "{html}");
@@ -177,15 +178,18 @@ async fn the_callback_refuses_what_it_did_not_start() {
 
     // Another browser (no or wrong cookie) cannot complete the flow.
     let (location, cookie) = w.start(&w.connect_path(&url, "crm").await, None).await;
-    let other = w.consent(&location, "tollgate_flow_0000=not-this-browser", "").await;
+    let iss = format!("&iss=https%3A%2F%2Fauth.test%3A{}", w.endpoint.server.port);
+    let other = w.consent(&location, "tollgate_flow_0000=not-this-browser", &iss).await;
     assert_eq!(other.status, 400);
     assert!(String::from_utf8_lossy(&other.body).contains("another browser"));
     let _ = cookie;
 
-    // A different issuer in `iss` (mix-up).
+    // A different issuer in `iss` (mix-up), or none although the server promised one.
     let (location, cookie) = w.start(&w.connect_path(&url, "crm").await, None).await;
     let mixed = w.consent(&location, &cookie, "&iss=https%3A%2F%2Fevil.test").await;
     assert_eq!(mixed.status, 400);
+    let (location, cookie) = w.start(&w.connect_path(&url, "crm").await, None).await;
+    assert_eq!(w.consent(&location, &cookie, "").await.status, 400);
 
     // Provider errors say what to fix.
     for (error, hint) in [
@@ -206,8 +210,8 @@ async fn the_callback_refuses_what_it_did_not_start() {
     let (loc_a, cookie_a) = w.start(&w.connect_path(&url, "crm").await, None).await;
     let (loc_b, cookie_b) = w.start(&w.connect_path(&url, "crm").await, None).await;
     assert_ne!(cookie_a.split('=').next(), cookie_b.split('=').next());
-    assert_eq!(w.consent(&loc_b, &cookie_b, "").await.status, 200);
-    assert_eq!(w.consent(&loc_a, &cookie_a, "").await.status, 200);
+    assert_eq!(w.consent(&loc_b, &cookie_b, &iss).await.status, 200);
+    assert_eq!(w.consent(&loc_a, &cookie_a, &iss).await.status, 200);
     assert!(w.upstream.requests().is_empty());
 }
 
@@ -266,7 +270,8 @@ async fn deleting_a_connection_revokes_it_even_when_the_provider_is_down() {
     let w = World::new("").await;
     let url = format!("https://api.crm.test:{}/deals", w.upstream.port);
     let (location, cookie) = w.start(&w.connect_path(&url, "crm").await, None).await;
-    assert_eq!(w.consent(&location, &cookie, "").await.status, 200);
+    let iss = format!("&iss=https%3A%2F%2Fauth.test%3A{}", w.endpoint.server.port);
+    assert_eq!(w.consent(&location, &cookie, &iss).await.status, 200);
     w.endpoint.state.lock().unwrap().revoke_status = 503;
     let admin = w.proxy.running.admin_addr;
     let deleted = send(
@@ -290,4 +295,67 @@ async fn deleting_a_connection_revokes_it_even_when_the_provider_is_down() {
     }
     let revocations = w.endpoint.state.lock().unwrap().revocations.clone();
     assert!(revocations.iter().all(|(token, hint)| token == "rt-2" && hint == "refresh_token"), "{revocations:?}");
+}
+
+#[tokio::test]
+async fn discovery_and_registration_for_an_mcp_server() {
+    let extra = r#"  - name: docs-mcp
+    grant: authorization_code
+    mcp_url: https://auth.test:{tp}/mcp
+    allowed_domains: ["https://auth.test:{tp}/mcp*"]
+  - name: bad
+    grant: authorization_code
+    issuer: https://auth.test:{tp}/other
+    client_id: x
+    allowed_domains: ["https://bad.test/*"]
+"#;
+    let w = World::new(extra).await;
+    let tp = w.endpoint.server.port;
+    let mcp = format!("https://auth.test:{tp}/mcp");
+    for principal in ["alice", "bob"] {
+        let auth = bearer(&jwt(principal, serde_json::json!({})));
+        let link = send(
+            w.proxy.addr(),
+            "POST",
+            "/connect",
+            &[("authorization", &auth)],
+            Bytes::from(r#"{"connector":"docs-mcp"}"#),
+        )
+        .await;
+        assert_eq!(link.status, 200, "{:?}", link.body);
+        let path =
+            link.json()["connect_url"].as_str().unwrap().strip_prefix("https://tollgate.test").unwrap().to_string();
+        let (location, cookie) = w.start(&path, None).await;
+        // Endpoints and client come from RFC 9728 -> RFC 8414 -> RFC 7591.
+        assert!(location.starts_with(&format!("https://auth.test:{tp}/authorize?")), "{location}");
+        let q = query(&location);
+        assert_eq!(get_field(&q, "client_id"), Some("registered-1"));
+        assert_eq!(get_field(&q, "resource"), Some(mcp.as_str()), "MCP servers get the resource indicator");
+        let iss = format!("&iss=https%3A%2F%2Fauth.test%3A{tp}");
+        assert_eq!(w.consent(&location, &cookie, &iss).await.status, 200);
+    }
+    let registrations = w.endpoint.state.lock().unwrap().registrations.clone();
+    assert_eq!(registrations.len(), 1, "one registration per connector, reused");
+    assert_eq!(registrations[0]["redirect_uris"], serde_json::json!(["https://tollgate.test/oauth/callback"]));
+    let stored =
+        w.proxy.running.store().get(&tollgate::token::ConnectionKey::new("docs-mcp", "alice")).await.unwrap().unwrap();
+    assert_eq!(stored.access_token.expose(), "at-2", "alice connected first");
+
+    // Metadata that names another issuer is refused, and reported without failing readiness.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = get(w.proxy.running.admin_addr, "/readyz", &[]).await;
+        assert_eq!(ready.status, 200);
+        let json = ready.json();
+        if json["discovery"]["bad"]["state"] == "error" {
+            assert!(json["discovery"]["bad"]["message"].as_str().unwrap().contains("names issuer"), "{json}");
+            assert_eq!(json["discovery"]["docs-mcp"]["state"], "ok");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the bad connector was never reported: {json}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = String::from_utf8(get(w.proxy.running.admin_addr, "/metrics", &[]).await.body.to_vec()).unwrap();
+    assert!(metrics.contains("tollgate_discovery_up{connector=\"bad\"} 0"));
+    assert!(metrics.contains("tollgate_discovery_up{connector=\"docs-mcp\"} 1"));
 }

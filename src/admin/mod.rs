@@ -54,6 +54,7 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Res
                 "ready": true,
                 "store": { "backend": store.backend(), "up": up },
                 "connectors": state.config.connectors.len(),
+                "discovery": state.broker.providers().status(),
             });
             text(StatusCode::OK, "application/json", body.to_string())
         }

@@ -43,6 +43,10 @@ pub struct OAuthClient {
     pub revocation_endpoint: Option<String>,
     /// The token answer's `instance_url` names the host to pin (Salesforce).
     pub host_from_instance_url: bool,
+    /// RFC 7591 endpoint (from discovery) for registering when no `client_id` is configured.
+    pub registration_endpoint: Option<String>,
+    /// The server promised `iss` on every authorization answer (RFC 9207).
+    pub iss_required: bool,
 }
 
 /// Where a connector's credential comes from.
@@ -337,6 +341,8 @@ fn oauth_client(
         resource,
         revocation_endpoint,
         host_from_instance_url: template.is_some_and(|t| t.host_from_instance_url),
+        registration_endpoint: None,
+        iss_required: false,
     })
 }
 

@@ -85,14 +85,31 @@ pub async fn callback(state: &State, headers: &HeaderMap, query: &[(String, Stri
         );
     };
     let connector = &state.config.connectors[index];
-    let Some(oauth) = oauth(connector) else {
+    if oauth(connector).is_none() {
         return failure(
             StatusCode::BAD_REQUEST,
             Some(name),
             "The connector no longer connects accounts.",
             "Ask an administrator.",
         );
+    }
+    let Ok(oauth) = state.broker.providers().resolve(index, connector).await else {
+        return failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(name),
+            "The connector's authorization server is not usable now.",
+            "Start again from your tool in a minute.",
+        );
     };
+    let oauth = oauth.as_ref();
+    if oauth.iss_required && field(query, "iss").is_none() {
+        return failure(
+            StatusCode::BAD_REQUEST,
+            Some(name),
+            "The authorization server promised to name itself (iss) but did not.",
+            "Start again from your tool.",
+        );
+    }
     // RFC 9207: an `iss` must name the issuer this flow was started with.
     if let (Some(iss), Some(expected)) = (field(query, "iss"), flow.issuer.as_deref()) {
         if iss != expected {

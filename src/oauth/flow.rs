@@ -136,18 +136,30 @@ pub(super) fn oauth(connector: &Connector) -> Option<&OAuthClient> {
 }
 
 async fn start_flow(state: &State, form: &[(String, String)]) -> Response<Body> {
-    let Some((_, connector, ticket)) = ticket_connector(state, field(form, "ticket")) else {
+    let Some((index, connector, ticket)) = ticket_connector(state, field(form, "ticket")) else {
         return link_expired();
     };
     let name = connector.name.as_str();
-    let Some(oauth) = oauth(connector) else {
-        return failure(
-            StatusCode::BAD_REQUEST,
-            Some(name),
-            "This connector does not connect accounts.",
-            "Use the link your tool gave you.",
-        );
+    let oauth = match state.broker.providers().resolve(index, connector).await {
+        Ok(oauth) => oauth,
+        Err(problem) => {
+            return failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(name),
+                &format!("The connector's authorization server is not usable: {problem}."),
+                "An administrator must fix the connector; /readyz on the admin listener shows the same problem.",
+            )
+        }
     };
+    let oauth = oauth.as_ref();
+    if oauth.client_id.is_none() {
+        return failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(name),
+            "The connector has no client_id and none could be registered.",
+            "An administrator must set client_id, or use an authorization server that offers registration.",
+        );
+    }
     let store = state.broker.store();
     let unavailable = || {
         failure(

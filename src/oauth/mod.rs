@@ -6,4 +6,5 @@ pub mod flow;
 pub mod form;
 pub mod link;
 pub mod pages;
+pub mod provider;
 pub mod templates;

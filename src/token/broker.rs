@@ -17,6 +17,7 @@ use crate::domains::Target;
 use crate::metrics::Metrics;
 use crate::net::http::HttpClient;
 use crate::oauth::link::LinkSigner;
+use crate::oauth::provider::Providers;
 use crate::secret::Secret;
 
 /// Why no credential can be attached.
@@ -64,6 +65,7 @@ pub struct Broker {
     links: LinkSigner,
     cache: Arc<TokenCache>,
     renewal: Renewal,
+    providers: Arc<Providers>,
     http: HttpClient,
     metrics: Metrics,
 }
@@ -76,12 +78,21 @@ impl Broker {
         http: HttpClient,
         policy: RefreshPolicy,
         metrics: Metrics,
+        connectors: usize,
     ) -> Self {
         let cache = Arc::new(TokenCache::new(cache_ttl));
         let sink_cache = cache.clone();
         store.watch(Arc::new(move |what| sink_cache.invalidate(&what)));
-        let renewal = Renewal::new(store.clone(), cache.clone(), http.clone(), policy, metrics.clone());
-        Broker { store, links, cache, renewal, http, metrics }
+        let providers =
+            Arc::new(Providers::new(connectors, http.clone(), store.clone(), metrics.clone(), links.redirect_uri()));
+        let renewal =
+            Renewal::new(providers.clone(), store.clone(), cache.clone(), http.clone(), policy, metrics.clone());
+        Broker { store, links, cache, renewal, providers, http, metrics }
+    }
+
+    /// The effective OAuth settings (config, discovery, registration) of each connector.
+    pub fn providers(&self) -> &Arc<Providers> {
+        &self.providers
     }
 
     pub fn store(&self) -> &Arc<dyn TokenStore> {
@@ -112,9 +123,13 @@ impl Broker {
         self.cache.remove(&key.id());
         let deleted = self.store.delete(key).await?;
         let refresh = existing.and_then(|c| c.refresh_token);
-        if let (Grant::AuthorizationCode(oauth), Some(token)) = (&connector.grant, refresh) {
+        let oauth = match (&connector.grant, &refresh) {
+            (Grant::AuthorizationCode(_), Some(_)) => self.providers.resolve(index, connector).await.ok(),
+            _ => None,
+        };
+        if let (Some(oauth), Some(token)) = (oauth, refresh) {
             if oauth.revocation_endpoint.is_some() {
-                let (http, oauth, name) = (self.http.clone(), oauth.clone(), connector.name.clone());
+                let (http, name) = (self.http.clone(), connector.name.clone());
                 tokio::spawn(async move {
                     for (attempt, pause) in [1u64, 5, 25].into_iter().enumerate() {
                         match super::endpoint::revoke(&http, index, &oauth, &token).await {

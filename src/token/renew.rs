@@ -26,6 +26,7 @@ use super::store::{Expect, StoreError, TokenStore};
 use crate::config::{Connector, Grant};
 use crate::metrics::Metrics;
 use crate::net::http::HttpClient;
+use crate::oauth::provider::Providers;
 
 /// How often a replica waiting for another's lock looks at the store.
 const LOCK_POLL: Duration = Duration::from_millis(25);
@@ -41,6 +42,7 @@ pub enum RenewError {
 }
 
 pub struct Renewal {
+    providers: Arc<Providers>,
     store: Arc<dyn TokenStore>,
     cache: Arc<TokenCache>,
     http: HttpClient,
@@ -59,13 +61,14 @@ impl std::fmt::Debug for Renewal {
 
 impl Renewal {
     pub fn new(
+        providers: Arc<Providers>,
         store: Arc<dyn TokenStore>,
         cache: Arc<TokenCache>,
         http: HttpClient,
         policy: RefreshPolicy,
         metrics: Metrics,
     ) -> Self {
-        Renewal { store, cache, http, policy, metrics, gates: Mutex::default(), backoff: Mutex::default() }
+        Renewal { providers, store, cache, http, policy, metrics, gates: Mutex::default(), backoff: Mutex::default() }
     }
 
     pub fn skew_secs(&self) -> u64 {
@@ -180,13 +183,19 @@ impl Renewal {
                 return Err(RenewError::Permanent);
             }
         }
-        let (oauth, exchange) = match (&connector.grant, &current) {
-            (Grant::ClientCredentials(oauth), _) => (oauth, Exchange::ClientCredentials),
-            (Grant::AuthorizationCode(oauth), Some(Connection { refresh_token: Some(rt), .. })) => {
-                (oauth, Exchange::RefreshToken(rt))
+        let exchange = match (&connector.grant, &current) {
+            (Grant::ClientCredentials(_), _) => Exchange::ClientCredentials,
+            (Grant::AuthorizationCode(_), Some(Connection { refresh_token: Some(rt), .. })) => {
+                Exchange::RefreshToken(rt)
             }
             _ => return Err(RenewError::Permanent),
         };
+        let oauth = self
+            .providers
+            .resolve(index, connector)
+            .await
+            .map_err(|reason| RenewError::Transient { reason, retry_after: self.backoff_secs() })?;
+        let oauth = oauth.as_ref();
         let started = Instant::now();
         let answer = request_token(&self.http, index, oauth, exchange).await;
         self.metrics
@@ -271,7 +280,7 @@ struct Job<'a> {
 }
 
 /// A random token naming the holder of a lock.
-fn owner_token() -> String {
+pub(crate) fn owner_token() -> String {
     let mut bytes = [0u8; 16];
     // Without OS randomness the token is still unique enough within this process's lifetime.
     if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {

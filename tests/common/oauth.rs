@@ -44,6 +44,10 @@ pub struct State {
     /// Revocation requests: (token, token_type_hint).
     pub revocations: Vec<(String, String)>,
     pub revoke_status: u16,
+    /// `https://auth.test:<port>`: the issuer this server's metadata names.
+    pub issuer: String,
+    /// Registrations received (RFC 7591), as their JSON bodies.
+    pub registrations: Vec<serde_json::Value>,
 }
 
 pub type Hold = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
@@ -68,6 +72,8 @@ impl TokenEndpoint {
             instance_url: None,
             revocations: Vec::new(),
             revoke_status: 200,
+            issuer: String::new(),
+            registrations: Vec::new(),
         }));
         let s = state.clone();
         let server = Upstream::with(ca, move |req| {
@@ -78,6 +84,9 @@ impl TokenEndpoint {
                 let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                 let form: Vec<(String, String)> = url_decode_form(&body);
                 let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                if let Some(answer) = metadata(&mut state.lock().unwrap(), &path, &body) {
+                    return answer;
+                }
                 if path == "/revoke" {
                     let mut st = state.lock().unwrap();
                     st.revocations
@@ -106,6 +115,7 @@ impl TokenEndpoint {
             }
         })
         .await;
+        state.lock().unwrap().issuer = format!("https://auth.test:{}", server.port);
         TokenEndpoint { server, state }
     }
 
@@ -123,6 +133,47 @@ impl TokenEndpoint {
         let code = format!("code-{}", st.codes.len() + 1);
         st.codes.insert(code.clone(), (challenge.to_string(), redirect_uri.to_string()));
         code
+    }
+}
+
+/// RFC 8414 and RFC 9728 metadata, and RFC 7591 registration.
+fn metadata(st: &mut State, path: &str, body: &[u8]) -> Option<Response<Body>> {
+    let issuer = st.issuer.clone();
+    match path {
+        "/.well-known/oauth-authorization-server" => Some(json(
+            StatusCode::OK,
+            serde_json::json!({
+                "issuer": issuer,
+                "authorization_endpoint": format!("{issuer}/authorize"),
+                "token_endpoint": format!("{issuer}/token"),
+                "revocation_endpoint": format!("{issuer}/revoke"),
+                "registration_endpoint": format!("{issuer}/register"),
+                "authorization_response_iss_parameter_supported": true,
+                "code_challenge_methods_supported": ["S256"],
+            }),
+        )),
+        // Metadata fetched for another issuer path names this server's issuer: a mismatch.
+        "/.well-known/oauth-authorization-server/other" => {
+            Some(json(StatusCode::OK, serde_json::json!({ "issuer": issuer })))
+        }
+        "/.well-known/oauth-protected-resource/mcp" => Some(json(
+            StatusCode::OK,
+            serde_json::json!({ "resource": format!("{issuer}/mcp"), "authorization_servers": [issuer] }),
+        )),
+        "/register" => {
+            let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            st.registrations.push(request.clone());
+            let n = st.registrations.len();
+            Some(json(
+                StatusCode::CREATED,
+                serde_json::json!({
+                    "client_id": format!("registered-{n}"),
+                    "redirect_uris": request["redirect_uris"],
+                    "token_endpoint_auth_method": "none",
+                }),
+            ))
+        }
+        _ => None,
     }
 }
 
