@@ -10,7 +10,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::oauth::TokenEndpoint;
 use common::*;
-use http::StatusCode;
 
 struct World {
     upstream: Upstream,
@@ -19,30 +18,7 @@ struct World {
     auth: String,
 }
 
-fn query(url: &str) -> Vec<(String, String)> {
-    let q = url.split_once('?').map(|(_, q)| q).unwrap_or("");
-    q.split('&').filter_map(|p| p.split_once('=')).map(|(k, v)| (k.to_string(), percent_decode(v))).collect()
-}
-
-fn percent_decode(v: &str) -> String {
-    let b = v.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            out.push(u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap(), 16).unwrap());
-            i += 3;
-        } else {
-            out.push(if b[i] == b'+' { b' ' } else { b[i] });
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap()
-}
-
-fn get_field<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
-}
+use common::browser::{get_field, query};
 
 impl World {
     async fn new(extra_connectors: &str) -> World {
@@ -85,37 +61,12 @@ connectors:
         json["connect_url"].as_str().unwrap().strip_prefix("https://tollgate.test").unwrap().to_string()
     }
 
-    /// Start page, then the POST: returns the provider URL and the flow cookie.
     async fn start(&self, connect_path: &str, host: Option<&str>) -> (String, String) {
-        let page = get(self.proxy.addr(), connect_path, &[]).await;
-        assert_eq!(page.status, 200, "{:?}", page.body);
-        let ticket = connect_path.split_once("ticket=").unwrap().1;
-        let mut form = format!("ticket={ticket}");
-        if let Some(h) = host {
-            form.push_str(&format!("&host={h}"));
-        }
-        let posted = send(
-            self.proxy.addr(),
-            "POST",
-            "/oauth/start",
-            &[("content-type", "application/x-www-form-urlencoded")],
-            Bytes::from(form),
-        )
-        .await;
-        assert_eq!(posted.status, StatusCode::SEE_OTHER, "{}", String::from_utf8_lossy(&posted.body));
-        let location = posted.headers["location"].to_str().unwrap().to_string();
-        let cookie = posted.headers["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
-        (location, cookie)
+        common::browser::start(self.proxy.addr(), connect_path, host).await
     }
 
-    /// The provider's consent: a code for the flow's challenge, then the callback.
     async fn consent(&self, location: &str, cookie: &str, extra: &str) -> Answer {
-        let q = query(location);
-        let code =
-            self.endpoint.issue_code(get_field(&q, "code_challenge").unwrap(), get_field(&q, "redirect_uri").unwrap());
-        let state = get_field(&q, "state").unwrap();
-        get(self.proxy.addr(), &format!("/oauth/callback?code={code}&state={state}{extra}"), &[("cookie", cookie)])
-            .await
+        common::browser::consent(self.proxy.addr(), &self.endpoint, location, cookie, extra).await
     }
 }
 

@@ -23,6 +23,7 @@ use tollgate::app::{start, Deps, Running};
 use tollgate::config::{Config, Environment};
 use tollgate::net::{Dialer, Resolver};
 
+pub mod browser;
 pub mod oauth;
 pub mod process;
 pub mod redis_server;

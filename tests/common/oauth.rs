@@ -25,6 +25,8 @@ pub enum Mode {
     OkError(&'static str),
     /// This status with a small body.
     Status(u16),
+    /// A 200 with exactly this JSON.
+    Raw(serde_json::Value),
 }
 
 #[derive(Debug)]
@@ -48,6 +50,10 @@ pub struct State {
     pub issuer: String,
     /// Registrations received (RFC 7591), as their JSON bodies.
     pub registrations: Vec<serde_json::Value>,
+    /// Answer every registration with this client id.
+    pub same_client_id: Option<String>,
+    /// Answer registrations with these redirect URIs instead of the requested ones.
+    pub registered_redirects: Option<Vec<String>>,
 }
 
 pub type Hold = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
@@ -74,6 +80,8 @@ impl TokenEndpoint {
             revoke_status: 200,
             issuer: String::new(),
             registrations: Vec::new(),
+            same_client_id: None,
+            registered_redirects: None,
         }));
         let s = state.clone();
         let server = Upstream::with(ca, move |req| {
@@ -156,21 +164,57 @@ fn metadata(st: &mut State, path: &str, body: &[u8]) -> Option<Response<Body>> {
         "/.well-known/oauth-authorization-server/other" => {
             Some(json(StatusCode::OK, serde_json::json!({ "issuer": issuer })))
         }
+        // Issuers whose metadata hands out non-https endpoints.
+        "/.well-known/oauth-authorization-server/httpauth" => Some(json(
+            StatusCode::OK,
+            serde_json::json!({
+                "issuer": format!("{issuer}/httpauth"),
+                "authorization_endpoint": "javascript:alert(1)",
+                "token_endpoint": format!("{issuer}/token"),
+            }),
+        )),
+        "/.well-known/oauth-authorization-server/httpreg" => Some(json(
+            StatusCode::OK,
+            serde_json::json!({
+                "issuer": format!("{issuer}/httpreg"),
+                "authorization_endpoint": format!("{issuer}/authorize"),
+                "token_endpoint": format!("{issuer}/token"),
+                "registration_endpoint": "http://auth.test/register",
+            }),
+        )),
+        // Any other issuer path: complete metadata for that issuer, with registration.
+        p if p.starts_with("/.well-known/oauth-authorization-server/") => {
+            let sub = &p["/.well-known/oauth-authorization-server".len()..];
+            Some(json(
+                StatusCode::OK,
+                serde_json::json!({
+                    "issuer": format!("{issuer}{sub}"),
+                    "authorization_endpoint": format!("{issuer}/authorize"),
+                    "token_endpoint": format!("{issuer}/token"),
+                    "registration_endpoint": format!("{issuer}{sub}/register"),
+                }),
+            ))
+        }
         "/.well-known/oauth-protected-resource/mcp" => Some(json(
             StatusCode::OK,
             serde_json::json!({ "resource": format!("{issuer}/mcp"), "authorization_servers": [issuer] }),
         )),
-        "/register" => {
+        p if p.ends_with("/register") => {
             let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
             st.registrations.push(request.clone());
             let n = st.registrations.len();
+            // The servers behind issuer paths /one and /two hand out the same client id.
+            let shared = (path.starts_with("/one/") || path.starts_with("/two/")).then(|| "same-client".to_string());
+            let client_id = st.same_client_id.clone().or(shared).unwrap_or_else(|| format!("registered-{n}"));
+            // The server behind issuer path /r1 rewrites the redirect URIs it was given.
+            let redirects = match (&st.registered_redirects, path.starts_with("/r1/")) {
+                (Some(r), _) => serde_json::json!(r),
+                (None, true) => serde_json::json!(["https://evil.io/cb"]),
+                (None, false) => request["redirect_uris"].clone(),
+            };
             Some(json(
                 StatusCode::CREATED,
-                serde_json::json!({
-                    "client_id": format!("registered-{n}"),
-                    "redirect_uris": request["redirect_uris"],
-                    "token_endpoint_auth_method": "none",
-                }),
+                serde_json::json!({ "client_id": client_id, "redirect_uris": redirects, "token_endpoint_auth_method": "none" }),
             ))
         }
         _ => None,
@@ -209,6 +253,7 @@ fn answer(state: &mut State, grant: Option<String>, refresh: Option<String>) -> 
     match state.mode.clone() {
         Mode::Refuse(code) => return json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": code })),
         Mode::OkError(code) => return json(StatusCode::OK, serde_json::json!({ "error": code })),
+        Mode::Raw(value) => return json(StatusCode::OK, value),
         Mode::Status(code) => {
             let mut r = Response::new(full("upstream trouble"));
             *r.status_mut() = StatusCode::from_u16(code).unwrap();

@@ -242,7 +242,7 @@ impl Providers {
             ],
             (None, None) => return Err("no issuer to discover".into()),
         };
-        let mut last = String::new();
+        let mut errors: Vec<String> = Vec::new();
         for url in candidates {
             match self.fetch::<AuthorizationServerMetadata>(index, &url).await {
                 Ok(metadata) => {
@@ -256,10 +256,10 @@ impl Providers {
                     }
                     return Ok(metadata);
                 }
-                Err(e) => last = e,
+                Err(e) => errors.push(e),
             }
         }
-        Err(last)
+        Err(errors.join("; "))
     }
 
     async fn fetch<T: serde::de::DeserializeOwned>(&self, index: usize, url: &str) -> Result<T, String> {
