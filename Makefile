@@ -13,7 +13,7 @@ export DATABRICKS_CLIENT_ID ?= dev-databricks-client-id
 export BILLING_CLIENT_SECRET ?= dev-billing-client-secret
 export WEATHER_API_KEY ?= dev-weather-api-key
 
-.PHONY: run build test lint fmt bench check-config
+.PHONY: run build test lint fmt bench check-config e2e-deps
 
 run: ## Tollgate on the in-memory store with the example config
 	$(CARGO) run --release -- serve --config $(CONFIG)
@@ -24,7 +24,11 @@ build:
 check-config:
 	$(CARGO) run --quiet -- check-config $(CONFIG)
 
-test: ## every test: unit, corpus, integration (needs curl, openssl, redis-server)
+e2e-deps: ## the authorization server used by the end-to-end OAuth test (npm)
+	@command -v node >/dev/null || { echo "make test needs node and npm (apt-get install nodejs npm)"; exit 1; }
+	@test -d tests/e2e/oidc/node_modules/oidc-provider || npm ci --prefix tests/e2e/oidc --no-audit --no-fund
+
+test: e2e-deps ## every test: unit, corpus, integration (needs curl, openssl, redis-server, node)
 	@command -v curl >/dev/null || { echo "make test needs curl (apt-get install curl)"; exit 1; }
 	@command -v openssl >/dev/null || { echo "make test needs openssl (apt-get install openssl)"; exit 1; }
 	@command -v redis-server >/dev/null || { echo "make test needs redis-server (apt-get install redis-server)"; exit 1; }

@@ -71,6 +71,23 @@ impl TestCa {
     }
 }
 
+impl TestCa {
+    /// The leaf certificate and key as PEM files, for servers outside Rust.
+    pub fn leaf_pem_files(&self) -> (tempfile::NamedTempFile, tempfile::NamedTempFile) {
+        use base64::Engine;
+        let pem = |label: &str, der: &[u8]| {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+            let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+            format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+        };
+        let cert = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(cert.path(), pem("CERTIFICATE", &self.leaf_der)).unwrap();
+        let key = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(key.path(), pem("PRIVATE KEY", self.leaf_key.secret_der())).unwrap();
+        (cert, key)
+    }
+}
+
 /// What the upstream saw of one request.
 #[derive(Debug, Clone)]
 pub struct Seen {
