@@ -104,7 +104,14 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
         Broker::new(store, links, config.store.cache_ttl, http, policy, metrics.clone(), config.connectors.len());
     broker.providers().warm_up(config.connectors.clone());
     let upstream = Upstream::new(connectors, config.upstream.response_timeout);
-    let state = Arc::new(State { config: config.clone(), broker, upstream, metrics });
+    let interception = match crate::intercept::Authority::load_or_create(broker.store().as_ref()).await {
+        Ok(ca) => Some(Arc::new(ca)),
+        Err(e) => {
+            tracing::error!(error = %e, "CONNECT interception is unavailable until the CA can be loaded");
+            None
+        }
+    };
+    let state = Arc::new(State { config: config.clone(), interception, broker, upstream, metrics });
 
     let limits = ConnLimits {
         max_header_bytes: config.limits.max_header_bytes,

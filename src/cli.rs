@@ -32,6 +32,11 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// The interception CA.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// Would this URL be allowed, and why? Prints one JSON object; no network.
     Explain {
         #[arg(long, value_name = "FILE", conflicts_with = "allow", required_unless_present = "allow")]
@@ -43,6 +48,50 @@ pub enum Command {
         #[arg(value_name = "URL")]
         url: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Print the CA certificate (PEM) that runtimes must trust for CONNECT interception.
+    Export {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+/// `ca export`: reads the CA from the configured token store (creating it if this is the
+/// first start). The in-memory store's CA lives only inside a running Tollgate: fetch it
+/// from `GET /ca.pem` on the admin listener instead.
+pub async fn ca_export(file: &Path) -> ExitCode {
+    let config = match load_file(file, &Environment::process()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: invalid configuration\n{e}", file.display());
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let crate::config::StoreBackend::Redis(url) = &config.store.backend else {
+        eprintln!("tollgate ca export: with the memory store each Tollgate generates its own CA; fetch it from GET /ca.pem on the admin listener");
+        return ExitCode::from(1);
+    };
+    let result = async {
+        let sealer = crate::token::crypto::Sealer::new(&config.encryption_keys).map_err(|e| e.to_string())?;
+        let metrics = crate::metrics::Metrics::new(std::iter::empty()).map_err(|e| e.to_string())?;
+        let store = crate::token::store::redis::RedisStore::new(url.expose(), sealer, config.store.timeout, metrics)
+            .map_err(|e| e.to_string())?;
+        crate::intercept::Authority::load_or_create(&store).await.map_err(|e| e.to_string())
+    }
+    .await;
+    match result {
+        Ok(ca) => {
+            print!("{}", ca.cert_pem());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tollgate ca export: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// Runs every command except `serve` (which needs the runtime) and returns the exit code.

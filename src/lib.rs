@@ -25,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod domains;
 pub mod explain;
+pub mod intercept;
 pub mod logging;
 pub mod metrics;
 pub mod net;

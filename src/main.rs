@@ -11,6 +11,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file } => cli::check_config(&file),
+        Command::Ca { command: cli::CaCommand::Export { config } } => {
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(cli::ca_export(&config)),
+                Err(_) => ExitCode::FAILURE,
+            }
+        }
         Command::Explain { config, connector, allow, url } => {
             cli::explain(config.as_deref(), connector.as_deref(), &allow, &url)
         }

@@ -59,6 +59,11 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Res
             text(StatusCode::OK, "application/json", body.to_string())
         }
         "/metrics" => text(StatusCode::OK, "text/plain; version=0.0.4", state.metrics.render()),
+        // The interception CA certificate (public): what runtimes add to their CA bundle.
+        "/ca.pem" => match &state.interception {
+            Some(ca) => text(StatusCode::OK, "application/x-pem-file", ca.cert_pem().to_string()),
+            None => refuse(&ProxyError::NotFound("the interception CA is not loaded; see the log".into())),
+        },
         p if p.starts_with("/admin/") && !is_admin(&request, &state) => refuse(&ProxyError::AdminUnauthenticated),
         p if p.starts_with("/admin/connections/") && request.method() == Method::DELETE => {
             delete_connection(&state, p).await

@@ -79,6 +79,24 @@ impl AllowList {
             .collect()
     }
 
+    /// Owners with a pattern covering the target's scheme, host and port, whatever the path:
+    /// who could serve requests through a tunnel to that host.
+    pub fn owners_for_authority(&self, target: &Target) -> Vec<usize> {
+        let mut hits: Vec<usize> = self.exact.get(&target.host).cloned().unwrap_or_default();
+        if let Host::Name(name) = &target.host {
+            hits.extend(self.wildcard.matches(name).into_iter().map(|g| self.wildcard_rules[g]));
+        }
+        let mut owners: Vec<usize> = hits
+            .into_iter()
+            .map(|i| &self.rules[i])
+            .filter(|rule| rule.pattern.scheme == target.scheme && rule.pattern.covers_port(target.port))
+            .map(|rule| rule.owner)
+            .collect();
+        owners.sort_unstable();
+        owners.dedup();
+        owners
+    }
+
     /// The first pattern of `owner` that covers the target.
     pub fn covering_for(&self, owner: usize, target: &Target) -> Option<&Pattern> {
         self.covering(target).into_iter().find(|c| c.owner == owner).map(|c| c.pattern)

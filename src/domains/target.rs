@@ -77,6 +77,8 @@ pub enum TargetError {
     DotSegmentParams,
     #[error("the path climbs above the root with ..")]
     AboveRoot,
+    #[error("the Host inside the tunnel differs from the CONNECT target")]
+    HostMismatch,
 }
 
 /// A normalized target URL. `path` is canonical and is exactly what is sent upstream;

@@ -39,6 +39,8 @@ pub type Body = BoxBody<Bytes, BoxError>;
 #[derive(Debug)]
 pub struct State {
     pub config: Arc<Config>,
+    /// The CA for CONNECT interception; `None` when it could not be loaded.
+    pub interception: Option<Arc<crate::intercept::Authority>>,
     pub broker: Broker,
     pub upstream: Upstream,
     pub metrics: Metrics,
@@ -53,15 +55,19 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Res
     let route = route(request.method(), request.uri(), &state.config);
     record.gateway = matches!(route, Route::Gateway { .. });
     let result = match route {
-        Route::Connect => Err(ProxyError::NotImplemented(
-            "CONNECT tunnels are not available yet; send the https:// URL as an absolute-form request target",
-        )),
+        Route::Connect => crate::intercept::tunnel::open(&state, request, &mut record).await,
         Route::Local(path) => {
             record.gateway = true;
             local::handle_local(&state, request, &path, &mut record).await
         }
-        route => pipeline::run(&state, request, route, &mut record).await,
+        route => pipeline::run(&state, request, route, &mut record, None).await,
     };
+    Ok(respond(&state, record, result))
+}
+
+/// The one edge where a result becomes a response: refusals rendered, the audit line and
+/// the metrics written once.
+pub fn respond(state: &State, record: Record, result: Result<Response<Body>, ProxyError>) -> Response<Body> {
     let (response, error) = match result {
         Ok(response) => (response, None),
         Err(e) => {
@@ -78,5 +84,5 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Res
         }
     };
     record.finish(response.status(), error.as_ref(), &state.metrics);
-    Ok(response)
+    response
 }

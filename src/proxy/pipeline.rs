@@ -22,18 +22,21 @@ use super::identity::identify;
 use super::policy::authorize;
 use super::target::{resolve_target, Route};
 use super::{replay, Body, State};
+use crate::caller::Caller;
 
 /// Unix seconds now; the one clock read of a request.
 pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// Runs a forward or gateway request through every phase.
+/// Runs a forward or gateway request through every phase. `caller` is given for requests
+/// inside a CONNECT tunnel, authenticated on the CONNECT.
 pub async fn run(
     state: &State,
     request: Request<Incoming>,
     route: Route,
     record: &mut Record,
+    caller: Option<Caller>,
 ) -> Result<Response<Body>, ProxyError> {
     let config = &state.config;
     check_limits(&request, config.limits.max_header_bytes)?;
@@ -41,7 +44,10 @@ pub async fn run(
         Route::Gateway { name, .. } => Some(name.clone()),
         _ => None,
     };
-    let caller = identify(request.headers(), record.gateway, config)?;
+    let caller = match caller {
+        Some(caller) => caller,
+        None => identify(request.headers(), record.gateway, config)?,
+    };
     record.principal = Some(caller.principal.clone());
 
     let target = resolve_target(&route, config)?;

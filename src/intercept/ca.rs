@@ -1,0 +1,155 @@
+//! The interception CA: generated once and kept in the token store (encrypted in Redis), so
+//! every replica presents leaf certificates from the same CA, which runtimes trust through
+//! `GET /ca.pem` on the admin listener or `tollgate ca export`. Leaf certificates are minted
+//! on the fly per CONNECT host (a DNS name or an IP literal in the SAN) and cached.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::ServerConfig;
+
+use crate::token::{Connection, ConnectionKey, Expect, StoreError, TokenStore};
+
+const CA_NAME: &str = "Tollgate interception CA";
+/// Leaf certificates are re-minted well before they expire.
+const LEAF_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+const LEAF_REUSE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("the interception CA could not be created or read: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where the CA lives in the token store.
+pub fn store_key() -> ConnectionKey {
+    ConnectionKey::new("tollgate", "interception-ca")
+}
+
+fn ca_params() -> Result<CertificateParams, CaError> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| CaError::Invalid(e.to_string()))?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.distinguished_name.push(DnType::CommonName, CA_NAME);
+    params.distinguished_name.push(DnType::OrganizationName, "Tollgate");
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let now = SystemTime::now();
+    params.not_before = (now - Duration::from_secs(24 * 3600)).into();
+    params.not_after = (now + Duration::from_secs(10 * 365 * 24 * 3600)).into();
+    Ok(params)
+}
+
+struct Leaf {
+    config: Arc<ServerConfig>,
+    minted: SystemTime,
+}
+
+/// The CA and its cache of per-host TLS configurations.
+pub struct Authority {
+    cert_pem: String,
+    cert_der: CertificateDer<'static>,
+    /// The CA re-signed from the same name and key: what leaf certificates name as issuer.
+    signer: rcgen::Certificate,
+    key: KeyPair,
+    leaves: Mutex<HashMap<String, Leaf>>,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority").finish_non_exhaustive()
+    }
+}
+
+impl Authority {
+    /// The CA from the store, or a new one stored for every replica (the first writer wins).
+    pub async fn load_or_create(store: &dyn TokenStore) -> Result<Authority, CaError> {
+        let key = store_key();
+        if let Some(stored) = store.get(&key).await? {
+            return Self::from_stored(&stored);
+        }
+        let (cert_pem, key_pem) = Self::generate()?;
+        let mut record = Connection::new(crate::secret::Secret::new(cert_pem), None);
+        record.refresh_token = Some(crate::secret::Secret::new(key_pem));
+        match store.put(&key, record.clone(), Expect::Absent, None).await {
+            Ok(_) => Self::from_stored(&record),
+            // Another replica stored its CA first: use that one.
+            Err(StoreError::Conflict) => match store.get(&key).await? {
+                Some(stored) => Self::from_stored(&stored),
+                None => Err(CaError::Invalid("the stored CA vanished".into())),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A new CA: (certificate PEM, private key PEM).
+    fn generate() -> Result<(String, String), CaError> {
+        let key = KeyPair::generate().map_err(|e| CaError::Invalid(e.to_string()))?;
+        let cert = ca_params()?.self_signed(&key).map_err(|e| CaError::Invalid(e.to_string()))?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    fn from_stored(record: &Connection) -> Result<Authority, CaError> {
+        let key_pem =
+            record.refresh_token.as_ref().ok_or_else(|| CaError::Invalid("the stored CA has no key".into()))?;
+        Self::from_pem(record.access_token.expose(), key_pem.expose())
+    }
+
+    /// A CA created by Tollgate, from its certificate and key.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Authority, CaError> {
+        use rustls::pki_types::pem::PemObject;
+        let key = KeyPair::from_pem(key_pem).map_err(|e| CaError::Invalid(e.to_string()))?;
+        let signer = ca_params()?.self_signed(&key).map_err(|e| CaError::Invalid(e.to_string()))?;
+        let cert_der =
+            CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| CaError::Invalid(e.to_string()))?;
+        Ok(Authority { cert_pem: cert_pem.to_string(), cert_der, signer, key, leaves: Mutex::default() })
+    }
+
+    /// The CA certificate runtimes must trust.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// A TLS server configuration presenting a leaf for `host` (HTTP/2 and HTTP/1.1 by ALPN).
+    pub fn server_config(&self, host: &str) -> Result<Arc<ServerConfig>, CaError> {
+        let mut leaves = self.leaves.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(leaf) = leaves.get(host) {
+            if leaf.minted.elapsed().unwrap_or(LEAF_REUSE) < LEAF_REUSE {
+                return Ok(leaf.config.clone());
+            }
+        }
+        let config = Arc::new(self.mint(host)?);
+        leaves.insert(host.to_string(), Leaf { config: config.clone(), minted: SystemTime::now() });
+        Ok(config)
+    }
+
+    fn mint(&self, host: &str) -> Result<ServerConfig, CaError> {
+        let invalid = |e: rcgen::Error| CaError::Invalid(e.to_string());
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(invalid)?;
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        params.subject_alt_names = vec![match bare.parse::<std::net::IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(bare.try_into().map_err(invalid)?),
+        }];
+        params.distinguished_name.push(DnType::CommonName, bare);
+        let now = SystemTime::now();
+        params.not_before = (now - Duration::from_secs(3600)).into();
+        params.not_after = (now + LEAF_LIFETIME).into();
+        let leaf_key = KeyPair::generate().map_err(invalid)?;
+        let leaf = params.signed_by(&leaf_key, &self.signer, &self.key).map_err(invalid)?;
+        let chain = vec![leaf.der().clone(), self.cert_der.clone()];
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| CaError::Invalid(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| CaError::Invalid(e.to_string()))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}

@@ -1,0 +1,101 @@
+//! CONNECT with TLS interception, driven by unmodified clients through `HTTPS_PROXY`: the
+//! real `curl` binary trusting Tollgate's CA (from `GET /ca.pem`), against a TLS upstream.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+struct World {
+    upstream: Upstream,
+    proxy: TestProxy,
+    ca_file: tempfile::NamedTempFile,
+    token: String,
+}
+
+impl World {
+    async fn new() -> World {
+        let ca = TestCa::new(&["api.test"]);
+        let upstream = Upstream::ok(&ca).await;
+        let yaml = format!(
+            "{}\nconnectors:\n  - name: weather\n    token: \"weather-key\"\n    inject: {{ header: X-Api-Key, format: \"{{token}}\" }}\n    allowed_domains: [\"https://api.test:{}/v1/*\"]\n",
+            base_config(&ca),
+            upstream.port
+        );
+        let proxy = TestProxy::start(&yaml).await;
+        let pem = get(proxy.running.admin_addr, "/ca.pem", &[]).await;
+        assert_eq!(pem.status, 200);
+        assert!(String::from_utf8_lossy(&pem.body).starts_with("-----BEGIN CERTIFICATE-----"));
+        let ca_file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(ca_file.path(), &pem.body).unwrap();
+        World { upstream, proxy, ca_file, token: jwt("alice", serde_json::json!({})) }
+    }
+
+    /// curl through HTTPS_PROXY with `user` as the proxy username (connector) and the JWT.
+    async fn curl(&self, user: Option<&str>, args: &[&str], url: &str) -> (String, String) {
+        let proxy = match user {
+            Some(u) => format!("http://{u}:{}@127.0.0.1:{}", self.token, self.proxy.addr().port()),
+            None => format!("http://127.0.0.1:{}", self.proxy.addr().port()),
+        };
+        let mut cmd = Command::new("curl");
+        cmd.env_clear()
+            .env("HTTPS_PROXY", proxy)
+            .args(["--silent", "--show-error", "--include", "--cacert"])
+            .arg(self.ca_file.path())
+            .args(["--write-out", "\n%{http_connect} %{http_version}"])
+            .args(args)
+            .arg(url);
+        let out = tokio::task::spawn_blocking(move || cmd.output().expect("curl must be installed")).await.unwrap();
+        (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+    }
+
+    fn url(&self, host: &str, path: &str) -> String {
+        format!("https://{host}:{}{path}", self.upstream.port)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_through_https_proxy_gets_the_token_injected() {
+    let w = World::new().await;
+    for version in ["--http1.1", "--http2"] {
+        let (out, err) = w.curl(Some("weather"), &[version], &w.url("api.test", "/v1/forecast?city=x")).await;
+        assert!(out.starts_with("HTTP/"), "{version}: {out} {err}");
+        assert!(out.contains(r#"{"ok":true}"#), "{out}");
+        let tail = out.lines().last().unwrap();
+        assert!(tail.starts_with("200 "), "the CONNECT answer: {tail}");
+        let expected = if version == "--http2" { "2" } else { "1.1" };
+        assert!(tail.ends_with(expected), "{version} inside the tunnel: {tail}");
+    }
+    let seen = w.upstream.requests();
+    assert_eq!(seen.len(), 2);
+    for req in &seen {
+        assert_eq!(req.headers["x-api-key"], "weather-key");
+        assert_eq!(req.path_and_query, "/v1/forecast?city=x");
+        assert!(req.headers.get("proxy-authorization").is_none());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_are_refused_or_checked_inside() {
+    let w = World::new().await;
+    // No tunnel for a host no connector covers.
+    let (out, _) = w.curl(Some("weather"), &[], &w.url("evil.test", "/v1/x")).await;
+    assert!(out.lines().last().unwrap().starts_with("403"), "{out}");
+    assert!(out.to_ascii_lowercase().contains("x-tollgate-error: endpoint_not_allowed"), "{out}");
+    // No tunnel without a caller credential.
+    let (out, _) = w.curl(None, &[], &w.url("api.test", "/v1/x")).await;
+    assert!(out.lines().last().unwrap().starts_with("407"), "{out}");
+    // Inside the tunnel, every request is checked like any other.
+    let (out, _) = w.curl(Some("weather"), &[], &w.url("api.test", "/admin")).await;
+    assert!(inner_status(&out, "403") && out.contains("endpoint_not_allowed"), "{out}");
+    // The inner Host must be the CONNECT target.
+    let (out, _) = w.curl(Some("weather"), &["--header", "Host: other.test"], &w.url("api.test", "/v1/x")).await;
+    assert!(inner_status(&out, "400") && out.contains("bad_target"), "{out}");
+    assert!(w.upstream.requests().is_empty());
+}
+
+/// Whether the response inside the tunnel (HTTP/1.1 or HTTP/2) has this status.
+fn inner_status(out: &str, status: &str) -> bool {
+    out.lines().skip(1).any(|l| l.starts_with("HTTP/") && l.split_whitespace().nth(1) == Some(status))
+}
