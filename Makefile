@@ -24,9 +24,11 @@ build:
 check-config:
 	$(CARGO) run --quiet -- check-config $(CONFIG)
 
-e2e-deps: ## the authorization server used by the end-to-end OAuth test (npm)
+e2e-deps: ## npm packages for the end-to-end tests (oidc-provider, undici); checks python3 requests
 	@command -v node >/dev/null || { echo "make test needs node and npm (apt-get install nodejs npm)"; exit 1; }
 	@test -d tests/e2e/oidc/node_modules/oidc-provider || npm ci --prefix tests/e2e/oidc --no-audit --no-fund
+	@test -d tests/e2e/clients/node_modules/undici || npm ci --prefix tests/e2e/clients --no-audit --no-fund
+	@python3 -c 'import requests' 2>/dev/null || { echo "make test needs python3 with requests (pip install requests)"; exit 1; }
 
 test: e2e-deps ## every test: unit, corpus, integration (needs curl, openssl, redis-server, node)
 	@command -v curl >/dev/null || { echo "make test needs curl (apt-get install curl)"; exit 1; }

@@ -99,3 +99,63 @@ async fn tunnels_are_refused_or_checked_inside() {
 fn inner_status(out: &str, status: &str) -> bool {
     out.lines().skip(1).any(|l| l.starts_with("HTTP/") && l.split_whitespace().nth(1) == Some(status))
 }
+
+/// Runs a client script with only the environment a runtime would set.
+async fn client(program: &str, script: &str, env: Vec<(&'static str, String)>, url: String) -> (String, String) {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/clients");
+    let mut cmd = Command::new(program);
+    cmd.current_dir(&dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).arg(script).arg(url);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let name = program.to_string();
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap_or_else(|e| panic!("{name} is needed: {e}")))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (status, body) = text.split_once('\n').unwrap_or((text.as_str(), ""));
+    (status.trim().to_string(), format!("{body}{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_requests_and_node_fetch_through_https_proxy() {
+    let w = World::new().await;
+    assert!(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/clients/node_modules/undici").exists(),
+        "undici is not installed: run `npm ci --prefix tests/e2e/clients` (make test does)"
+    );
+    let proxy = format!("http://weather:{}@127.0.0.1:{}", w.token, w.proxy.addr().port());
+    let ca = w.ca_file.path().display().to_string();
+    let python_env = || vec![("HTTPS_PROXY", proxy.clone()), ("REQUESTS_CA_BUNDLE", ca.clone())];
+    let node_env = || vec![("HTTPS_PROXY", proxy.clone()), ("NODE_EXTRA_CA_CERTS", ca.clone())];
+
+    let (status, body) = client("python3", "requests_get.py", python_env(), w.url("api.test", "/v1/python")).await;
+    assert_eq!(status, "200", "{body}");
+    let (status, body) = client("node", "fetch.mjs", node_env(), w.url("api.test", "/v1/node")).await;
+    assert_eq!(status, "200", "{body}");
+    let seen = w.upstream.requests();
+    let paths: Vec<&str> = seen.iter().map(|s| s.path_and_query.as_str()).collect();
+    assert_eq!(paths, ["/v1/python", "/v1/node"]);
+    assert!(seen
+        .iter()
+        .all(|s| s.headers["x-api-key"] == "weather-key" && s.headers.get("proxy-authorization").is_none()));
+
+    // Outside the allowed domains: no tunnel (403 on the CONNECT), or refused inside it.
+    let (status, body) = client("python3", "requests_get.py", python_env(), w.url("evil.test", "/v1/x")).await;
+    assert_eq!(status, "proxy-error", "{body}");
+    assert!(body.contains("403"), "{body}");
+    // undici reports a refused CONNECT only as a failed request; Tollgate's counter shows the 403.
+    let (status, body) = client("node", "fetch.mjs", node_env(), w.url("evil.test", "/v1/x")).await;
+    assert_eq!(status, "error", "{body}");
+    let metrics = String::from_utf8(get(w.proxy.running.admin_addr, "/metrics", &[]).await.body.to_vec()).unwrap();
+    assert!(
+        metrics.contains(r#"tollgate_requests_total{connector="none",method="CONNECT",outcome="endpoint_not_allowed",status_class="4xx"} 2"#),
+        "both tunnels were refused with 403"
+    );
+    let (status, body) = client("python3", "requests_get.py", python_env(), w.url("api.test", "/admin")).await;
+    assert_eq!(status, "403", "{body}");
+    let (status, body) = client("node", "fetch.mjs", node_env(), w.url("api.test", "/admin")).await;
+    assert_eq!(status, "403", "{body}");
+    assert!(body.contains("endpoint_not_allowed"));
+    assert_eq!(w.upstream.requests().len(), 2);
+}
