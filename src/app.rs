@@ -104,7 +104,11 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
         Broker::new(store, links, config.store.cache_ttl, http, policy, metrics.clone(), config.connectors.len());
     broker.providers().warm_up(config.connectors.clone());
     let upstream = Upstream::new(connectors, config.upstream.response_timeout);
-    let interception = match crate::intercept::Authority::load_or_create(broker.store().as_ref()).await {
+    let authority = match &config.interception_ca {
+        Some((cert, key)) => crate::intercept::Authority::from_configured(cert, key.expose()),
+        None => crate::intercept::Authority::load_or_create(broker.store().as_ref()).await,
+    };
+    let interception = match authority {
         Ok(ca) => Some(Arc::new(ca)),
         Err(e) => {
             tracing::error!(error = %e, "CONNECT interception is unavailable until the CA can be loaded");

@@ -70,6 +70,10 @@ pub async fn ca_export(file: &Path) -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    if let Some((cert, _)) = &config.interception_ca {
+        print!("{cert}");
+        return ExitCode::SUCCESS;
+    }
     let crate::config::StoreBackend::Redis(url) = &config.store.backend else {
         eprintln!("tollgate ca export: with the memory store each Tollgate generates its own CA; fetch it from GET /ca.pem on the admin listener");
         return ExitCode::from(1);

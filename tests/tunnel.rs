@@ -16,10 +16,14 @@ struct World {
 
 impl World {
     async fn new() -> World {
+        Self::with("").await
+    }
+
+    async fn with(extra: &str) -> World {
         let ca = TestCa::new(&["api.test"]);
         let upstream = Upstream::ok(&ca).await;
         let yaml = format!(
-            "{}\nconnectors:\n  - name: weather\n    token: \"weather-key\"\n    inject: {{ header: X-Api-Key, format: \"{{token}}\" }}\n    allowed_domains: [\"https://api.test:{}/v1/*\"]\n",
+            "{}{extra}\nconnectors:\n  - name: weather\n    token: \"weather-key\"\n    inject: {{ header: X-Api-Key, format: \"{{token}}\" }}\n    allowed_domains: [\"https://api.test:{}/v1/*\"]\n",
             base_config(&ca),
             upstream.port
         );
@@ -158,4 +162,95 @@ async fn python_requests_and_node_fetch_through_https_proxy() {
     assert_eq!(status, "403", "{body}");
     assert!(body.contains("endpoint_not_allowed"));
     assert_eq!(w.upstream.requests().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_supplied_ca() {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.distinguished_name.push(rcgen::DnType::CommonName, "Operator Test CA");
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_file, key_file) = (tempfile::NamedTempFile::new().unwrap(), tempfile::NamedTempFile::new().unwrap());
+    std::fs::write(cert_file.path(), cert.pem()).unwrap();
+    std::fs::write(key_file.path(), key.serialize_pem()).unwrap();
+    let extra = format!(
+        "interception: {{ ca_cert_file: {}, ca_key_file: {} }}\n",
+        cert_file.path().display(),
+        key_file.path().display()
+    );
+    let w = World::with(&extra).await;
+    assert_eq!(std::fs::read_to_string(w.ca_file.path()).unwrap(), cert.pem(), "/ca.pem serves the operator's CA");
+    let (out, err) = w.curl(Some("weather"), &[], &w.url("api.test", "/v1/x")).await;
+    assert!(out.contains(r#"{"ok":true}"#), "{out} {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_sent_events_stream_through_the_tunnel() {
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+    let ca = TestCa::new(&["api.test"]);
+    let (got_first_tx, got_first_rx) = tokio::sync::oneshot::channel::<()>();
+    let got_first_rx = std::sync::Arc::new(tokio::sync::Mutex::new(Some(got_first_rx)));
+    let upstream = Upstream::with(&ca, move |_req| {
+        let got_first_rx = got_first_rx.clone();
+        async move {
+            let (tx, body) = channel_body();
+            tokio::spawn(async move {
+                let _ = tx.send(Bytes::from("data: one\n\n")).await;
+                if let Some(signal) = got_first_rx.lock().await.take() {
+                    let _ = signal.await;
+                }
+                let _ = tx.send(Bytes::from("data: two\n\n")).await;
+            });
+            http::Response::new(BodyExt::boxed(body))
+        }
+    })
+    .await;
+    let yaml = format!(
+        "{}\nconnectors:\n  - name: weather\n    token: \"weather-key\"\n    allowed_domains: [\"https://api.test:{}/*\"]\n",
+        base_config(&ca),
+        upstream.port
+    );
+    let proxy = TestProxy::start(&yaml).await;
+    let pem = get(proxy.running.admin_addr, "/ca.pem", &[]).await.body;
+    // CONNECT, then TLS with Tollgate's CA, then a streaming GET inside.
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    let auth = bearer(&jwt("alice", serde_json::json!({})));
+    let connect = format!(
+        "CONNECT api.test:{p} HTTP/1.1\r\nHost: api.test:{p}\r\nProxy-Authorization: {auth}\r\n\r\n",
+        p = upstream.port
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut stream, connect.as_bytes()).await.unwrap();
+    let mut head = [0u8; 1024];
+    let n = tokio::io::AsyncReadExt::read(&mut stream, &mut head).await.unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("api.test").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, stream).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::get("/events")
+        .header("host", format!("api.test:{}", upstream.port))
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(20), body.frame())
+        .await
+        .expect("the first event was held back");
+    assert_eq!(first.unwrap().unwrap().into_data().unwrap(), "data: one\n\n");
+    got_first_tx.send(()).unwrap();
+    assert_eq!(body.frame().await.unwrap().unwrap().into_data().unwrap(), "data: two\n\n");
+    assert_eq!(upstream.requests()[0].headers["authorization"], "Bearer weather-key");
 }

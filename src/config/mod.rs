@@ -154,6 +154,9 @@ pub struct Config {
     pub upstream: UpstreamSettings,
     pub refresh: RefreshSettings,
     pub limits: Limits,
+    /// An operator-supplied interception CA: (certificate PEM, private key PEM). Without it,
+    /// Tollgate generates one and keeps it in the token store.
+    pub interception_ca: Option<(String, Secret)>,
     pub connectors: Vec<Arc<Connector>>,
     /// Connector and tool names (one namespace) to connector index.
     pub names: HashMap<String, usize>,

@@ -98,6 +98,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub limits: RawLimits,
     #[serde(default)]
+    pub interception: RawInterception,
+    #[serde(default)]
     pub connectors: Vec<RawConnector>,
     #[serde(default)]
     pub tools: Vec<RawTool>,
@@ -181,6 +183,15 @@ pub struct RawRefresh {
     pub retry_backoff: Option<String>,
     #[serde(default)]
     pub default_lifetime: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInterception {
+    #[serde(default)]
+    pub ca_cert_file: Option<String>,
+    #[serde(default)]
+    pub ca_key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

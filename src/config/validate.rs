@@ -184,6 +184,30 @@ fn build(raw: RawConfig, env: &Environment, p: &mut Problems) -> Option<Config> 
         p.add("limits.max_header_bytes", "must be at least 1KiB");
     }
 
+    let interception_ca = match (&raw.interception.ca_cert_file, &raw.interception.ca_key_file) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            let read = |p: &mut Problems, field: &str, path: &str| {
+                std::fs::read_to_string(path)
+                    .map_err(|e| p.add(field, format!("cannot read {path}: {}", e.kind())))
+                    .ok()
+            };
+            let cert_pem = read(p, "interception.ca_cert_file", cert);
+            let key_pem = read(p, "interception.ca_key_file", key);
+            cert_pem.zip(key_pem).and_then(|(c, k)| match crate::intercept::Authority::from_configured(&c, &k) {
+                Ok(_) => Some((c, Secret::new(k))),
+                Err(e) => {
+                    p.add("interception", e.to_string());
+                    None
+                }
+            })
+        }
+        _ => {
+            p.add("interception", "set both ca_cert_file and ca_key_file, or neither");
+            None
+        }
+    };
+
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut connectors = Vec::new();
     let mut patterns = Vec::new();
@@ -228,6 +252,7 @@ fn build(raw: RawConfig, env: &Environment, p: &mut Problems) -> Option<Config> 
         upstream,
         refresh,
         limits,
+        interception_ca,
         connectors,
         names,
         allow_list,

@@ -108,6 +108,22 @@ impl Authority {
         Ok(Authority { cert_pem: cert_pem.to_string(), cert_der, signer, key, leaves: Mutex::default() })
     }
 
+    /// An operator's CA (any subject). The certificate must be a CA; leaf certificates name
+    /// its subject as issuer and are signed with its key.
+    pub fn from_configured(cert_pem: &str, key_pem: &str) -> Result<Authority, CaError> {
+        use rustls::pki_types::pem::PemObject;
+        let invalid = |e: rcgen::Error| CaError::Invalid(e.to_string());
+        let key = KeyPair::from_pem(key_pem).map_err(invalid)?;
+        let params = CertificateParams::from_ca_cert_pem(cert_pem).map_err(invalid)?;
+        if !matches!(params.is_ca, IsCa::Ca(_)) {
+            return Err(CaError::Invalid("the interception certificate is not a CA".into()));
+        }
+        let signer = params.self_signed(&key).map_err(invalid)?;
+        let cert_der =
+            CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| CaError::Invalid(e.to_string()))?;
+        Ok(Authority { cert_pem: cert_pem.to_string(), cert_der, signer, key, leaves: Mutex::default() })
+    }
+
     /// The CA certificate runtimes must trust.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem

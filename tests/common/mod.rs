@@ -182,13 +182,16 @@ impl Resolver for TestResolver {
 #[derive(Debug, Default)]
 pub struct LoopbackDialer {
     pub asked: Mutex<Vec<SocketAddr>>,
+    /// Requested port to loopback port (e.g. 443 to a test server's port).
+    pub ports: HashMap<u16, u16>,
 }
 
 #[async_trait]
 impl Dialer for LoopbackDialer {
     async fn dial(&self, addr: SocketAddr) -> io::Result<TcpStream> {
         self.asked.lock().unwrap().push(addr);
-        TcpStream::connect((Ipv4Addr::LOCALHOST, addr.port())).await
+        let port = self.ports.get(&addr.port()).copied().unwrap_or(addr.port());
+        TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await
     }
 }
 
@@ -227,10 +230,14 @@ impl TestProxy {
     }
 
     pub async fn start_with(yaml: &str, resolver: TestResolver) -> TestProxy {
+        Self::start_full(yaml, resolver, LoopbackDialer::default()).await
+    }
+
+    pub async fn start_full(yaml: &str, resolver: TestResolver, dialer: LoopbackDialer) -> TestProxy {
         let config = Config::from_yaml(yaml, &Environment::from_vars([("UNUSED", "x")]))
             .unwrap_or_else(|e| panic!("test config:\n{e}"));
         let resolver = Arc::new(resolver);
-        let dialer = Arc::new(LoopbackDialer::default());
+        let dialer = Arc::new(dialer);
         let deps = Deps { resolver: resolver.clone(), dialer: dialer.clone(), store: None };
         let running = start(config, deps).await.unwrap();
         TestProxy { running, resolver, dialer }

@@ -1,0 +1,114 @@
+//! The `connect` cases of ../shared/corpus/wire.yaml, read from the file and sent as raw
+//! bytes to the running proxy (with the default caller credential inserted, as the corpus
+//! says). An allowed CONNECT must lead to an intercepted tunnel in which `GET /api` is
+//! checked and injected; every other case must reach no upstream.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use common::*;
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[derive(Deserialize)]
+struct File {
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    id: String,
+    category: String,
+    allowed_patterns: Vec<String>,
+    request: RawRequest,
+    expected: String,
+}
+
+#[derive(Deserialize)]
+struct RawRequest {
+    raw: Option<String>,
+    target: String,
+}
+
+/// Reads one HTTP/1.1 response head (and whatever body arrived with it).
+async fn read_head(stream: &mut (impl AsyncReadExt + Unpin)) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut chunk).await.unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&buf).to_string()
+}
+
+fn status(head: &str) -> u16 {
+    head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_cases_of_the_wire_corpus() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/wire.yaml");
+    let file: File = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let cases: Vec<&Case> = file.cases.iter().filter(|c| c.category == "connect").collect();
+    assert!(cases.len() >= 4, "the corpus lost its connect cases");
+    for case in cases {
+        let host = case.request.target.split(':').next().unwrap().to_string();
+        let ca = TestCa::new(&[host.as_str()]);
+        let upstream = Upstream::ok(&ca).await;
+        let patterns: Vec<String> = case.allowed_patterns.iter().map(|p| format!("\"{p}\"")).collect();
+        let yaml = format!(
+            "{}\nconnectors:\n  - name: platform\n    token: \"tok-U1\"\n    allowed_domains: [{}]\n",
+            base_config(&ca),
+            patterns.join(", ")
+        );
+        let dialer = LoopbackDialer { ports: [(443, upstream.port)].into_iter().collect(), ..Default::default() };
+        let proxy = TestProxy::start_full(&yaml, TestResolver::default(), dialer).await;
+        let auth = format!("Proxy-Authorization: {}\r\n", bearer(&jwt("U1", serde_json::json!({}))));
+        let raw = case.request.raw.clone().unwrap();
+        let (line, rest) = raw.split_once("\r\n").unwrap();
+        let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
+        stream.write_all(format!("{line}\r\n{auth}{rest}").as_bytes()).await.unwrap();
+        let head = read_head(&mut stream).await;
+        let got = match status(&head) {
+            200 if case.request.raw.as_deref().is_some_and(|r| r.starts_with("CONNECT")) => {
+                // Inside the tunnel: TLS with Tollgate's CA, then GET /api.
+                let pem = get(proxy.running.admin_addr, "/ca.pem", &[]).await.body;
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
+                    roots.add(cert.unwrap()).unwrap();
+                }
+                let config =
+                    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                        .with_safe_default_protocol_versions()
+                        .unwrap()
+                        .with_root_certificates(roots)
+                        .with_no_client_auth();
+                let name = rustls::pki_types::ServerName::try_from(host.clone()).unwrap();
+                let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream).await.unwrap();
+                let request = format!("GET /api HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer caller-own\r\nConnection: close\r\n\r\n");
+                tls.write_all(request.as_bytes()).await.unwrap();
+                let inner = read_head(&mut tls).await;
+                assert_eq!(status(&inner), 200, "{}: {inner}", case.id);
+                let seen = upstream.requests();
+                assert_eq!(seen.len(), 1, "{}", case.id);
+                assert_eq!(seen[0].headers.get_all("authorization").iter().collect::<Vec<_>>(), ["Bearer tok-U1"]);
+                assert_eq!(seen[0].path_and_query, "/api");
+                "allow-with-token"
+            }
+            400 | 411 | 413 | 414 | 431 | 501 => "reject-400",
+            s if s >= 400 => "block",
+            s => panic!("{}: unexpected status {s}: {head}", case.id),
+        };
+        assert_eq!(got, case.expected, "{}: {head}", case.id);
+        if got != "allow-with-token" {
+            assert!(upstream.requests().is_empty(), "{}: something reached the upstream", case.id);
+            assert!(proxy.dialed().is_empty(), "{}: a connection was opened", case.id);
+        }
+    }
+}
