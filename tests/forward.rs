@@ -9,7 +9,6 @@ use bytes::Bytes;
 use common::*;
 use http::Response;
 use http_body_util::BodyExt;
-use tokio::sync::oneshot;
 
 fn weather_config(ca: &TestCa, port: u16) -> String {
     format!(
@@ -220,25 +219,7 @@ async fn uploads_stream_through() {
 #[tokio::test]
 async fn server_sent_events_stream_through() {
     let ca = TestCa::new(&["api.platform.test"]);
-    let (got_first_tx, got_first_rx) = oneshot::channel::<()>();
-    let got_first_rx = std::sync::Arc::new(tokio::sync::Mutex::new(Some(got_first_rx)));
-    let upstream = Upstream::with(&ca, move |_req| {
-        let got_first_rx = got_first_rx.clone();
-        async move {
-            let (tx, body) = channel_body();
-            tokio::spawn(async move {
-                let _ = tx.send(Bytes::from("data: one\n\n")).await;
-                if let Some(signal) = got_first_rx.lock().await.take() {
-                    let _ = signal.await;
-                }
-                let _ = tx.send(Bytes::from("data: two\n\n")).await;
-            });
-            let mut r = Response::new(BodyExt::boxed(body));
-            r.headers_mut().insert("content-type", "text/event-stream".parse().unwrap());
-            r
-        }
-    })
-    .await;
+    let (upstream, got_first_tx) = two_event_upstream(&ca).await;
     let proxy = TestProxy::start(&weather_config(&ca, upstream.port)).await;
     let auth = bearer(&jwt("alice", serde_json::json!({})));
     let stream = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();

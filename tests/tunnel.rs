@@ -190,23 +190,7 @@ async fn server_sent_events_stream_through_the_tunnel() {
     use bytes::Bytes;
     use http_body_util::BodyExt;
     let ca = TestCa::new(&["api.test"]);
-    let (got_first_tx, got_first_rx) = tokio::sync::oneshot::channel::<()>();
-    let got_first_rx = std::sync::Arc::new(tokio::sync::Mutex::new(Some(got_first_rx)));
-    let upstream = Upstream::with(&ca, move |_req| {
-        let got_first_rx = got_first_rx.clone();
-        async move {
-            let (tx, body) = channel_body();
-            tokio::spawn(async move {
-                let _ = tx.send(Bytes::from("data: one\n\n")).await;
-                if let Some(signal) = got_first_rx.lock().await.take() {
-                    let _ = signal.await;
-                }
-                let _ = tx.send(Bytes::from("data: two\n\n")).await;
-            });
-            http::Response::new(BodyExt::boxed(body))
-        }
-    })
-    .await;
+    let (upstream, got_first_tx) = two_event_upstream(&ca).await;
     let yaml = format!(
         "{}\nconnectors:\n  - name: weather\n    token: \"weather-key\"\n    allowed_domains: [\"https://api.test:{}/*\"]\n",
         base_config(&ca),

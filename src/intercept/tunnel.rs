@@ -136,5 +136,5 @@ async fn inner_request(
     } else {
         Err(TargetError::HostMismatch.into())
     };
-    crate::proxy::respond(&state, record, result)
+    crate::proxy::respond(record, result)
 }

@@ -65,20 +65,25 @@ impl Record {
     }
 
     /// Writes the audit line and the metrics. Consumes the record so it happens once.
-    pub fn finish(mut self, status: StatusCode, error: Option<&ProxyError>, metrics: &Metrics) {
+    pub fn finish(mut self, status: StatusCode, error: Option<&ProxyError>) {
         self.finished = true;
-        let elapsed = self.start.elapsed();
+        let metrics = &self.metrics;
         let connector = self.connector.as_deref().unwrap_or(NO_CONNECTOR);
         let outcome = error.map(|e| e.code().as_str()).unwrap_or("allowed");
         metrics
             .requests
             .with_label_values(&[connector, method_label(&self.method), outcome, status_class(status.as_u16())])
             .inc();
-        metrics.request_duration.with_label_values(&[connector]).observe(elapsed.as_secs_f64());
+        metrics.request_duration.with_label_values(&[connector]).observe(self.start.elapsed().as_secs_f64());
         if let Some(reason) = error.and_then(|e| e.blocked_reason()) {
             metrics.blocked.with_label_values(&[connector, reason]).inc();
         }
         metrics.inflight.dec();
+        self.audit(outcome, status.as_u16());
+    }
+
+    /// The one audit line of a request.
+    fn audit(&self, decision: &str, status: u16) {
         tracing::info!(
             target: "tollgate::audit",
             request_id = %self.request_id,
@@ -87,9 +92,9 @@ impl Record {
             method = %self.method,
             host = self.host.as_deref().unwrap_or(""),
             path = self.path.as_deref().unwrap_or(""),
-            decision = outcome,
-            status = status.as_u16(),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            decision,
+            status,
+            duration_ms = self.start.elapsed().as_secs_f64() * 1000.0,
             mode = if self.gateway { "gateway" } else { "forward" },
         );
     }
@@ -99,22 +104,9 @@ impl Drop for Record {
     /// The caller went away before an answer was ready: hyper dropped the request. The
     /// request may already have reached the upstream, so it is still logged.
     fn drop(&mut self) {
-        if self.finished {
-            return;
+        if !self.finished {
+            self.metrics.inflight.dec();
+            self.audit("caller_gone", 0);
         }
-        self.metrics.inflight.dec();
-        tracing::info!(
-            target: "tollgate::audit",
-            request_id = %self.request_id,
-            principal = self.principal.as_deref().unwrap_or(""),
-            connector = self.connector.as_deref().unwrap_or(""),
-            method = %self.method,
-            host = self.host.as_deref().unwrap_or(""),
-            path = self.path.as_deref().unwrap_or(""),
-            decision = "caller_gone",
-            status = 0,
-            duration_ms = self.start.elapsed().as_secs_f64() * 1000.0,
-            mode = if self.gateway { "gateway" } else { "forward" },
-        );
     }
 }

@@ -62,12 +62,12 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Res
         }
         route => pipeline::run(&state, request, route, &mut record, None).await,
     };
-    Ok(respond(&state, record, result))
+    Ok(respond(record, result))
 }
 
 /// The one edge where a result becomes a response: refusals rendered, the audit line and
 /// the metrics written once.
-pub fn respond(state: &State, record: Record, result: Result<Response<Body>, ProxyError>) -> Response<Body> {
+pub fn respond(record: Record, result: Result<Response<Body>, ProxyError>) -> Response<Body> {
     let (response, error) = match result {
         Ok(response) => (response, None),
         Err(e) => {
@@ -83,6 +83,6 @@ pub fn respond(state: &State, record: Record, result: Result<Response<Body>, Pro
             (error_response(&e, &context), Some(e))
         }
     };
-    record.finish(response.status(), error.as_ref(), &state.metrics);
+    record.finish(response.status(), error.as_ref());
     response
 }

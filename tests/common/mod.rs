@@ -341,3 +341,28 @@ pub fn channel_body() -> (tokio::sync::mpsc::Sender<Bytes>, ChannelBody) {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     (tx, ChannelBody(rx))
 }
+
+/// An upstream that streams two server-sent events and sends the second only after the
+/// returned sender fires: a proxy that buffers the answer never delivers the first.
+pub async fn two_event_upstream(ca: &TestCa) -> (Upstream, tokio::sync::oneshot::Sender<()>) {
+    let (got_first_tx, got_first_rx) = tokio::sync::oneshot::channel::<()>();
+    let got_first_rx = Arc::new(tokio::sync::Mutex::new(Some(got_first_rx)));
+    let upstream = Upstream::with(ca, move |_req| {
+        let got_first_rx = got_first_rx.clone();
+        async move {
+            let (tx, body) = channel_body();
+            tokio::spawn(async move {
+                let _ = tx.send(Bytes::from("data: one\n\n")).await;
+                if let Some(signal) = got_first_rx.lock().await.take() {
+                    let _ = signal.await;
+                }
+                let _ = tx.send(Bytes::from("data: two\n\n")).await;
+            });
+            let mut r = Response::new(BodyExt::boxed(body));
+            r.headers_mut().insert("content-type", "text/event-stream".parse().unwrap());
+            r
+        }
+    })
+    .await;
+    (upstream, got_first_tx)
+}
