@@ -225,9 +225,6 @@ pub(crate) fn validate_connector(
             Err(_) => p.add(at(&format!("strip_headers[{i}]")), format!("`{h}` is not a header name")),
         }
     }
-    if rc.allow_websocket == Some(true) {
-        p.add(at("allow_websocket"), "WebSocket relaying is not available in this build yet");
-    }
     Some(Connector {
         name: rc.name.clone(),
         grant,
@@ -235,7 +232,7 @@ pub(crate) fn validate_connector(
         inject,
         base_url,
         addresses,
-        allow_websocket: false,
+        allow_websocket: rc.allow_websocket.unwrap_or(false),
         strip_headers,
         pin_host: rc.pin_host.unwrap_or(template.is_some_and(|t| t.pin_host)),
     })

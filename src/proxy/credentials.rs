@@ -20,9 +20,10 @@ pub fn refuse_echo_methods(method: &http::Method) -> Result<(), ProxyError> {
 }
 
 /// Refuses protocol switches: h2c always, WebSocket unless the connector allows it.
-pub fn refuse_upgrades(headers: &HeaderMap, connector: &Connector) -> Result<(), ProxyError> {
+/// `Ok(true)` is an allowed WebSocket upgrade.
+pub fn refuse_upgrades(headers: &HeaderMap, connector: &Connector) -> Result<bool, ProxyError> {
     let Some(upgrade) = headers.get(header::UPGRADE) else {
-        return Ok(());
+        return Ok(false);
     };
     let text = upgrade.to_str().unwrap_or("").to_ascii_lowercase();
     if text.split(',').any(|p| p.trim() == "h2c") {
@@ -31,7 +32,7 @@ pub fn refuse_upgrades(headers: &HeaderMap, connector: &Connector) -> Result<(),
     if !connector.allow_websocket || !text.contains("websocket") {
         return Err(ProxyError::UpgradeRefused(if text.contains("websocket") { "WebSocket".into() } else { text }));
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Rewrites the headers for the upstream: cleaned, `Host` rebuilt, credential injected.

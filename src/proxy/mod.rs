@@ -12,6 +12,7 @@ pub mod policy;
 pub mod replay;
 pub mod target;
 pub mod upstream;
+pub mod websocket;
 
 use std::sync::Arc;
 

@@ -33,7 +33,7 @@ pub fn unix_now() -> u64 {
 /// inside a CONNECT tunnel, authenticated on the CONNECT.
 pub async fn run(
     state: &State,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     route: Route,
     record: &mut Record,
     caller: Option<Caller>,
@@ -55,13 +55,17 @@ pub async fn run(
 
     let decision = authorize(request.headers(), &caller, gateway_name.as_deref(), &target, config)?;
     record.connector = Some(decision.connector.name.clone());
-    refuse_upgrades(request.headers(), decision.connector)?;
+    let websocket = refuse_upgrades(request.headers(), decision.connector)?;
     refuse_echo_methods(request.method())?;
 
     let credential =
         state.broker.token_for(decision.index, decision.connector, &caller.principal, &target, unix_now()).await?;
+    let client_upgrade = websocket.then(|| super::websocket::client_side(&mut request));
     let (mut parts, body) = request.into_parts();
     attach_credentials(&mut parts.headers, decision.connector, &target, &credential.token)?;
+    if let Some(client_upgrade) = client_upgrade {
+        return super::websocket::forward(state, &decision, &target, parts, client_upgrade).await;
+    }
 
     replay::forward(state, &decision, &target, parts, body, credential).await
 }
