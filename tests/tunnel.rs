@@ -238,3 +238,28 @@ async fn server_sent_events_stream_through_the_tunnel() {
     assert_eq!(body.frame().await.unwrap().unwrap().into_data().unwrap(), "data: two\n\n");
     assert_eq!(upstream.requests()[0].headers["authorization"], "Bearer weather-key");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ip_literal_hosts_get_an_ip_san() {
+    // The upstream's own certificate names the IP; Tollgate's minted leaf must too, or curl
+    // (verifying against Tollgate's CA) refuses the tunnel's TLS.
+    let ca = TestCa::new(&["52.32.0.10"]);
+    let upstream = Upstream::ok(&ca).await;
+    let yaml = format!(
+        "{}\nconnectors:\n  - name: ip\n    token: \"ip-token\"\n    allowed_domains: [\"https://52.32.0.10:{}/*\"]\n",
+        base_config(&ca),
+        upstream.port
+    );
+    let proxy = TestProxy::start(&yaml).await;
+    let pem = get(proxy.running.admin_addr, "/ca.pem", &[]).await.body;
+    let ca_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca_file.path(), &pem).unwrap();
+    let w = World { upstream, proxy, ca_file, token: jwt("alice", serde_json::json!({})) };
+    let (out, err) = w.curl(Some("ip"), &[], &w.url("52.32.0.10", "/x")).await;
+    assert!(out.contains(r#"{"ok":true}"#), "{out} {err}");
+    assert_eq!(w.upstream.requests()[0].headers["authorization"], "Bearer ip-token");
+    assert!(
+        w.proxy.dialed().iter().all(|a| a.ip().to_string() == "52.32.0.10"),
+        "the checked address was asked for; loopback was dialed"
+    );
+}
