@@ -3,7 +3,7 @@
 //! answers DNS itself and a dialer that only reaches loopback.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -19,6 +19,7 @@ use crate::proxy::upstream::{self, Upstream};
 use crate::proxy::State;
 use crate::server::{serve, ConnLimits};
 use crate::token::broker::{Broker, RefreshPolicy};
+use crate::token::cache::TokenCache;
 use crate::token::crypto::Sealer;
 use crate::token::store::memory::MemoryStore;
 use crate::token::store::redis::RedisStore;
@@ -39,21 +40,99 @@ impl Default for Deps {
     }
 }
 
+/// What survives a config reload: the store and its cache, the metrics, the interception
+/// CA, how upstreams are reached, and the public URL. Everything else is rebuilt.
+struct Base {
+    store: Arc<dyn TokenStore>,
+    cache: Arc<TokenCache>,
+    metrics: Metrics,
+    interception: Option<Arc<crate::intercept::Authority>>,
+    resolver: Arc<dyn Resolver>,
+    dialer: Arc<dyn Dialer>,
+    public_url: String,
+}
+
+/// The state requests start from. Each request takes the current one and keeps it to the
+/// end, so a reload never changes the rules under a request in flight.
+pub struct Shared {
+    current: RwLock<Arc<State>>,
+    base: Base,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// The state new requests use.
+    pub fn current(&self) -> Arc<State> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Builds a state from a validated config and makes it current. Settings bound at start
+    /// (listeners, store, encryption keys, interception CA) keep their running values.
+    pub fn apply(&self, config: Config) -> anyhow::Result<()> {
+        let old = self.current();
+        let restart_needed: Vec<&str> = [
+            ("listen", old.config.listen != config.listen),
+            ("admin_listen", old.config.admin_listen != config.admin_listen),
+            ("public_listen", old.config.public_listen != config.public_listen),
+            ("public_url", old.config.public_url != config.public_url),
+            ("store", format!("{:?}", old.config.store) != format!("{:?}", config.store)),
+            (
+                "encryption_keys",
+                old.config
+                    .encryption_keys
+                    .iter()
+                    .map(|k| (&k.id, k.key))
+                    .ne(config.encryption_keys.iter().map(|k| (&k.id, k.key))),
+            ),
+            (
+                "interception",
+                old.config.interception_ca.as_ref().map(|c| &c.0) != config.interception_ca.as_ref().map(|c| &c.0),
+            ),
+            ("limits.header_read_timeout", old.config.limits.header_read_timeout != config.limits.header_read_timeout),
+        ]
+        .into_iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(name, _)| name)
+        .collect();
+        if !restart_needed.is_empty() {
+            tracing::warn!(settings = ?restart_needed, "these settings change only on restart; the running values stay");
+        }
+        let state = build_state(&self.base, config, Some(&old.config))?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
+        Ok(())
+    }
+
+    /// Counts a reload attempt.
+    pub fn count_reload(&self, ok: bool) {
+        self.base.metrics.config_reloads.with_label_values(&[if ok { "success" } else { "failure" }]).inc();
+    }
+}
+
 /// A running Tollgate.
 #[derive(Debug)]
 pub struct Running {
     pub proxy_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub public_addr: Option<SocketAddr>,
-    pub state: Arc<State>,
+    pub shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
 
 impl Running {
+    /// The state new requests use.
+    pub fn state(&self) -> Arc<State> {
+        self.shared.current()
+    }
+
     /// The token store, for tools and tests that manage connections directly.
     pub fn store(&self) -> &Arc<dyn TokenStore> {
-        self.state.broker.store()
+        &self.shared.base.store
     }
 
     /// Stops accepting and waits for open requests to finish.
@@ -63,9 +142,41 @@ impl Running {
     }
 }
 
+/// Builds the per-config part of the state on top of what survives reloads. The first
+/// state (`previous` is `None`) also starts discovery for every connector.
+fn build_state(base: &Base, config: Config, previous: Option<&Config>) -> anyhow::Result<State> {
+    let config = Arc::new(config);
+    base.metrics.zero_connectors(config.connectors.iter().map(|c| c.name.as_str()));
+    let key = config.encryption_keys.first().context("no encryption key")?;
+    // Encryption keys are bound at start (the Redis store seals with them): links keep the
+    // running key too.
+    let link_key = previous.and_then(|p| p.encryption_keys.first()).unwrap_or(key);
+    let connectors =
+        upstream::connectors(&config, base.resolver.clone(), base.dialer.clone()).map_err(anyhow::Error::msg)?;
+    let http = HttpClient::new(connectors.clone(), config.refresh.token_endpoint_timeout);
+    let policy = RefreshPolicy {
+        skew: config.refresh.skew,
+        lock_ttl: config.refresh.lock_ttl,
+        retry_backoff: config.refresh.retry_backoff,
+        default_lifetime: config.refresh.default_lifetime,
+    };
+    let links = LinkSigner::new(link_key, &base.public_url);
+    let broker = Broker::new(
+        base.store.clone(),
+        links,
+        base.cache.clone(),
+        http,
+        policy,
+        base.metrics.clone(),
+        config.connectors.len(),
+    );
+    broker.providers().warm_up(config.connectors.clone());
+    let upstream = Upstream::new(connectors, config.upstream.response_timeout);
+    Ok(State { config, interception: base.interception.clone(), broker, upstream, metrics: base.metrics.clone() })
+}
+
 /// Builds the state, binds every listener and starts serving.
 pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
-    let config = Arc::new(config);
     let metrics = Metrics::new(config.connectors.iter().map(|c| c.name.as_str())).context("metrics")?;
     let store: Arc<dyn TokenStore> = match (deps.store, &config.store.backend) {
         (Some(store), _) => store,
@@ -78,6 +189,10 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
             )
         }
     };
+    let cache = Arc::new(TokenCache::new(config.store.cache_ttl));
+    let sink = cache.clone();
+    store.watch(Arc::new(move |what| sink.invalidate(&what)));
+
     let proxy = bind(config.listen, "listen").await?;
     let admin = bind(config.admin_listen, "admin_listen").await?;
     let public = match config.public_listen {
@@ -90,23 +205,9 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
     let public_url =
         config.public_url.clone().unwrap_or_else(|| format!("http://{}", public_addr.unwrap_or(proxy_addr)));
 
-    let key = config.encryption_keys.first().context("no encryption key")?;
-    let connectors = upstream::connectors(&config, deps.resolver, deps.dialer).map_err(anyhow::Error::msg)?;
-    let http = HttpClient::new(connectors.clone(), config.refresh.token_endpoint_timeout);
-    let policy = RefreshPolicy {
-        skew: config.refresh.skew,
-        lock_ttl: config.refresh.lock_ttl,
-        retry_backoff: config.refresh.retry_backoff,
-        default_lifetime: config.refresh.default_lifetime,
-    };
-    let links = LinkSigner::new(key, &public_url);
-    let broker =
-        Broker::new(store, links, config.store.cache_ttl, http, policy, metrics.clone(), config.connectors.len());
-    broker.providers().warm_up(config.connectors.clone());
-    let upstream = Upstream::new(connectors, config.upstream.response_timeout);
     let authority = match &config.interception_ca {
         Some((cert, key)) => crate::intercept::Authority::from_configured(cert, key.expose()),
-        None => crate::intercept::Authority::load_or_create(broker.store().as_ref()).await,
+        None => crate::intercept::Authority::load_or_create(store.as_ref()).await,
     };
     let interception = match authority {
         Ok(ca) => Some(Arc::new(ca)),
@@ -115,31 +216,32 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
             None
         }
     };
-    let state = Arc::new(State { config: config.clone(), interception, broker, upstream, metrics });
-
     let limits = ConnLimits {
         max_header_bytes: config.limits.max_header_bytes,
         header_read_timeout: config.limits.header_read_timeout,
     };
+    let connector_count = config.connectors.len();
+    let base = Base { store, cache, metrics, interception, resolver: deps.resolver, dialer: deps.dialer, public_url };
+    let state = build_state(&base, config, None)?;
+    let shared = Arc::new(Shared { current: RwLock::new(Arc::new(state)), base });
+
     let (shutdown, watcher) = watch::channel(false);
     let mut tasks = JoinSet::new();
-
-    let s = state.clone();
-    tasks.spawn(serve(proxy, limits, move |r| crate::proxy::handle(s.clone(), r), watcher.clone()));
-    let s = state.clone();
-    tasks.spawn(serve(admin, limits, move |r| crate::admin::handle(s.clone(), r), watcher.clone()));
-
+    let s = shared.clone();
+    tasks.spawn(serve(proxy, limits, move |r| crate::proxy::handle(s.current(), r), watcher.clone()));
+    let s = shared.clone();
+    tasks.spawn(serve(admin, limits, move |r| crate::admin::handle(s.current(), r), watcher.clone()));
     if let Some(public) = public {
         // Only the OAuth pages face browsers.
-        let s = state.clone();
+        let s = shared.clone();
         let pages = move |request: http::Request<hyper::body::Incoming>| {
-            let s = s.clone();
-            async move { Ok::<_, std::convert::Infallible>(crate::oauth::flow::handle(&s, request).await) }
+            let state = s.current();
+            async move { Ok::<_, std::convert::Infallible>(crate::oauth::flow::handle(&state, request).await) }
         };
         tasks.spawn(serve(public, limits, pages, watcher.clone()));
     }
-    tracing::info!(%proxy_addr, %admin_addr, public_addr = %public_addr.map(|a| a.to_string()).unwrap_or_default(), connectors = config.connectors.len(), "tollgate started");
-    Ok(Running { proxy_addr, admin_addr, public_addr, state, shutdown, tasks })
+    tracing::info!(%proxy_addr, %admin_addr, public_addr = %public_addr.map(|a| a.to_string()).unwrap_or_default(), connectors = connector_count, "tollgate started");
+    Ok(Running { proxy_addr, admin_addr, public_addr, shared, shutdown, tasks })
 }
 
 async fn bind(addr: SocketAddr, field: &str) -> anyhow::Result<TcpListener> {

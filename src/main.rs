@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         }
         Command::Serve { config } => {
             tollgate::logging::init();
+            let path = config.clone();
             let config = match load_file(&config, &Environment::process()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -36,7 +37,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(config)) {
+            match runtime.block_on(serve(config, path)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("tollgate: {e:#}");
@@ -47,8 +48,9 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: tollgate::config::Config) -> anyhow::Result<()> {
+async fn serve(config: tollgate::config::Config, path: std::path::PathBuf) -> anyhow::Result<()> {
     let running = tollgate::app::start(config, tollgate::app::Deps::default()).await?;
+    let _reloads = tollgate::config::reload::watch(running.shared.clone(), path);
     wait_for_signal().await;
     tracing::info!("shutting down");
     running.shutdown().await;

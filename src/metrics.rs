@@ -52,6 +52,7 @@ pub struct Metrics {
     pub reauth_required: IntCounterVec,
     pub store_errors: IntCounterVec,
     pub discovery_up: IntGaugeVec,
+    pub config_reloads: IntCounterVec,
 }
 
 /// `tollgate_token_cache_total` label pairs (tier, result).
@@ -150,6 +151,17 @@ impl Metrics {
             &["connector"],
         )?;
         registry.register(Box::new(discovery_up.clone()))?;
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "tollgate_config_reloads_total",
+                "Config reloads by result: success, or failure (the running config stays).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(config_reloads.clone()))?;
+        for result in ["success", "failure"] {
+            config_reloads.with_label_values(&[result]);
+        }
         registry.register(Box::new(token_cache.clone()))?;
         registry.register(Box::new(token_refresh.clone()))?;
         registry.register(Box::new(token_refresh_duration.clone()))?;
@@ -187,11 +199,20 @@ impl Metrics {
             reauth_required,
             store_errors,
             discovery_up,
+            config_reloads,
         };
         for connector in std::iter::once(NO_CONNECTOR).chain(connectors) {
             metrics.zero(connector);
         }
         Ok(metrics)
+    }
+
+    /// Exports the closed label combinations of these connectors at zero (new connectors
+    /// after a reload; existing series keep their values).
+    pub fn zero_connectors<'a>(&self, connectors: impl IntoIterator<Item = &'a str>) {
+        for connector in connectors {
+            self.zero(connector);
+        }
     }
 
     fn zero(&self, connector: &str) {

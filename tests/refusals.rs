@@ -83,7 +83,7 @@ async fn connection_required_carries_a_signed_connect_url() {
     assert_eq!(json["url"], f.url("a.crm.test", "/x"));
     let link = json["connect_url"].as_str().unwrap();
     let ticket = link.strip_prefix("https://tollgate.test/oauth/start?ticket=").expect(link);
-    let verified = f.proxy.running.state.broker.links().verify(ticket, now()).unwrap();
+    let verified = f.proxy.running.state().broker.links().verify(ticket, now()).unwrap();
     assert_eq!((verified.connector.as_str(), verified.principal.as_str()), ("crm", "alice"));
     assert!(f.upstream.requests().is_empty());
 }

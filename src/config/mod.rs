@@ -5,6 +5,7 @@
 pub mod connector;
 pub mod env;
 pub mod raw;
+pub mod reload;
 pub mod units;
 pub mod validate;
 

@@ -74,15 +74,12 @@ impl Broker {
     pub fn new(
         store: Arc<dyn TokenStore>,
         links: LinkSigner,
-        cache_ttl: Duration,
+        cache: Arc<TokenCache>,
         http: HttpClient,
         policy: RefreshPolicy,
         metrics: Metrics,
         connectors: usize,
     ) -> Self {
-        let cache = Arc::new(TokenCache::new(cache_ttl));
-        let sink_cache = cache.clone();
-        store.watch(Arc::new(move |what| sink_cache.invalidate(&what)));
         let providers =
             Arc::new(Providers::new(connectors, http.clone(), store.clone(), metrics.clone(), links.redirect_uri()));
         let renewal =

@@ -46,6 +46,18 @@ impl TollgateProcess {
         panic!("tollgate did not start listening on {}", process.admin);
     }
 
+    /// Replaces the config file's contents, keeping the listeners this process was started on.
+    pub fn rewrite_config(&self, yaml: &str) {
+        let text = format!("listen: {}\nadmin_listen: {}\n{yaml}", self.proxy, self.admin);
+        std::fs::write(self._config.path(), text).unwrap();
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, ...) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+    }
+
     /// A metric's value from this process's `/metrics` (sum of matching lines).
     pub async fn metric(&self, prefix: &str) -> f64 {
         let answer = super::get(self.admin, "/metrics", &[]).await;
