@@ -28,7 +28,7 @@ e2e-deps: ## npm packages for the end-to-end tests (oidc-provider, undici); chec
 	@command -v node >/dev/null || { echo "make test needs node and npm (apt-get install nodejs npm)"; exit 1; }
 	@test -d tests/e2e/oidc/node_modules/oidc-provider || npm ci --prefix tests/e2e/oidc --no-audit --no-fund
 	@test -d tests/e2e/clients/node_modules/undici || npm ci --prefix tests/e2e/clients --no-audit --no-fund
-	@python3 -c 'import requests' 2>/dev/null || { echo "make test needs python3 with requests (pip install requests)"; exit 1; }
+	@python3 -c 'import requests, jsonschema' 2>/dev/null || { echo "make test needs python3 with requests and jsonschema (pip install requests jsonschema)"; exit 1; }
 
 test: e2e-deps ## every test: unit, corpus, integration (needs curl, openssl, redis-server, node)
 	@command -v curl >/dev/null || { echo "make test needs curl (apt-get install curl)"; exit 1; }

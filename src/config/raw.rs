@@ -21,6 +21,12 @@ pub fn parse(text: &str) -> Result<RawConfig, ParseError> {
         .map_err(|e| ParseError { line: e.location().map(|l| l.line()), message: e.to_string() })
 }
 
+/// The file as JSON (for schema validation), parsed exactly as [`parse`] does.
+pub fn to_json(text: &str) -> Result<serde_json::Value, ParseError> {
+    serde_yaml::from_str(&quote_references(text))
+        .map_err(|e| ParseError { line: e.location().map(|l| l.line()), message: e.to_string() })
+}
+
 /// Wraps each bare `${NAME}` that stands as a whole value in double quotes.
 ///
 /// Users write `admin_tokens: [${TOLLGATE_ADMIN_TOKEN}]`, but `{` and `}` are flow indicators
