@@ -69,7 +69,7 @@ pub const CACHE_RESULTS: [(&str, &str); 6] = [
 pub const REFRESH_RESULTS: [&str; 3] = ["success", "permanent_failure", "transient_failure"];
 
 /// `tollgate_store_errors_total` operations.
-pub const STORE_OPS: [&str; 8] = ["get", "put", "delete", "lock", "unlock", "ping", "subscribe", "publish"];
+pub const STORE_OPS: [&str; 9] = ["get", "put", "delete", "lock", "unlock", "ping", "subscribe", "publish", "list"];
 
 const LATENCY_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];

@@ -89,6 +89,14 @@ async fn behaviour(store: &dyn TokenStore) {
 
     let other = ConnectionKey::new("github", "bob@example.com");
     assert_eq!(store.get(&other).await.unwrap(), None, "connections of different principals are separate");
+    store.put(&ConnectionKey::new("slack", "alice@example.com"), connection("at-s"), Expect::Any, None).await.unwrap();
+    let all = store.list(None, None).await.unwrap();
+    assert_eq!(all.len(), 2);
+    let alices = store.list(None, Some("alice@example.com")).await.unwrap();
+    assert_eq!(alices.iter().map(|(k, _)| k.connector.as_str()).collect::<Vec<_>>(), ["github", "slack"]);
+    let github = store.list(Some("github"), None).await.unwrap();
+    assert_eq!((github.len(), github[0].1.version), (1, 4));
+    store.delete(&ConnectionKey::new("slack", "alice@example.com")).await.unwrap();
     seen.lock().unwrap().clear();
     assert!(store.delete(&key).await.unwrap());
     wait_for(&seen, &Invalidation::Connection(key.id())).await;

@@ -1,20 +1,21 @@
 //! The admin listener: `/healthz`, `/readyz` and `/metrics` without a token; everything under
-//! `/admin/` behind an admin token compared in constant time. A plain match on the path.
+//! `/admin/` behind an admin token compared in constant time; the API itself is `api.rs`.
+//! A plain match on the path.
+
+pub mod api;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use crate::proxy::context::next_request_id;
 use crate::proxy::error::{error_response, ErrorContext, ProxyError};
 use crate::proxy::{Body, State};
-use crate::token::broker::CredentialError;
-use crate::token::ConnectionKey;
 
-fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+pub(crate) fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -65,53 +66,13 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Res
             None => refuse(&ProxyError::NotFound("the interception CA is not loaded; see the log".into())),
         },
         p if p.starts_with("/admin/") && !is_admin(&request, &state) => refuse(&ProxyError::AdminUnauthenticated),
-        p if p.starts_with("/admin/connections/") && request.method() == Method::DELETE => {
-            delete_connection(&state, p).await
-        }
+        p if p.starts_with("/admin/") => api::handle(&state, request).await,
         p => refuse(&ProxyError::NotFound(format!("{p} is not an admin route"))),
     };
     Ok(response)
 }
 
-/// `DELETE /admin/connections/{connector}/{principal}`: gone from the store and from every
-/// replica's cache.
-async fn delete_connection(state: &State, path: &str) -> Response<Body> {
-    let rest = path.trim_start_matches("/admin/connections/");
-    let Some((connector, principal)) = rest.split_once('/').map(|(c, p)| (percent_decode(c), percent_decode(p))) else {
-        return refuse(&ProxyError::NotFound("use /admin/connections/{connector}/{principal}".into()));
-    };
-    let (Some(connector), Some(principal)) = (connector, principal) else {
-        return refuse(&ProxyError::NotFound("the connector or principal is not valid percent-encoding".into()));
-    };
-    let Some(index) = state.config.resolve_name(&connector) else {
-        return refuse(&ProxyError::NotFound(format!("no connector is named {connector}")));
-    };
-    let config_connector = &state.config.connectors[index];
-    match state.broker.delete(index, config_connector, &ConnectionKey::new(&config_connector.name, &principal)).await {
-        Ok(true) => text(StatusCode::NO_CONTENT, "text/plain", String::new()),
-        Ok(false) => refuse(&ProxyError::NotFound(format!("{principal} has no {connector} connection"))),
-        Err(source) => refuse(&ProxyError::Credential(CredentialError::Store { connector, source })),
-    }
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok().filter(|s| !s.is_empty())
-}
-
-fn refuse(error: &ProxyError) -> Response<Body> {
+pub(crate) fn refuse(error: &ProxyError) -> Response<Body> {
     let context = ErrorContext { request_id: &next_request_id(), gateway: true, ..Default::default() };
     error_response(error, &context)
 }

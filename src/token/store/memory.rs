@@ -107,6 +107,22 @@ impl TokenStore for MemoryStore {
         Ok(())
     }
 
+    async fn list(
+        &self,
+        connector: Option<&str>,
+        principal: Option<&str>,
+    ) -> Result<Vec<(ConnectionKey, Connection)>, StoreError> {
+        let inner = self.inner.lock().await;
+        let mut all: Vec<(ConnectionKey, Connection)> = inner
+            .connections
+            .iter()
+            .filter(|(k, _)| connector.is_none_or(|c| k.connector == c) && principal.is_none_or(|p| k.principal == p))
+            .map(|(k, c)| (k.clone(), c.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(all)
+    }
+
     async fn put_transient(
         &self,
         name: &str,

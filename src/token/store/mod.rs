@@ -75,6 +75,14 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
     /// Releases the lock if `owner` still holds it.
     async fn unlock(&self, key: &ConnectionKey, owner: &str) -> Result<(), StoreError>;
 
+    /// Connections, optionally only those of one connector and/or principal. Records Tollgate
+    /// keeps for itself (registrations, the interception CA) are included; callers filter.
+    async fn list(
+        &self,
+        connector: Option<&str>,
+        principal: Option<&str>,
+    ) -> Result<Vec<(ConnectionKey, Connection)>, StoreError>;
+
     /// Keeps a short-lived value (OAuth flow state, used-ticket markers) that expires by
     /// itself after `ttl`, shared by every replica. With `only_if_absent`, writes nothing and
     /// returns `false` when the name is taken (a claim).

@@ -215,6 +215,44 @@ impl TokenStore for RedisStore {
         Ok(())
     }
 
+    async fn list(
+        &self,
+        connector: Option<&str>,
+        principal: Option<&str>,
+    ) -> Result<Vec<(ConnectionKey, Connection)>, StoreError> {
+        // Keys name no connector or principal, so every record is read and opened; this is an
+        // admin operation, bounded by SCAN batches, never on the request path.
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor).arg("MATCH").arg("tollgate:{*}:conn").arg("COUNT").arg(500);
+            let (next, keys): (u64, Vec<String>) = self.run("list", scan.query_async(&mut conn)).await?;
+            for record in keys {
+                let mut hmget = redis::cmd("HMGET");
+                hmget.arg(&record).arg("v").arg("d");
+                let (version, sealed): (Option<u64>, Option<String>) =
+                    self.run("list", hmget.query_async(&mut conn)).await?;
+                let (Some(version), Some(sealed)) = (version, sealed) else { continue };
+                let Ok(plain) = self.sealer.open(&record, &sealed) else { continue };
+                let Ok(stored) = serde_json::from_slice::<StoredConnection>(&plain) else { continue };
+                if connector.is_some_and(|c| c != stored.connector) || principal.is_some_and(|p| p != stored.principal)
+                {
+                    continue;
+                }
+                let key = ConnectionKey::new(&stored.connector, &stored.principal);
+                out.push((key, stored.into_connection(version)));
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
     async fn put_transient(
         &self,
         name: &str,

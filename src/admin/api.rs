@@ -1,0 +1,218 @@
+//! The admin API under `/admin/` (SPEC section 6): connectors (secrets shown only as
+//! `•••• last4`), connections (never their tokens), explain, and a connector health check.
+//! Every route is listed in [`ROUTES`] and documented in docs/admin-openapi.yaml; a test
+//! keeps the two equal.
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{refuse, text};
+use crate::config::{Connector, Grant};
+use crate::proxy::error::{PolicyError, ProxyError};
+use crate::proxy::{Body, State};
+use crate::token::broker::CredentialError;
+use crate::token::endpoint::{request_token, Exchange};
+use crate::token::ConnectionKey;
+
+/// Every admin route: (method, path template).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/admin/connectors"),
+    ("GET", "/admin/connectors/{name}"),
+    ("PUT", "/admin/connectors/{name}"),
+    ("DELETE", "/admin/connectors/{name}"),
+    ("POST", "/admin/connectors/{name}/test"),
+    ("GET", "/admin/connections"),
+    ("DELETE", "/admin/connections/{connector}/{principal}"),
+    ("POST", "/admin/explain"),
+];
+
+fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    text(status, "application/json", value.to_string())
+}
+
+fn masked(secret: Option<&crate::secret::Secret>) -> Value {
+    secret.map_or(Value::Null, |s| Value::String(s.masked()))
+}
+
+/// A connector as the admin API shows it: no secret in clear.
+fn view(state: &State, connector: &Connector) -> Value {
+    let tools: Vec<&String> = state
+        .config
+        .names
+        .iter()
+        .filter(|(name, index)| **name != connector.name && state.config.connectors[**index].name == connector.name)
+        .map(|(name, _)| name)
+        .collect();
+    let mut v = json!({
+        "name": connector.name,
+        "source": "file",
+        "grant": connector.grant.as_str(),
+        "allowed_domains": connector.patterns.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        "inject": { "header": connector.inject.header.as_str(), "format": format!("{}{{token}}{}", connector.inject.prefix, connector.inject.suffix) },
+        "base_url": connector.base_url.as_ref().map(|b| b.to_string()),
+        "pin_host": connector.pin_host,
+        "allow_websocket": connector.allow_websocket,
+        "tools": tools,
+    });
+    match &connector.grant {
+        Grant::Static(token) => v["token"] = masked(Some(token)),
+        Grant::AuthorizationCode(o) | Grant::ClientCredentials(o) => {
+            v["client_id"] = json!(o.client_id);
+            v["client_secret"] = masked(o.client_secret.as_ref());
+            v["scopes"] = json!(o.scopes);
+            v["authorization_endpoint"] = json!(o.authorization_endpoint);
+            v["token_endpoint"] = json!(o.token_endpoint);
+            v["issuer"] = json!(o.issuer);
+            v["mcp_url"] = json!(o.mcp_url);
+        }
+    }
+    if let Some(status) = state.broker.providers().status().get(&connector.name) {
+        v["discovery"] = json!(status);
+    }
+    v
+}
+
+fn query_param(request: &Request<Incoming>, name: &str) -> Option<String> {
+    request.uri().query().and_then(|q| {
+        crate::oauth::form::url_pairs(q).into_iter().find(|(k, _)| k == name).map(|(_, v)| v).filter(|v| !v.is_empty())
+    })
+}
+
+/// Serves an authenticated `/admin/...` request.
+pub async fn handle(state: &State, request: Request<Incoming>) -> Response<Body> {
+    let path = request.uri().path().to_string();
+    let segments: Vec<String> = path.trim_start_matches("/admin/").split('/').map(crate::oauth::form::decode).collect();
+    let method = request.method().clone();
+    let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
+    match (method.clone(), parts.as_slice()) {
+        (Method::GET, ["connectors"]) => {
+            let all: Vec<Value> = state.config.connectors.iter().map(|c| view(state, c)).collect();
+            json_response(StatusCode::OK, &json!({ "connectors": all }))
+        }
+        (Method::GET, ["connectors", name]) => match state.config.resolve_name(name) {
+            Some(i) => json_response(StatusCode::OK, &view(state, &state.config.connectors[i])),
+            None => refuse(&PolicyError::Unknown(name.to_string()).into()),
+        },
+        (Method::PUT | Method::DELETE, ["connectors", name]) => {
+            let known = state.config.resolve_name(name).is_some();
+            refuse(&ProxyError::NotImplemented(if known {
+                "connectors from the config file are read-only; change the file (it is reloaded)"
+            } else {
+                "connectors stored in Redis are not available yet; define connectors in the config file"
+            }))
+        }
+        (Method::POST, ["connectors", name, "test"]) => match state.config.resolve_name(name) {
+            Some(i) => json_response(StatusCode::OK, &health(state, i).await),
+            None => refuse(&PolicyError::Unknown(name.to_string()).into()),
+        },
+        (Method::GET, ["connections"]) => connections(state, &request).await,
+        (Method::DELETE, ["connections", connector, principal]) => delete_connection(state, connector, principal).await,
+        (Method::POST, ["explain"]) => explain(state, request).await,
+        _ => {
+            refuse(&ProxyError::NotFound(format!("{method} {path} is not an admin route; see docs/admin-openapi.yaml")))
+        }
+    }
+}
+
+async fn connections(state: &State, request: &Request<Incoming>) -> Response<Body> {
+    let connector = query_param(request, "connector");
+    let principal = query_param(request, "principal");
+    let name = connector
+        .as_deref()
+        .and_then(|c| state.config.resolve_name(c))
+        .map(|i| state.config.connectors[i].name.clone());
+    if connector.is_some() && name.is_none() {
+        return refuse(&PolicyError::Unknown(connector.unwrap_or_default()).into());
+    }
+    match state.broker.store().list(name.as_deref(), principal.as_deref()).await {
+        Ok(all) => {
+            let rows: Vec<Value> = all
+                .into_iter()
+                .filter(|(k, _)| k.connector != "tollgate" && !k.principal.starts_with("registration:"))
+                .map(|(k, c)| {
+                    json!({
+                        "connector": k.connector, "principal": k.principal,
+                        "status": c.status, "expires_at": c.expires_at, "scopes": c.scopes,
+                        "pinned_host": c.pinned_host, "version": c.version,
+                        "has_refresh_token": c.refresh_token.is_some(),
+                    })
+                })
+                .collect();
+            json_response(StatusCode::OK, &json!({ "connections": rows }))
+        }
+        Err(source) => refuse(&CredentialError::Store { connector: name.unwrap_or_default(), source }.into()),
+    }
+}
+
+/// `DELETE /admin/connections/{connector}/{principal}`: gone from the store and every
+/// replica's cache, then revoked at the provider.
+async fn delete_connection(state: &State, connector: &str, principal: &str) -> Response<Body> {
+    let Some(index) = state.config.resolve_name(connector) else {
+        return refuse(&PolicyError::Unknown(connector.to_string()).into());
+    };
+    let found = &state.config.connectors[index];
+    match state.broker.delete(index, found, &ConnectionKey::new(&found.name, principal)).await {
+        Ok(true) => text(StatusCode::NO_CONTENT, "text/plain", String::new()),
+        Ok(false) => refuse(&ProxyError::NotFound(format!("{principal} has no {} connection", found.name))),
+        Err(source) => refuse(&CredentialError::Store { connector: found.name.clone(), source }.into()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExplainRequest {
+    url: String,
+    #[serde(default)]
+    connector: Option<String>,
+}
+
+async fn explain(state: &State, request: Request<Incoming>) -> Response<Body> {
+    let body = Limited::new(request.into_body(), 16 * 1024)
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_else(|_| Bytes::new());
+    let Ok(asked) = serde_json::from_slice::<ExplainRequest>(&body) else {
+        return refuse(&ProxyError::NotFound("send {\"url\": URL, \"connector\"?: NAME}".into()));
+    };
+    match crate::explain::with_config(&state.config, asked.connector.as_deref(), &asked.url) {
+        Ok(explanation) => json_response(StatusCode::OK, &json!(explanation)),
+        Err(_) => refuse(&PolicyError::Unknown(asked.connector.unwrap_or_default()).into()),
+    }
+}
+
+/// `healthy`: Tollgate reached what it needs (metadata, registration, or a client-credentials
+/// token); `unhealthy`: it could not; `unknown`: nothing can be checked without a user's token.
+async fn health(state: &State, index: usize) -> Value {
+    let connector = &state.config.connectors[index];
+    let resolved = match &connector.grant {
+        Grant::Static(_) => {
+            return json!({ "health": "unknown", "message": "a static credential can only be checked by calling the API" })
+        }
+        _ => state.broker.providers().resolve(index, connector).await,
+    };
+    let oauth = match resolved {
+        Ok(o) => o,
+        Err(message) => return json!({ "health": "unhealthy", "message": message }),
+    };
+    match &connector.grant {
+        Grant::ClientCredentials(_) => {
+            match request_token(state.broker.http(), index, &oauth, Exchange::ClientCredentials).await {
+                Ok(_) => {
+                    json!({ "health": "healthy", "message": "the token endpoint issued a client-credentials token" })
+                }
+                Err(e) => json!({ "health": "unhealthy", "message": e.to_string() }),
+            }
+        }
+        _ if oauth.issuer.is_some() || oauth.mcp_url.is_some() || oauth.discovery_url.is_some() => {
+            json!({ "health": "healthy", "message": "discovery metadata and client are usable" })
+        }
+        _ => {
+            json!({ "health": "unknown", "message": "endpoints are configured; they are exercised when a user connects" })
+        }
+    }
+}

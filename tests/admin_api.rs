@@ -1,0 +1,145 @@
+//! The admin API: the routes served are exactly those in docs/admin-openapi.yaml, secrets are
+//! masked, connections are listed without tokens, explain and connector health answer.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use common::oauth::TokenEndpoint;
+use common::*;
+use tollgate::secret::Secret;
+use tollgate::token::{Connection, ConnectionKey, Expect};
+
+const ADMIN: (&str, &str) = ("authorization", "Bearer admin-secret-token");
+
+fn documented() -> BTreeSet<(String, String)> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/admin-openapi.yaml");
+    let doc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut routes = BTreeSet::new();
+    for (path, item) in doc["paths"].as_mapping().unwrap() {
+        for method in ["get", "put", "post", "delete", "patch"] {
+            if item.get(method).is_some() {
+                routes.insert((method.to_uppercase(), path.as_str().unwrap().to_string()));
+            }
+        }
+    }
+    routes
+}
+
+async fn world() -> (Upstream, TokenEndpoint, TestProxy) {
+    let ca = TestCa::new(&["api.test", "auth.test"]);
+    let upstream = Upstream::ok(&ca).await;
+    let endpoint = TokenEndpoint::start(&ca, &[], None).await;
+    let yaml = format!(
+        r#"{base}
+connectors:
+  - name: weather
+    token: "weather-key-canary-123456"
+    allowed_domains: ["https://api.test:{up}/*"]
+  - name: crm
+    grant: authorization_code
+    authorization_endpoint: https://auth.test:{tp}/authorize
+    token_endpoint: https://auth.test:{tp}/token
+    client_id: crm-client
+    client_secret: crm-secret-canary-987654
+    allowed_domains: ["https://crm.test/*"]
+  - name: billing
+    grant: client_credentials
+    token_endpoint: https://auth.test:{tp}/token
+    client_id: billing
+    client_secret: billing-secret-canary-555555
+    allowed_domains: ["https://billing.test/*"]
+tools:
+  - name: forecast
+    connector: weather
+"#,
+        base = base_config(&ca),
+        up = upstream.port,
+        tp = endpoint.server.port
+    );
+    let proxy = TestProxy::start(&yaml).await;
+    (upstream, endpoint, proxy)
+}
+
+#[tokio::test]
+async fn served_routes_match_the_openapi_document() {
+    let (_u, _e, proxy) = world().await;
+    let doc = documented();
+    let served: BTreeSet<(String, String)> =
+        tollgate::admin::api::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    let doc_admin: BTreeSet<(String, String)> = doc.iter().filter(|(_, p)| p.starts_with("/admin/")).cloned().collect();
+    assert_eq!(served, doc_admin, "ROUTES and docs/admin-openapi.yaml disagree");
+    for (method, template) in &doc {
+        let path =
+            template.replace("{name}", "weather").replace("{connector}", "weather").replace("{principal}", "nobody");
+        let body = if path == "/admin/explain" { Bytes::from(r#"{"url":"https://x.test/"}"#) } else { Bytes::new() };
+        let answer =
+            send(proxy.running.admin_addr, method, &path, &[ADMIN, ("content-type", "application/json")], body).await;
+        let text = String::from_utf8_lossy(&answer.body);
+        assert!(!text.contains("is not an admin route"), "{method} {path} is documented but not served: {text}");
+    }
+    let unknown = send(proxy.running.admin_addr, "GET", "/admin/nothing", &[ADMIN], Bytes::new()).await;
+    unknown.assert_refused(404, "not_found");
+}
+
+#[tokio::test]
+async fn connectors_connections_explain_and_health() {
+    let (_u, endpoint, proxy) = world().await;
+    let admin = proxy.running.admin_addr;
+    let list = get(admin, "/admin/connectors", &[ADMIN]).await;
+    assert_eq!(list.status, 200);
+    let text = String::from_utf8_lossy(&list.body).to_string();
+    for canary in ["weather-key-canary-123456", "crm-secret-canary-987654", "billing-secret-canary-555555"] {
+        assert!(!text.contains(canary), "{canary} shown by the admin API");
+    }
+    let json = list.json();
+    let weather = json["connectors"].as_array().unwrap().iter().find(|c| c["name"] == "weather").unwrap().clone();
+    assert_eq!(weather["token"], "•••• 3456");
+    assert_eq!(weather["tools"], serde_json::json!(["forecast"]));
+    assert_eq!(get(admin, "/admin/connectors/forecast", &[ADMIN]).await.json()["name"], "weather", "tools resolve");
+    assert_eq!(get(admin, "/admin/connectors/crm", &[ADMIN]).await.json()["client_secret"], "•••• 7654");
+    get(admin, "/admin/connectors/nope", &[ADMIN]).await.assert_refused(400, "connector_unknown");
+    send(admin, "PUT", "/admin/connectors/crm", &[ADMIN], Bytes::new()).await.assert_refused(501, "not_implemented");
+
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    for principal in ["alice@example.com", "bob@example.com"] {
+        let mut c = Connection::new(Secret::new(format!("at-canary-{principal}")), Some(now + 600));
+        c.refresh_token = Some(Secret::new("rt-canary"));
+        proxy.running.store().put(&ConnectionKey::new("crm", principal), c, Expect::Any, None).await.unwrap();
+    }
+    let rows = get(admin, "/admin/connections?connector=crm", &[ADMIN]).await;
+    assert!(!String::from_utf8_lossy(&rows.body).contains("canary"), "tokens listed");
+    let rows = rows.json()["connections"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["status"], "connected");
+    assert_eq!(rows[0]["has_refresh_token"], true);
+    let alice = get(admin, "/admin/connections?principal=alice%40example.com", &[ADMIN]).await.json();
+    assert_eq!(alice["connections"].as_array().unwrap().len(), 1);
+    let deleted = send(admin, "DELETE", "/admin/connections/crm/bob%40example.com", &[ADMIN], Bytes::new()).await;
+    assert_eq!(deleted.status, 204);
+    assert_eq!(get(admin, "/admin/connections", &[ADMIN]).await.json()["connections"].as_array().unwrap().len(), 1);
+
+    let explained =
+        send(admin, "POST", "/admin/explain", &[ADMIN], Bytes::from(r#"{"url":"https://CRM.test./x/../y"}"#))
+            .await
+            .json();
+    assert_eq!(explained["decision"], "allow");
+    assert_eq!(explained["connector"], "crm");
+    assert_eq!(explained["url"], "https://crm.test/y");
+    let blocked =
+        send(admin, "POST", "/admin/explain", &[ADMIN], Bytes::from(r#"{"url":"https://evil.test/"}"#)).await.json();
+    assert_eq!(blocked["decision"], "block");
+
+    let health = |name: &'static str| async move {
+        send(admin, "POST", &format!("/admin/connectors/{name}/test"), &[ADMIN], Bytes::new()).await.json()
+    };
+    assert_eq!(health("weather").await["health"], "unknown");
+    assert_eq!(health("billing").await["health"], "healthy");
+    assert_eq!(endpoint.state.lock().unwrap().grant_types, ["client_credentials"]);
+    endpoint.set_mode(common::oauth::Mode::Status(503));
+    let sick = health("billing").await;
+    assert_eq!(sick["health"], "unhealthy", "{sick}");
+}
