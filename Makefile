@@ -30,10 +30,11 @@ e2e-deps: ## npm packages for the end-to-end tests (oidc-provider, undici); chec
 	@test -d tests/e2e/clients/node_modules/undici || npm ci --prefix tests/e2e/clients --no-audit --no-fund
 	@python3 -c 'import requests, jsonschema' 2>/dev/null || { echo "make test needs python3 with requests and jsonschema (pip install requests jsonschema)"; exit 1; }
 
-test: e2e-deps ## every test: unit, corpus, integration (needs curl, openssl, redis-server, node)
+test: e2e-deps ## every test: unit, corpus, integration (needs curl, openssl, redis-server, node, promtool)
 	@command -v curl >/dev/null || { echo "make test needs curl (apt-get install curl)"; exit 1; }
 	@command -v openssl >/dev/null || { echo "make test needs openssl (apt-get install openssl)"; exit 1; }
 	@command -v redis-server >/dev/null || { echo "make test needs redis-server (apt-get install redis-server)"; exit 1; }
+	@command -v promtool >/dev/null || { echo "make test needs promtool (apt-get install prometheus)"; exit 1; }
 	$(CARGO) test --all-targets
 
 lint: ## rustfmt and clippy, warnings as errors
