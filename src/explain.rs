@@ -27,6 +27,15 @@ impl Explanation {
         self.decision == "allow"
     }
 
+    /// The same answer with the query removed from `url`: what network answers (the admin
+    /// API) show, since queries can carry keys and are never matched anyway.
+    pub fn without_query(mut self) -> Self {
+        if let Some(i) = self.url.find('?') {
+            self.url.truncate(i);
+        }
+        self
+    }
+
     fn block(error: &'static str, connector: Option<String>, url: String) -> Self {
         Explanation { decision: "block", error: Some(error), connector, pattern: None, url }
     }

@@ -180,7 +180,7 @@ async fn explain(state: &State, request: Request<Incoming>) -> Response<Body> {
         return refuse(&ProxyError::NotFound("send {\"url\": URL, \"connector\"?: NAME}".into()));
     };
     match crate::explain::with_config(&state.config, asked.connector.as_deref(), &asked.url) {
-        Ok(explanation) => json_response(StatusCode::OK, &json!(explanation)),
+        Ok(explanation) => json_response(StatusCode::OK, &json!(explanation.without_query())),
         Err(_) => refuse(&PolicyError::Unknown(asked.connector.unwrap_or_default()).into()),
     }
 }

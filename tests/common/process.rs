@@ -18,6 +18,11 @@ fn free_port() -> u16 {
 impl TollgateProcess {
     /// `yaml` must not set `listen` or `admin_listen`; they are added here.
     pub async fn start(yaml: &str) -> TollgateProcess {
+        Self::start_logging(yaml, None).await
+    }
+
+    /// Like [`start`](Self::start), with debug-level logs written to `log`.
+    pub async fn start_logging(yaml: &str, log: Option<&std::path::Path>) -> TollgateProcess {
         let (proxy, admin) = (free_port(), free_port());
         let config = tempfile::NamedTempFile::new().unwrap();
         let text = format!("listen: 127.0.0.1:{proxy}\nadmin_listen: 127.0.0.1:{admin}\n{yaml}");
@@ -25,8 +30,11 @@ impl TollgateProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .args(["serve", "--config"])
             .arg(config.path())
-            .env("TOLLGATE_LOG", "warn")
-            .stdout(Stdio::null())
+            .env("TOLLGATE_LOG", if log.is_some() { "debug" } else { "warn" })
+            .stdout(match log {
+                Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+                None => Stdio::null(),
+            })
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
