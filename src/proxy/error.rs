@@ -160,6 +160,8 @@ pub enum ProxyError {
     NotImplemented(&'static str),
     #[error("the request body could not be read; the caller stopped sending it")]
     RequestBody,
+    #[error("the request body's framing is malformed (chunked encoding); it was not forwarded")]
+    MalformedBody,
     #[error("an internal error occurred")]
     Internal,
 }
@@ -191,6 +193,7 @@ impl ProxyError {
             ProxyError::NotFound(_) => ErrorCode::NotFound,
             ProxyError::NotImplemented(_) => ErrorCode::NotImplemented,
             ProxyError::RequestBody => ErrorCode::RequestTimeout,
+            ProxyError::MalformedBody => ErrorCode::BadTarget,
             ProxyError::Internal => ErrorCode::Internal,
         }
     }

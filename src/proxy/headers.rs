@@ -26,6 +26,21 @@ const HOP_BY_HOP: &[&str] = &[
 
 const ROUTING_OVERRIDES: &[&str] = &["forwarded", "x-original-url", "x-rewrite-url"];
 
+/// Identity assertions that upstreams behind authenticating proxies trust: a caller must not
+/// speak for another user through them.
+const IDENTITY_ASSERTIONS: &[&str] = &[
+    "x-user",
+    "x-user-id",
+    "x-user-email",
+    "x-principal",
+    "x-remote-user",
+    "x-auth-user",
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "remote-user",
+    "x-connector-id",
+];
+
 /// Names listed in `Connection` headers.
 fn nominated(headers: &HeaderMap) -> Vec<HeaderName> {
     headers
@@ -52,7 +67,7 @@ pub fn clean_request(headers: &mut HeaderMap, injected: &HeaderName, strip: &[He
     headers.remove(header::AUTHORIZATION);
     headers.remove(header::HOST);
     headers.remove(injected);
-    for name in ROUTING_OVERRIDES {
+    for name in ROUTING_OVERRIDES.iter().chain(IDENTITY_ASSERTIONS) {
         headers.remove(*name);
     }
     for name in strip {

@@ -44,7 +44,7 @@ pub async fn forward(
 ) -> Result<Response<Body>, ProxyError> {
     let limit = state.config.refresh.replay_body_limit;
     let Some((key, version)) = credential.renewal.filter(|_| replayable(&body, limit)) else {
-        let outbound = Request::from_parts(parts, body.map_err(Into::into).boxed());
+        let outbound = Request::from_parts(parts, first_frame_checked(body).await?);
         return send(state, decision, target, outbound).await;
     };
     let bytes = Limited::new(body, limit as usize).collect().await.map_err(|_| ProxyError::RequestBody)?.to_bytes();
@@ -71,4 +71,57 @@ async fn send(
     let (response, elapsed) = state.upstream.forward(decision.index, target, request).await?;
     state.metrics.upstream_duration.with_label_values(&[&decision.connector.name]).observe(elapsed.as_secs_f64());
     Ok(response)
+}
+
+/// Reads the first body frame before anything is dialed, so a body whose framing is broken
+/// from the start (a smuggling attempt) is refused without reaching the upstream; the rest
+/// still streams.
+async fn first_frame_checked(mut body: Incoming) -> Result<Body, ProxyError> {
+    use hyper::body::Body as _;
+    if body.is_end_stream() {
+        return Ok(body.map_err(Into::into).boxed());
+    }
+    let first = match body.frame().await {
+        None => return Ok(http_body_util::Empty::new().map_err(|never| match never {}).boxed()),
+        Some(Err(e)) if e.is_incomplete_message() => return Err(ProxyError::RequestBody),
+        Some(Err(_)) => return Err(ProxyError::MalformedBody),
+        Some(Ok(frame)) => frame,
+    };
+    Ok(Prepend { head: Some(first), rest: body }.boxed())
+}
+
+/// A body that yields one already-read frame, then the rest of the stream.
+struct Prepend {
+    head: Option<hyper::body::Frame<Bytes>>,
+    rest: Incoming,
+}
+
+impl hyper::body::Body for Prepend {
+    type Data = Bytes;
+    type Error = super::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        if let Some(frame) = self.head.take() {
+            return std::task::Poll::Ready(Some(Ok(frame)));
+        }
+        std::pin::Pin::new(&mut self.rest).poll_frame(cx).map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.head.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        let rest = self.rest.size_hint();
+        let n = self.head.as_ref().and_then(|f| f.data_ref()).map_or(0, |d| d.len() as u64);
+        let mut hint = hyper::body::SizeHint::new();
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper + n);
+        }
+        hint.set_lower(rest.lower() + n);
+        hint
+    }
 }

@@ -162,17 +162,27 @@ impl Upstream {
     }
 }
 
-/// Answers DNS from a table; every other name resolves to [`PUBLIC_IP`].
+/// Answers DNS from a table; every other name resolves to [`PUBLIC_IP`]. A name with a
+/// `sequences` entry answers its first list first and the last list ever after (rebinding).
 #[derive(Debug, Default)]
 pub struct TestResolver {
     pub answers: HashMap<String, Vec<IpAddr>>,
+    pub sequences: HashMap<String, Vec<Vec<IpAddr>>>,
     pub lookups: Mutex<Vec<String>>,
 }
 
 #[async_trait]
 impl Resolver for TestResolver {
     async fn resolve(&self, host: &str) -> io::Result<Vec<IpAddr>> {
-        self.lookups.lock().unwrap().push(host.to_string());
+        let asked_before = {
+            let mut lookups = self.lookups.lock().unwrap();
+            let n = lookups.iter().filter(|h| *h == host).count();
+            lookups.push(host.to_string());
+            n
+        };
+        if let Some(sequence) = self.sequences.get(host) {
+            return Ok(sequence[asked_before.min(sequence.len() - 1)].clone());
+        }
         Ok(self.answers.get(host).cloned().unwrap_or_else(|| vec![PUBLIC_IP]))
     }
 }
