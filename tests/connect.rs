@@ -111,8 +111,7 @@ async fn connect_then_call() {
     assert_eq!(w.upstream.requests()[0].headers["authorization"], "Bearer at-2");
 
     // The ticket was used up by the POST; the flow by the callback.
-    let ticket = path.split_once("ticket=").unwrap().1;
-    let again = send(w.proxy.addr(), "POST", "/oauth/start", &[], Bytes::from(format!("ticket={ticket}"))).await;
+    let again = common::browser::post_start(w.proxy.addr(), &path, "").await;
     assert_eq!(again.status, 400);
     assert!(String::from_utf8_lossy(&again.body).contains("already used"));
     let state = get_field(&q, "state").unwrap();
@@ -189,9 +188,7 @@ async fn pinned_hosts_from_the_user_or_the_token_answer() {
     let path = w.connect_path(&a, "dbx").await;
     let page = String::from_utf8_lossy(&get(w.proxy.addr(), &path, &[]).await.body).to_string();
     assert!(page.contains("name=\"host\""), "a pin_host connector asks for the host");
-    let ticket = path.split_once("ticket=").unwrap().1;
-    let outside =
-        send(w.proxy.addr(), "POST", "/oauth/start", &[], Bytes::from(format!("ticket={ticket}&host=evil.test"))).await;
+    let outside = common::browser::post_start(w.proxy.addr(), &path, "&host=evil.test").await;
     assert_eq!(outside.status, 400);
     let (location, cookie) = w.start(&w.connect_path(&a, "dbx").await, Some("a.crm.test")).await;
     assert_eq!(w.consent(&location, &cookie, "").await.status, 200);
@@ -309,4 +306,38 @@ async fn discovery_and_registration_for_an_mcp_server() {
     let metrics = String::from_utf8(get(w.proxy.running.admin_addr, "/metrics", &[]).await.body.to_vec()).unwrap();
     assert!(metrics.contains("tollgate_discovery_up{connector=\"bad\"} 0"));
     assert!(metrics.contains("tollgate_discovery_up{connector=\"docs-mcp\"} 1"));
+}
+
+#[tokio::test]
+async fn continue_is_bound_to_the_browser_that_loaded_the_page() {
+    let w = World::new("").await;
+    let url = format!("https://api.crm.test:{}/deals", w.upstream.port);
+    let path = w.connect_path(&url, "crm").await;
+    let page = get(w.proxy.addr(), &path, &[]).await;
+    let body = String::from_utf8_lossy(&page.body).to_string();
+    let set_cookie = page.headers["set-cookie"].to_str().unwrap().to_string();
+    assert!(set_cookie.contains("SameSite=Strict") && set_cookie.contains("HttpOnly"), "{set_cookie}");
+    let csrf = common::browser::hidden(&body, "csrf");
+    let ticket = path.split_once("ticket=").unwrap().1;
+    let form = Bytes::from(format!("ticket={ticket}&csrf={csrf}"));
+    // A cross-site auto-submitted form carries no Strict cookie (login CSRF).
+    let forged = send(w.proxy.addr(), "POST", "/oauth/start", &[], form.clone()).await;
+    assert_eq!(forged.status, 403);
+    let wrong = send(w.proxy.addr(), "POST", "/oauth/start", &[("cookie", "tollgate_start=other")], form.clone()).await;
+    assert_eq!(wrong.status, 403);
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    let foreign = send(
+        w.proxy.addr(),
+        "POST",
+        "/oauth/start",
+        &[("cookie", &cookie), ("origin", "https://evil.example")],
+        form.clone(),
+    )
+    .await;
+    assert_eq!(foreign.status, 403);
+    // None of those used the ticket up: the real browser still continues.
+    let real =
+        send(w.proxy.addr(), "POST", "/oauth/start", &[("cookie", &cookie), ("origin", "https://tollgate.test")], form)
+            .await;
+    assert_eq!(real.status, 303, "{:?}", real.body);
 }

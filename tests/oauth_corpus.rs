@@ -377,8 +377,7 @@ async fn discovery_refused(w: &World, connector: &str, why: &str) -> &'static st
     let path = w.connect_path("alice", connector).await;
     let page = get(w.proxy.addr(), &path, &[]).await;
     assert_eq!(page.status, 200);
-    let ticket = path.split_once("ticket=").unwrap().1;
-    let posted = send(w.proxy.addr(), "POST", "/oauth/start", &[], Bytes::from(format!("ticket={ticket}"))).await;
+    let posted = common::browser::post_start(w.proxy.addr(), &path, "").await;
     assert_eq!(posted.status, 503, "{connector}");
     assert!(posted.headers.get("location").is_none());
     "block"

@@ -178,7 +178,9 @@ connectors:
         assert_eq!(start.status, 200, "{}", start.body);
         let ticket = link.split_once("ticket=").unwrap().1;
         let base = format!("https://auth.test:{ap}");
-        let login = browser.post(&format!("http://127.0.0.1:{public_port}/oauth/start"), &format!("ticket={ticket}"));
+        let csrf = common::browser::hidden(&start.body, "csrf");
+        let login = browser
+            .post(&format!("http://127.0.0.1:{public_port}/oauth/start"), &format!("ticket={ticket}&csrf={csrf}"));
         assert_eq!(login.status, 200, "login page: {}", login.body);
         let consent = browser.post(&form_action(&login, &base), "prompt=login&login=alice&password=anything");
         assert_eq!(consent.status, 200, "consent page: {}", consent.body);

@@ -14,7 +14,7 @@ use crate::secret::Secret;
 use crate::token::endpoint::{request_token, Exchange, RefreshError};
 use crate::token::{Connection, ConnectionKey, ConnectionStatus};
 
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(super) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()

@@ -61,6 +61,10 @@ pub async fn handle(state: &State, request: Request<Incoming>) -> Response<Body>
     match (request.method().clone(), path.as_str()) {
         (Method::GET, "/oauth/start") => start_page(state, &query),
         (Method::POST, "/oauth/start") => {
+            if let Some(refused) = cross_site(state, request.headers()) {
+                return refused;
+            }
+            let browser = super::callback::cookie_value(request.headers(), START_COOKIE);
             let body = match Limited::new(request.into_body(), 8 * 1024).collect().await {
                 Ok(b) => b.to_bytes(),
                 Err(_) => {
@@ -72,7 +76,18 @@ pub async fn handle(state: &State, request: Request<Incoming>) -> Response<Body>
                     )
                 }
             };
-            start_flow(state, &form(&String::from_utf8_lossy(&body))).await
+            let form = form(&String::from_utf8_lossy(&body));
+            // The POST must come from the page this browser loaded (login-CSRF defence): the
+            // page's value and its SameSite=Strict cookie must agree.
+            if browser.is_none() || field(&form, "csrf") != browser.as_deref() {
+                return failure(
+                    StatusCode::FORBIDDEN,
+                    None,
+                    "This form was not opened in this browser.",
+                    "Open the connect link again and press Continue.",
+                );
+            }
+            start_flow(state, &form).await
         }
         (Method::GET, "/oauth/callback") => super::callback::callback(state, request.headers(), &query).await,
         _ => failure(StatusCode::NOT_FOUND, None, "There is no such page.", "Use the link your tool gave you."),
@@ -101,6 +116,9 @@ fn link_expired() -> Response<Body> {
 
 fn start_page(state: &State, query: &[(String, String)]) -> Response<Body> {
     let raw = field(query, "ticket");
+    let Some(csrf) = random_token() else {
+        return failure(StatusCode::SERVICE_UNAVAILABLE, None, "No randomness is available.", "Try again.");
+    };
     let Some((_, connector, ticket)) = ticket_connector(state, raw) else {
         return link_expired();
     };
@@ -119,13 +137,35 @@ fn start_page(state: &State, query: &[(String, String)]) -> Response<Body> {
         "<p>Connect <strong>{connector}</strong> for <strong>{principal}</strong>.</p>\
          <p>You will be sent to {connector} to sign in and approve access. Tollgate stores the resulting token \
          encrypted and adds it only to requests your tools make to {connector}.</p>\
-         <form method=\"post\" action=\"/oauth/start\"><input type=\"hidden\" name=\"ticket\" value=\"{ticket}\">{host_input}\
+         <form method=\"post\" action=\"/oauth/start\"><input type=\"hidden\" name=\"ticket\" value=\"{ticket}\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{host_input}\
          <button type=\"submit\">Continue</button></form>",
         connector = escape(&connector.name),
         principal = escape(&ticket.principal),
         ticket = escape(raw.unwrap_or("")),
     );
-    page(StatusCode::OK, &format!("Connect {}", connector.name), &body, None)
+    let mut response = page(StatusCode::OK, &format!("Connect {}", connector.name), &body, None);
+    let secure = if state.broker.links().public_url().starts_with("https://") { "; Secure" } else { "" };
+    let cookie = format!("{START_COOKIE}={csrf}; Path=/oauth/start; Max-Age=600; HttpOnly; SameSite=Strict{secure}");
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// The cookie that binds the Continue POST to the browser that loaded the start page.
+const START_COOKIE: &str = "tollgate_start";
+
+/// A POST whose `Origin` is another site is refused outright.
+fn cross_site(state: &State, headers: &http::HeaderMap) -> Option<Response<Body>> {
+    let origin = headers.get(header::ORIGIN)?.to_str().ok()?;
+    let public = state.broker.links().public_url();
+    let own = crate::domains::Target::parse(public).ok().map(|t| format!("{}://{}", t.scheme.as_str(), t.authority()));
+    let theirs =
+        crate::domains::Target::parse(origin).ok().map(|t| format!("{}://{}", t.scheme.as_str(), t.authority()));
+    (own.is_some() && own != theirs).then(|| {
+        failure(StatusCode::FORBIDDEN, None, "This form was sent from another site.", "Open the connect link again.")
+    })
 }
 
 pub(super) fn oauth(connector: &Connector) -> Option<&OAuthClient> {
@@ -143,12 +183,14 @@ async fn start_flow(state: &State, form: &[(String, String)]) -> Response<Body> 
     let oauth = match state.broker.providers().resolve(index, connector).await {
         Ok(oauth) => oauth,
         Err(problem) => {
+            // Details (internal URLs, addresses) go to the log and /readyz, not to browsers.
+            tracing::warn!(connector = %name, %problem, "a connect flow could not start");
             return failure(
                 StatusCode::SERVICE_UNAVAILABLE,
                 Some(name),
-                &format!("The connector's authorization server is not usable: {problem}."),
-                "An administrator must fix the connector; /readyz on the admin listener shows the same problem.",
-            )
+                "The connector's authorization server is not usable right now.",
+                "An administrator can see why in /readyz on the admin listener and in Tollgate's log.",
+            );
         }
     };
     let oauth = oauth.as_ref();

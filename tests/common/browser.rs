@@ -34,23 +34,30 @@ pub fn get_field<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
     q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
 }
 
-/// Start page, then Continue: the provider URL and the flow cookie.
-pub async fn start(proxy: SocketAddr, connect_path: &str, host: Option<&str>) -> (String, String) {
+/// The value of a hidden form field on a page.
+pub fn hidden(body: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = body.find(&marker).unwrap_or_else(|| panic!("no {name} on the page")) + marker.len();
+    body[start..start + body[start..].find('"').unwrap()].to_string()
+}
+
+/// Opens the start page and presses Continue (with `extra` form fields), as a browser does:
+/// the page's CSRF value and its cookie go back with the form.
+pub async fn post_start(proxy: SocketAddr, connect_path: &str, extra: &str) -> Answer {
     let page = get(proxy, connect_path, &[]).await;
     assert_eq!(page.status, 200, "{:?}", page.body);
+    let body = String::from_utf8_lossy(&page.body).to_string();
+    let cookie = page.headers["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
     let ticket = connect_path.split_once("ticket=").unwrap().1;
-    let mut form = format!("ticket={ticket}");
-    if let Some(h) = host {
-        form.push_str(&format!("&host={h}"));
-    }
-    let posted = send(
-        proxy,
-        "POST",
-        "/oauth/start",
-        &[("content-type", "application/x-www-form-urlencoded")],
-        Bytes::from(form),
-    )
-    .await;
+    let form = format!("ticket={ticket}&csrf={}{extra}", hidden(&body, "csrf"));
+    let headers = [("content-type", "application/x-www-form-urlencoded"), ("cookie", cookie.as_str())];
+    send(proxy, "POST", "/oauth/start", &headers, Bytes::from(form)).await
+}
+
+/// Start page, then Continue: the provider URL and the flow cookie.
+pub async fn start(proxy: SocketAddr, connect_path: &str, host: Option<&str>) -> (String, String) {
+    let extra = host.map(|h| format!("&host={h}")).unwrap_or_default();
+    let posted = post_start(proxy, connect_path, &extra).await;
     assert_eq!(posted.status, StatusCode::SEE_OTHER, "{}", String::from_utf8_lossy(&posted.body));
     let location = posted.headers["location"].to_str().unwrap().to_string();
     let cookie = posted.headers["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
