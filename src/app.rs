@@ -41,8 +41,11 @@ impl Default for Deps {
 }
 
 /// What survives a config reload: the store and its cache, the metrics, the interception
-/// CA, how upstreams are reached, and the public URL. Everything else is rebuilt.
+/// CA, how upstreams are reached, the public URL and the link-signing key. Everything else
+/// is rebuilt.
 struct Base {
+    link_key: crate::config::EncryptionKey,
+    limits: ConnLimits,
     store: Arc<dyn TokenStore>,
     cache: Arc<TokenCache>,
     metrics: Metrics,
@@ -102,9 +105,14 @@ impl Shared {
         if !restart_needed.is_empty() {
             tracing::warn!(settings = ?restart_needed, "these settings change only on restart; the running values stay");
         }
-        let state = build_state(&self.base, config, Some(&old.config))?;
+        let state = build_state(&self.base, config)?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
         Ok(())
+    }
+
+    /// Limits of the listeners (fixed at start), for connections served inside tunnels.
+    pub fn limits(&self) -> ConnLimits {
+        self.base.limits
     }
 
     /// Counts a reload attempt.
@@ -142,15 +150,14 @@ impl Running {
     }
 }
 
-/// Builds the per-config part of the state on top of what survives reloads. The first
-/// state (`previous` is `None`) also starts discovery for every connector.
-fn build_state(base: &Base, config: Config, previous: Option<&Config>) -> anyhow::Result<State> {
+/// Builds the per-config part of the state on top of what survives reloads, and starts
+/// discovery for its connectors.
+fn build_state(base: &Base, config: Config) -> anyhow::Result<State> {
     let config = Arc::new(config);
     base.metrics.zero_connectors(config.connectors.iter().map(|c| c.name.as_str()));
-    let key = config.encryption_keys.first().context("no encryption key")?;
     // Encryption keys are bound at start (the Redis store seals with them): links keep the
-    // running key too.
-    let link_key = previous.and_then(|p| p.encryption_keys.first()).unwrap_or(key);
+    // key Tollgate started with, so links handed out before a reload stay valid.
+    let link_key = &base.link_key;
     let connectors =
         upstream::connectors(&config, base.resolver.clone(), base.dialer.clone()).map_err(anyhow::Error::msg)?;
     let http = HttpClient::new(connectors.clone(), config.refresh.token_endpoint_timeout);
@@ -221,14 +228,25 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
         header_read_timeout: config.limits.header_read_timeout,
     };
     let connector_count = config.connectors.len();
-    let base = Base { store, cache, metrics, interception, resolver: deps.resolver, dialer: deps.dialer, public_url };
-    let state = build_state(&base, config, None)?;
+    let link_key = config.encryption_keys.first().context("no encryption key")?.clone();
+    let base = Base {
+        link_key,
+        limits,
+        store,
+        cache,
+        metrics,
+        interception,
+        resolver: deps.resolver,
+        dialer: deps.dialer,
+        public_url,
+    };
+    let state = build_state(&base, config)?;
     let shared = Arc::new(Shared { current: RwLock::new(Arc::new(state)), base });
 
     let (shutdown, watcher) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let s = shared.clone();
-    tasks.spawn(serve(proxy, limits, move |r| crate::proxy::handle(s.current(), r), watcher.clone()));
+    tasks.spawn(serve(proxy, limits, move |r| crate::proxy::handle(s.clone(), r), watcher.clone()));
     let s = shared.clone();
     tasks.spawn(serve(admin, limits, move |r| crate::admin::handle(s.current(), r), watcher.clone()));
     if let Some(public) = public {

@@ -104,7 +104,7 @@ fn check_config_accepts_the_example_with_its_environment() {
     let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
         .arg("check-config")
         .arg(root().join("config/tollgate.example.yaml"))
-        .env("TOLLGATE_ADMIN_TOKEN", "t")
+        .env("TOLLGATE_ADMIN_TOKEN", "admin-token-of-sixteen-plus")
         .env("TOLLGATE_KEY_K1", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
         .env("TOLLGATE_CALLER_SECRET", "caller-secret-that-is-at-least-32-bytes")
         .env("GITHUB_CLIENT_ID", "a")

@@ -291,7 +291,10 @@ async fn run(w: &World, id: &str) -> &'static str {
             }
             let store = w.proxy.running.store();
             for (c, issuer) in [("issuer-one", "one"), ("issuer-two", "two")] {
-                let key = ConnectionKey::new(c, format!("registration:https://auth.test:{}/{issuer}", w.a.server.port));
+                let key = ConnectionKey::new(
+                    "tollgate",
+                    format!("registration:{c}:https://auth.test:{}/{issuer}", w.a.server.port),
+                );
                 assert!(store.get(&key).await.unwrap().is_some(), "registration of {c} is keyed by its issuer");
             }
             "allow-with-token"

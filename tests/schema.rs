@@ -44,7 +44,7 @@ fn json_of(path: &Path) -> serde_json::Value {
 fn env() -> Environment {
     let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
     let mut vars: Vec<(String, String)> = [
-        ("TOLLGATE_ADMIN_TOKEN", "a"),
+        ("TOLLGATE_ADMIN_TOKEN", "admin-token-of-sixteen-plus"),
         ("TOLLGATE_KEY_K1", key),
         ("TOLLGATE_KEY_K2", key),
         ("TOLLGATE_CALLER_SECRET", "caller-secret-that-is-at-least-32-bytes"),

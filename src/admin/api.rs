@@ -85,7 +85,8 @@ fn query_param(request: &Request<Incoming>, name: &str) -> Option<String> {
 /// Serves an authenticated `/admin/...` request.
 pub async fn handle(state: &State, request: Request<Incoming>) -> Response<Body> {
     let path = request.uri().path().to_string();
-    let segments: Vec<String> = path.trim_start_matches("/admin/").split('/').map(crate::oauth::form::decode).collect();
+    let segments: Vec<String> =
+        path.trim_start_matches("/admin/").split('/').map(crate::oauth::form::decode_path).collect();
     let method = request.method().clone();
     let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
     match (method.clone(), parts.as_slice()) {
@@ -132,7 +133,7 @@ async fn connections(state: &State, request: &Request<Incoming>) -> Response<Bod
         Ok(all) => {
             let rows: Vec<Value> = all
                 .into_iter()
-                .filter(|(k, _)| k.connector != "tollgate" && !k.principal.starts_with("registration:"))
+                .filter(|(k, _)| k.connector != "tollgate")
                 .map(|(k, c)| {
                     json!({
                         "connector": k.connector, "principal": k.principal,

@@ -24,7 +24,7 @@ pub enum IdentityError {
 }
 
 /// A credential as presented, before verification.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Presented {
     /// The Basic username, which may name a connector or tool.
     pub username: Option<String>,

@@ -18,7 +18,7 @@ use crate::caller::jwt::load_jwks;
 use crate::domains::{AllowList, Target};
 
 /// Names that route to Tollgate's own endpoints and cannot be connectors or tools.
-pub const RESERVED_NAMES: &[&str] = &["oauth", "connect", "admin"];
+pub const RESERVED_NAMES: &[&str] = &["oauth", "connect", "admin", "tollgate"];
 
 /// Collects problems with their field paths.
 #[derive(Default)]
@@ -92,12 +92,17 @@ fn build(raw: RawConfig, env: &Environment, p: &mut Problems) -> Option<Config> 
     let public_listen = raw.public_listen.as_deref().and_then(|a| p.addr("public_listen", a));
     let public_url = public_url(&raw, p);
 
-    let admin_tokens: Vec<Secret> = raw
-        .admin_tokens
-        .iter()
-        .enumerate()
-        .filter_map(|(i, t)| p.secret(env, &format!("admin_tokens[{i}]"), Some(t)))
-        .collect();
+    let mut admin_tokens: Vec<Secret> = Vec::new();
+    for (i, t) in raw.admin_tokens.iter().enumerate() {
+        let path = format!("admin_tokens[{i}]");
+        if let Some(token) = p.secret(env, &path, Some(t)) {
+            if token.expose().trim().len() < 16 {
+                p.add(path, "must be at least 16 characters (an empty or short token would open the admin API)");
+            } else {
+                admin_tokens.push(token);
+            }
+        }
+    }
 
     let store = StoreSettings {
         backend: match raw.store.backend.as_deref().unwrap_or("memory") {
@@ -276,9 +281,12 @@ fn public_url(raw: &RawConfig, p: &mut Problems) -> Option<String> {
     let url = raw.public_url.as_deref()?;
     let trimmed = url.trim_end_matches('/');
     match Target::parse(trimmed) {
-        Ok(t) if t.query.is_none() => Some(trimmed.to_string()),
+        Ok(t) if t.query.is_none() && t.path == "/" => Some(trimmed.to_string()),
         _ => {
-            p.add("public_url", format!("`{url}` is not an http(s) URL without query"));
+            p.add(
+                "public_url",
+                format!("`{url}` must be an http(s) origin without path or query, e.g. https://tollgate.example.com"),
+            );
             None
         }
     }

@@ -17,6 +17,8 @@ const CA_NAME: &str = "Tollgate interception CA";
 /// Leaf certificates are re-minted well before they expire.
 const LEAF_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 const LEAF_REUSE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Leaf configurations kept at most; past that the cache starts over.
+const MAX_LEAVES: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
@@ -138,6 +140,10 @@ impl Authority {
             }
         }
         let config = Arc::new(self.mint(host)?);
+        // Hosts come from callers (any name under a wildcard): keep the cache bounded.
+        if leaves.len() >= MAX_LEAVES {
+            leaves.clear();
+        }
         leaves.insert(host.to_string(), Leaf { config: config.clone(), minted: SystemTime::now() });
         Ok(config)
     }

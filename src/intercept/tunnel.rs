@@ -2,32 +2,36 @@
 //! credential is valid and for a host:port that some connector the caller may use covers;
 //! a blind tunnel is never opened. Inside, TLS is terminated with a leaf minted for the
 //! CONNECT host, and every inner request (HTTP/1.1 or HTTP/2) goes through the same pipeline
-//! as forward mode, with the caller authenticated on the CONNECT. An inner `Host` or
-//! `:authority` that differs from the CONNECT target is `bad_target`.
+//! as forward mode, judged by the current config with the CONNECT's credential verified
+//! again, so reloads and expiring JWTs apply inside long-lived tunnels too. An inner `Host`
+//! or `:authority` that differs from the CONNECT target is `bad_target`.
 
 use std::sync::Arc;
 
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use crate::caller::Caller;
+use crate::app::Shared;
+use crate::caller::{authenticate, parse_credential, Caller, IdentityError, Presented};
 use crate::domains::{Target, TargetError};
 use crate::proxy::context::Record;
 use crate::proxy::error::{PolicyError, ProxyError};
 use crate::proxy::headers::{X_TOLLGATE_CONNECTOR, X_TOLLGATE_TOOL};
-use crate::proxy::identity::identify;
 use crate::proxy::target::Route;
 use crate::proxy::{Body, State};
 
 /// Authorizes a CONNECT and, once hyper has switched protocols, serves the tunnel.
 pub async fn open(
+    shared: &Arc<Shared>,
     state: &Arc<State>,
     request: Request<Incoming>,
     record: &mut Record,
 ) -> Result<Response<Body>, ProxyError> {
-    let caller = identify(request.headers(), false, &state.config)?;
+    let header = request.headers().get(http::header::PROXY_AUTHORIZATION).ok_or(IdentityError::Missing)?;
+    let presented = parse_credential(header)?;
+    let caller = authenticate(presented.clone(), &state.config)?;
     record.principal = Some(caller.principal.clone());
     let authority = request.uri().authority().map(|a| a.as_str().to_string()).ok_or(TargetError::MissingHost)?;
     if !authority.contains(':') && !authority.ends_with(']') {
@@ -43,24 +47,32 @@ pub async fn open(
         tracing::error!(error = %e, "cannot mint an interception certificate");
         ProxyError::Internal
     })?;
-    let (state, id) = (state.clone(), record.request_id.clone());
+    let (shared, id) = (shared.clone(), record.request_id.clone());
+    let limits = shared.limits();
     tokio::spawn(async move {
         let upgraded = match hyper::upgrade::on(request).await {
             Ok(u) => u,
             Err(e) => return tracing::debug!(request_id = %id, error = %e, "CONNECT upgrade failed"),
         };
-        let tls = match tokio_rustls::TlsAcceptor::from(tls).accept(TokioIo::new(upgraded)).await {
-            Ok(s) => s,
-            Err(e) => {
+        let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(TokioIo::new(upgraded));
+        let tls = match tokio::time::timeout(limits.header_read_timeout, handshake).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
                 return tracing::info!(request_id = %id, error = %e, "TLS inside the tunnel failed (does the client trust the CA?)")
             }
+            Err(_) => return tracing::info!(request_id = %id, "TLS inside the tunnel timed out"),
         };
-        let caller = Arc::new(caller);
+        let presented = Arc::new(presented);
         let service = hyper::service::service_fn(move |inner: Request<Incoming>| {
-            let (state, caller, target) = (state.clone(), caller.clone(), target.clone());
-            async move { Ok::<_, std::convert::Infallible>(inner_request(state, &caller, &target, inner).await) }
+            let (shared, presented, target) = (shared.clone(), presented.clone(), target.clone());
+            async move { Ok::<_, std::convert::Infallible>(inner_request(&shared, &presented, &target, inner).await) }
         });
-        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size((limits.max_header_bytes * 2).max(16 * 1024));
         if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
             tracing::debug!(request_id = %id, error = %e, "tunnel ended with an error");
         }
@@ -112,14 +124,21 @@ fn authorize_tunnel(
     Ok(())
 }
 
-/// One request inside the tunnel.
+/// One request inside the tunnel: judged by the current config, with the CONNECT's
+/// credential verified again (it may have expired, or the config changed, since the tunnel
+/// opened).
 async fn inner_request(
-    state: Arc<State>,
-    caller: &Caller,
+    shared: &Shared,
+    presented: &Presented,
     target: &Target,
     request: Request<Incoming>,
 ) -> Response<Body> {
+    let state = shared.current();
     let mut record = Record::start(request.method(), &state.metrics);
+    let caller = match authenticate(presented.clone(), &state.config) {
+        Ok(caller) => caller,
+        Err(e) => return crate::proxy::respond(record, Err(e.into())),
+    };
     let named = request
         .uri()
         .authority()
@@ -130,11 +149,13 @@ async fn inner_request(
         .as_deref()
         .and_then(|n| Target::parse(&format!("https://{n}/")).ok())
         .is_some_and(|inner| inner.host == target.host && inner.port == target.port);
-    let result = if same_host {
-        let route = Route::Forward(format!("https://{}{path}", target.authority()));
-        crate::proxy::pipeline::run(&state, request, route, &mut record, Some(caller.clone())).await
-    } else {
+    let result = if !same_host {
         Err(TargetError::HostMismatch.into())
+    } else if !path.starts_with('/') {
+        Err(TargetError::MissingHost.into())
+    } else {
+        let route = Route::Forward(format!("https://{}{path}", target.authority()));
+        crate::proxy::pipeline::run(&state, request, route, &mut record, Some(caller)).await
     };
     crate::proxy::respond(record, result)
 }

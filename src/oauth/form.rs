@@ -15,6 +15,11 @@ pub fn url_pairs(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Percent-decoding only (`+` stays `+`): for URL path segments.
+pub fn decode_path(text: &str) -> String {
+    decode(&text.replace('+', "%2B"))
+}
+
 pub fn decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

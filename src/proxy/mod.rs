@@ -48,7 +48,11 @@ pub struct State {
 }
 
 /// Handles one request on the proxy listener. Never fails: every error becomes a response.
-pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Response<Body>, std::convert::Infallible> {
+pub async fn handle(
+    shared: Arc<crate::app::Shared>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, std::convert::Infallible> {
+    let state = shared.current();
     if request.uri().scheme().is_none() && request.uri().path().starts_with("/oauth/") {
         return Ok(crate::oauth::flow::handle(&state, request).await);
     }
@@ -56,7 +60,7 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Res
     let route = route(request.method(), request.uri(), &state.config);
     record.gateway = matches!(route, Route::Gateway { .. });
     let result = match route {
-        Route::Connect => crate::intercept::tunnel::open(&state, request, &mut record).await,
+        Route::Connect => crate::intercept::tunnel::open(&shared, &state, request, &mut record).await,
         Route::Local(path) => {
             record.gateway = true;
             local::handle_local(&state, request, &path, &mut record).await

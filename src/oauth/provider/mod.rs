@@ -188,6 +188,9 @@ impl Providers {
             }
             let server =
                 resource.authorization_servers.first().ok_or(format!("{url} names no authorization server"))?;
+            if !matches!(Target::parse(server), Ok(t) if t.scheme == Scheme::Https) {
+                return Err(format!("{url} names an authorization server that is not https: {server}"));
+            }
             issuer.get_or_insert_with(|| server.clone());
             // MCP servers expect the resource indicator (RFC 8707).
             oauth.resource.get_or_insert_with(|| mcp_url.clone());

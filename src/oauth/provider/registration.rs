@@ -31,7 +31,8 @@ impl Providers {
         oauth: &mut OAuthClient,
     ) -> Result<(), String> {
         let issuer = oauth.issuer.clone().unwrap_or_default();
-        let key = ConnectionKey::new(&connector.name, format!("registration:{issuer}"));
+        // Under the reserved connector name `tollgate`, so no user connection can collide.
+        let key = ConnectionKey::new("tollgate", format!("registration:{}:{issuer}", connector.name));
         let stored = |c: Connection, oauth: &mut OAuthClient| {
             oauth.client_id = Some(c.access_token.expose().to_string());
             oauth.client_secret = c.refresh_token;
