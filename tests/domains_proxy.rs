@@ -1,0 +1,127 @@
+//! Every absolute-form case of ../shared/corpus/allowed-domains.yaml through the running proxy
+//! over real sockets, each with its own canary token: an allowed case reaches exactly one
+//! upstream request, at the normalized path, carrying exactly its canary; every other case
+//! reaches no upstream at all. (`api-field` cases cannot be written on a request line; the
+//! corpus runs them through the library and `tollgate explain`, see tests/corpus.rs.)
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tollgate::secret::Secret;
+use tollgate::token::{Connection, ConnectionKey, Expect};
+
+#[derive(Deserialize)]
+struct File {
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    id: String,
+    allowed_patterns: Vec<String>,
+    request: Request,
+    expected: String,
+    #[serde(default)]
+    acceptable: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Request {
+    transport: String,
+    method: String,
+    target: String,
+}
+
+async fn exchange(addr: std::net::SocketAddr, bytes: &str) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absolute_form_cases_through_the_running_proxy() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/allowed-domains.yaml");
+    let file: File = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let cases: Vec<&Case> = file.cases.iter().filter(|c| c.request.transport == "absolute-form").collect();
+    assert!(cases.len() > 40, "the corpus lost its absolute-form cases");
+    for case in cases {
+        let id = case.id.as_str();
+        // The host an allowed request must reach, from the library's own verdict.
+        let verdict = tollgate::explain::with_patterns(&case.allowed_patterns, &case.request.target).unwrap();
+        let normalized = tollgate::domains::Target::parse(&verdict.url).ok();
+        let host = normalized
+            .as_ref()
+            .map(|t| t.host.to_string().trim_matches(['[', ']']).to_string())
+            .unwrap_or_else(|| "unused.test".into());
+        let ca = TestCa::new(&[host.as_str()]);
+        let upstream = Upstream::ok(&ca).await;
+        let patterns: Vec<String> = case.allowed_patterns.iter().map(|p| format!("\"{p}\"")).collect();
+        let yaml = format!(
+            "{}\nconnectors:\n  - name: platform\n    grant: authorization_code\n    authorization_endpoint: https://as.test/a\n    token_endpoint: https://as.test/t\n    client_id: c\n    allowed_domains: [{}]\n",
+            base_config(&ca),
+            patterns.join(", ")
+        );
+        let ports = [(443, upstream.port), (80, upstream.port), (8443, upstream.port)].into_iter().collect();
+        let proxy =
+            TestProxy::start_full(&yaml, TestResolver::default(), LoopbackDialer { ports, ..Default::default() }).await;
+        let canary = format!("canary-{}", id.to_ascii_lowercase());
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let mut c = Connection::new(Secret::new(&canary), Some(now + 3600));
+        c.refresh_token = Some(Secret::new("rt"));
+        proxy.running.store().put(&ConnectionKey::new("platform", "U1"), c, Expect::Any, None).await.unwrap();
+        let auth = bearer(&jwt("U1", serde_json::json!({})));
+        let request = format!(
+            "{} {} HTTP/1.1\r\nHost: ignored.test\r\nProxy-Authorization: {auth}\r\nConnection: close\r\n\r\n",
+            case.request.method, case.request.target
+        );
+        let answer = exchange(proxy.addr(), &request).await;
+        let status: u16 = answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let got = match status {
+            200..=399 => "allow-with-token",
+            400 | 411 | 413 | 414 | 431 | 501 => "reject-400",
+            0 => panic!("{id}: no answer"),
+            _ => "block",
+        };
+        assert!(
+            got == case.expected || case.acceptable.iter().any(|a| a == got),
+            "{id}: got {got} ({status}) for {}, expected {} {:?}\n{answer}",
+            case.request.target,
+            case.expected,
+            case.acceptable
+        );
+        let seen = upstream.requests();
+        if got == "allow-with-token" {
+            let target = normalized.unwrap_or_else(|| panic!("{id}: allowed but not normalizable"));
+            assert_eq!(seen.len(), 1, "{id}");
+            assert_eq!(
+                seen[0].headers.get_all("authorization").iter().collect::<Vec<_>>(),
+                [format!("Bearer {canary}").as_str()],
+                "{id}"
+            );
+            assert_eq!(
+                seen[0].path_and_query,
+                target.path_and_query(),
+                "{id}: the matched path is the path on the wire"
+            );
+            assert_eq!(seen[0].headers["host"], target.authority(), "{id}: Host is the canonical authority");
+        } else {
+            assert!(seen.is_empty(), "{id}: the canary reached an upstream");
+            assert!(proxy.dialed().is_empty(), "{id}: a connection was opened for a refused request");
+        }
+        assert!(!answer.contains(&canary), "{id}: the canary appears in the answer");
+    }
+}
