@@ -225,6 +225,7 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
     };
     let limits = ConnLimits {
         max_header_bytes: config.limits.max_header_bytes,
+        max_connections: config.limits.max_connections,
         header_read_timeout: config.limits.header_read_timeout,
     };
     let connector_count = config.connectors.len();

@@ -19,6 +19,7 @@ use crate::proxy::Body;
 #[derive(Debug, Clone, Copy)]
 pub struct ConnLimits {
     pub max_header_bytes: usize,
+    pub max_connections: usize,
     pub header_read_timeout: Duration,
 }
 
@@ -30,6 +31,8 @@ where
 {
     // Each connection task holds a sender; when all are dropped, every connection is done.
     let (alive, mut drained) = mpsc::channel::<()>(1);
+    // Each connection holds a permit; without one, a new connection is closed at once.
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     // hyper answers 431 itself past its buffer; the pipeline's own check (with the JSON error)
     // runs below that, so the buffer is kept comfortably above the configured limit.
     let buffer = (limits.max_header_bytes * 2).max(16 * 1024);
@@ -46,6 +49,11 @@ where
             },
             _ = shutdown.changed() => break,
         };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(limit = limits.max_connections, "connection limit reached; closing a new connection");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let mut builder = hyper::server::conn::http1::Builder::new();
@@ -58,7 +66,7 @@ where
         let alive = alive.clone();
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
-            let _alive = alive;
+            let (_alive, _permit) = (alive, permit);
             tokio::pin!(conn);
             let result = tokio::select! {
                 result = conn.as_mut() => result,

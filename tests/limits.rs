@@ -56,3 +56,38 @@ async fn slow_loris_clients_are_cut_off_and_others_unaffected() {
         assert!(held < Duration::from_secs(8), "a slow client was held for {held:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_are_closed_and_room_is_made_again() {
+    let ca = TestCa::new(&["api.test"]);
+    let upstream = Upstream::ok(&ca).await;
+    let yaml = format!(
+        "{}\nlimits: {{ max_connections: 3 }}\nconnectors:\n  - name: weather\n    token: \"k\"\n    allowed_domains: [\"https://api.test:{}/*\"]\n",
+        base_config(&ca),
+        upstream.port
+    );
+    let proxy = TestProxy::start(&yaml).await;
+    let addr = proxy.addr();
+    // Three idle connections take every slot.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"G").await.unwrap();
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut fourth = TcpStream::connect(addr).await.unwrap();
+    let _ = fourth.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").await;
+    let mut buf = [0u8; 64];
+    let closed =
+        matches!(tokio::time::timeout(Duration::from_secs(5), fourth.read(&mut buf)).await, Ok(Ok(0)) | Ok(Err(_)));
+    assert!(closed, "a connection past the limit was served");
+    // Freeing a slot lets the next caller in.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let auth = bearer(&jwt("alice", serde_json::json!({})));
+    assert_eq!(
+        get(addr, &format!("https://api.test:{}/x", upstream.port), &[("proxy-authorization", &auth)]).await.status,
+        200
+    );
+}

@@ -136,6 +136,8 @@ pub struct RefreshSettings {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_header_bytes: usize,
+    /// Open connections per listener; past it new connections are closed at once.
+    pub max_connections: usize,
     pub header_read_timeout: Duration,
 }
 

@@ -206,6 +206,8 @@ pub struct RawLimits {
     #[serde(default)]
     pub max_header_bytes: Option<String>,
     #[serde(default)]
+    pub max_connections: Option<usize>,
+    #[serde(default)]
     pub header_read_timeout: Option<String>,
 }
 

@@ -179,12 +179,16 @@ fn build(raw: RawConfig, env: &Environment, p: &mut Problems) -> Option<Config> 
     }
     let limits = Limits {
         max_header_bytes: p.size("limits.max_header_bytes", raw.limits.max_header_bytes.as_deref(), 32 << 10) as usize,
+        max_connections: raw.limits.max_connections.unwrap_or(10_000),
         header_read_timeout: p.duration(
             "limits.header_read_timeout",
             raw.limits.header_read_timeout.as_deref(),
             Duration::from_secs(10),
         ),
     };
+    if limits.max_connections == 0 {
+        p.add("limits.max_connections", "must be at least 1");
+    }
     if limits.max_header_bytes < 1024 {
         p.add("limits.max_header_bytes", "must be at least 1KiB");
     }
