@@ -167,11 +167,11 @@ connectors:
 async fn run(w: &World, id: &str) -> &'static str {
     let p = w.proxy.addr();
     match id {
-        "OAUTH-001" => status_outcome(get(p, "/oauth/callback?code=c1", &[]).await.status.as_u16()),
+        "OAUTH-001" => corpus_outcome(get(p, "/oauth/callback?code=c1", &[]).await.status.as_u16()),
         "OAUTH-004" => {
             let (location, _u1_cookie) = start(p, &w.connect_path("alice", "crm").await, None).await;
             let u2_browser = "tollgate_flow_0000000000000000=u2-session";
-            status_outcome(consent(p, &w.a, &location, u2_browser, &iss(&w.a)).await.status.as_u16())
+            corpus_outcome(consent(p, &w.a, &location, u2_browser, &iss(&w.a)).await.status.as_u16())
         }
         "OAUTH-009" => discovery_refused(w, "mismatched", "names issuer").await,
         "OAUTH-011" => {
@@ -319,7 +319,7 @@ async fn run(w: &World, id: &str) -> &'static str {
             let revocations = w.a.state.lock().unwrap().revocations.clone();
             assert!(revocations.iter().all(|(_, hint)| hint == "refresh_token") && !revocations.is_empty());
             w.a.state.lock().unwrap().revoke_status = 200;
-            status_outcome(after.status.as_u16())
+            corpus_outcome(after.status.as_u16())
         }
         "OAUTH-023" => {
             let user_bound = bearer(&jwt("alice", serde_json::json!({ "connectors": ["user-platform"] })));
@@ -357,15 +357,6 @@ async fn run(w: &World, id: &str) -> &'static str {
         other => panic!("oauth-flows.yaml case {other} has no scenario here: add one"),
     }
 }
-
-fn status_outcome(status: u16) -> &'static str {
-    match status {
-        200..=299 => "allow-with-token",
-        400 | 411 | 413 | 414 | 431 | 501 => "reject-400",
-        _ => "block",
-    }
-}
-
 fn allowed(answer: Answer) -> &'static str {
     assert_eq!(answer.status, 200, "{:?}", answer.body);
     "allow-with-token"

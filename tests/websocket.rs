@@ -49,19 +49,6 @@ async fn echo_upstream(ca: &TestCa) -> (u16, Arc<Mutex<Vec<String>>>) {
     });
     (port, heads)
 }
-
-async fn read_head(stream: &mut (impl AsyncReadExt + Unpin)) -> String {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte).await {
-            Ok(1) => buf.push(byte[0]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&buf).to_string()
-}
-
 fn upgrade_request(target: &str, host: &str, auth: &str) -> String {
     format!(
         "GET {target} HTTP/1.1\r\nHost: {host}\r\nProxy-Authorization: {auth}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\

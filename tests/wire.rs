@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tollgate::secret::Secret;
 use tollgate::token::{Connection, ConnectionKey, Expect};
@@ -81,20 +81,6 @@ fn ips(list: &[String]) -> Vec<IpAddr> {
         .map(|a| if a.starts_with("<the proxy's own") { "127.0.0.1".parse().unwrap() } else { a.parse().unwrap() })
         .collect()
 }
-
-/// Everything the proxy sends back until it closes or falls silent.
-async fn read_all(stream: &mut TcpStream) -> String {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(700), stream.read(&mut buf)).await {
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&out).to_string()
-}
-
 /// The status of every response in order.
 fn statuses(text: &str) -> Vec<u16> {
     text.split("\r\n")
@@ -102,15 +88,6 @@ fn statuses(text: &str) -> Vec<u16> {
         .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
         .collect()
 }
-
-fn outcome(status: u16) -> &'static str {
-    match status {
-        200..=399 => "allow-with-token",
-        400 | 411 | 413 | 414 | 431 | 501 => "reject-400",
-        _ => "block",
-    }
-}
-
 async fn run(case: &Case) {
     let id = case.id.as_str();
     let host =
@@ -203,12 +180,12 @@ async fn run(case: &Case) {
     };
     let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
     stream.write_all(bytes.as_bytes()).await.unwrap();
-    let answer = read_all(&mut stream).await;
+    let answer = read_until_quiet(&mut stream, Duration::from_millis(700)).await;
     let all = statuses(&answer);
     let first = *all.first().unwrap_or_else(|| panic!("{id}: no response: {answer:?}"));
     // A pipelined case is judged by its second request; the first must be allowed.
     let judged = if id == "SMUG-011" { all.get(1).copied().unwrap_or(0) } else { first };
-    let got = outcome(judged);
+    let got = corpus_outcome(judged);
     assert!(
         got == case.expected || case.acceptable.iter().any(|a| a == got),
         "{id}: got {got} ({first}), expected {} {:?}\n{answer}",
@@ -217,7 +194,7 @@ async fn run(case: &Case) {
     );
     let seen = upstream.requests();
     if id == "SMUG-011" {
-        assert_eq!(outcome(first), "allow-with-token", "{id}: the first pipelined request is allowed: {answer}");
+        assert_eq!(corpus_outcome(first), "allow-with-token", "{id}: the first pipelined request is allowed: {answer}");
         assert_eq!(seen.len(), 1, "{id}: only the first reached the upstream");
         assert_eq!(seen[0].headers["authorization"], "Bearer tok-U1");
     } else if got == "allow-with-token" {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use common::*;
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 #[derive(Deserialize)]
@@ -32,21 +32,6 @@ struct RawRequest {
     raw: Option<String>,
     target: String,
 }
-
-/// Reads one HTTP/1.1 response head (and whatever body arrived with it).
-async fn read_head(stream: &mut (impl AsyncReadExt + Unpin)) -> String {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut chunk).await.unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    String::from_utf8_lossy(&buf).to_string()
-}
-
 fn status(head: &str) -> u16 {
     head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
@@ -101,8 +86,7 @@ async fn connect_cases_of_the_wire_corpus() {
                 assert_eq!(seen[0].path_and_query, "/api");
                 "allow-with-token"
             }
-            400 | 411 | 413 | 414 | 431 | 501 => "reject-400",
-            s if s >= 400 => "block",
+            s if s >= 400 => corpus_outcome(s),
             s => panic!("{}: unexpected status {s}: {head}", case.id),
         };
         assert_eq!(got, case.expected, "{}: {head}", case.id);

@@ -181,6 +181,7 @@ impl Broker {
                 });
             }
             let fresh = self
+                .renewal
                 .renew(index, connector, &key, None, now, None)
                 .await
                 .map_err(|e| self.renew_failed(e, connector))?;
@@ -191,7 +192,7 @@ impl Broker {
         }
         let renewable = client_credentials || current.refresh_token.is_some();
         let connection = if renewable && current.expires_within(now, self.renewal.skew_secs()) {
-            match self.renew(index, connector, &key, Some(current.clone()), now, None).await {
+            match self.renewal.renew(index, connector, &key, Some(current.clone()), now, None).await {
                 Ok(fresh) => fresh,
                 Err(RenewError::Permanent) => return Err(reauth("was refused by the provider's token endpoint")),
                 // A token that has not expired yet is still injected while renewal is failing.
@@ -225,7 +226,7 @@ impl Broker {
         now: u64,
     ) -> Option<Secret> {
         let current = self.store.get(key).await.ok().flatten()?;
-        match self.renew(index, connector, key, Some(current), now, Some(version)).await {
+        match self.renewal.renew(index, connector, key, Some(current), now, Some(version)).await {
             Ok(fresh) if fresh.version != version => Some(fresh.access_token),
             Ok(_) => None,
             Err(e) => {
@@ -277,18 +278,6 @@ impl Broker {
                 }
             }
         }
-    }
-
-    async fn renew(
-        &self,
-        index: usize,
-        connector: &Connector,
-        key: &ConnectionKey,
-        current: Option<Connection>,
-        now: u64,
-        stale: Option<u64>,
-    ) -> Result<Connection, RenewError> {
-        self.renewal.renew(index, connector, key, current, now, stale).await
     }
 
     fn renew_failed(&self, error: RenewError, connector: &Connector) -> CredentialError {

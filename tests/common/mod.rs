@@ -376,3 +376,42 @@ pub async fn two_event_upstream(ca: &TestCa) -> (Upstream, tokio::sync::oneshot:
     .await;
     (upstream, got_first_tx)
 }
+
+/// The corpus outcome a status code stands for (the corpus conventions: 400, 411, 413, 414,
+/// 431 and 501 are `reject-400`; other refusals are `block`).
+pub fn corpus_outcome(status: u16) -> &'static str {
+    match status {
+        200..=399 => "allow-with-token",
+        400 | 411 | 413 | 414 | 431 | 501 => "reject-400",
+        _ => "block",
+    }
+}
+
+/// Everything a peer sends until it closes or falls silent for `idle`.
+pub async fn read_until_quiet(
+    stream: &mut (impl tokio::io::AsyncReadExt + Unpin),
+    idle: std::time::Duration,
+) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(Ok(n)) = tokio::time::timeout(idle, stream.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// One HTTP/1.1 response head, read byte by byte so nothing after it is consumed.
+pub async fn read_head(stream: &mut (impl tokio::io::AsyncReadExt + Unpin)) -> String {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte).await {
+            Ok(1) => buf.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&buf).to_string()
+}
