@@ -3,13 +3,15 @@
 //! answers DNS itself and a dialer that only reaches loopback.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
+use crate::config::stored::{self, StoredSet};
 use crate::config::{Config, StoreBackend};
 use crate::metrics::Metrics;
 use crate::net::http::HttpClient;
@@ -23,7 +25,8 @@ use crate::token::cache::TokenCache;
 use crate::token::crypto::Sealer;
 use crate::token::store::memory::MemoryStore;
 use crate::token::store::redis::RedisStore;
-use crate::token::TokenStore;
+use crate::token::store::Invalidation;
+use crate::token::{StoreError, TokenStore};
 
 /// What the outside world is reached through.
 #[derive(Debug, Clone)]
@@ -60,6 +63,15 @@ struct Base {
 pub struct Shared {
     current: RwLock<Arc<State>>,
     base: Base,
+    /// What the current state was built from. Held while a new state is built, so a file
+    /// reload and a stored-connector change never interleave.
+    sources: Mutex<Sources>,
+}
+
+/// The file's config (as loaded, without stored connectors) and the stored connectors.
+struct Sources {
+    file: Arc<Config>,
+    stored: StoredSet,
 }
 
 impl std::fmt::Debug for Shared {
@@ -74,40 +86,50 @@ impl Shared {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Builds a state from a validated config and makes it current. Settings bound at start
-    /// (listeners, store, encryption keys, interception CA) keep their running values.
+    /// Builds a state from a validated file config (plus the stored connectors) and makes it
+    /// current. Settings bound at start (listeners, store, encryption keys, interception CA)
+    /// keep their running values.
     pub fn apply(&self, config: Config) -> anyhow::Result<()> {
-        let old = self.current();
-        let restart_needed: Vec<&str> = [
-            ("listen", old.config.listen != config.listen),
-            ("admin_listen", old.config.admin_listen != config.admin_listen),
-            ("public_listen", old.config.public_listen != config.public_listen),
-            ("public_url", old.config.public_url != config.public_url),
-            ("store", format!("{:?}", old.config.store) != format!("{:?}", config.store)),
-            (
-                "encryption_keys",
-                old.config
-                    .encryption_keys
-                    .iter()
-                    .map(|k| (&k.id, k.key))
-                    .ne(config.encryption_keys.iter().map(|k| (&k.id, k.key))),
-            ),
-            (
-                "interception",
-                old.config.interception_ca.as_ref().map(|c| &c.0) != config.interception_ca.as_ref().map(|c| &c.0),
-            ),
-            ("limits.header_read_timeout", old.config.limits.header_read_timeout != config.limits.header_read_timeout),
-        ]
-        .into_iter()
-        .filter(|(_, changed)| *changed)
-        .map(|(name, _)| name)
-        .collect();
-        if !restart_needed.is_empty() {
-            tracing::warn!(settings = ?restart_needed, "these settings change only on restart; the running values stay");
-        }
-        let state = build_state(&self.base, config)?;
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        warn_restart_needed(&sources.file, &config);
+        let merged = stored::merge(&config, &sources.stored).map_err(anyhow::Error::msg)?;
+        self.install(build_state(&self.base, merged)?);
+        sources.file = Arc::new(config);
         Ok(())
+    }
+
+    /// Makes a newer set of stored connectors part of the running config. A version older than
+    /// or equal to the one applied is ignored (two reads can finish out of order); a record
+    /// that vanished (the store was emptied) removes them.
+    pub fn apply_stored(&self, set: StoredSet) -> anyhow::Result<()> {
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        let vanished = set.version == 0 && sources.stored.version != 0;
+        if set.version <= sources.stored.version && !vanished {
+            return Ok(());
+        }
+        let merged = stored::merge(&sources.file, &set).map_err(anyhow::Error::msg)?;
+        self.install(build_state(&self.base, merged)?);
+        tracing::info!(version = set.version, stored = set.connectors.len(), "stored connectors applied");
+        sources.stored = set;
+        Ok(())
+    }
+
+    /// Reads the stored connectors and applies them if they changed.
+    pub async fn sync_stored(&self) -> Result<(), StoreError> {
+        let set = stored::load(self.base.store.as_ref()).await?;
+        if let Err(e) = self.apply_stored(set) {
+            tracing::error!(error = %e, "stored connectors could not be applied; the running connectors stay");
+        }
+        Ok(())
+    }
+
+    /// The token store (shared by every state).
+    pub fn store(&self) -> &Arc<dyn TokenStore> {
+        &self.base.store
+    }
+
+    fn install(&self, state: State) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
     }
 
     /// Limits of the listeners (fixed at start), for connections served inside tunnels.
@@ -147,6 +169,58 @@ impl Running {
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Logs the settings a reload cannot change.
+fn warn_restart_needed(old: &Config, new: &Config) {
+    let restart_needed: Vec<&str> = [
+        ("listen", old.listen != new.listen),
+        ("admin_listen", old.admin_listen != new.admin_listen),
+        ("public_listen", old.public_listen != new.public_listen),
+        ("public_url", old.public_url != new.public_url),
+        ("store", format!("{:?}", old.store) != format!("{:?}", new.store)),
+        (
+            "encryption_keys",
+            old.encryption_keys.iter().map(|k| (&k.id, k.key)).ne(new.encryption_keys.iter().map(|k| (&k.id, k.key))),
+        ),
+        ("interception", old.interception_ca.as_ref().map(|c| &c.0) != new.interception_ca.as_ref().map(|c| &c.0)),
+        ("limits.header_read_timeout", old.limits.header_read_timeout != new.limits.header_read_timeout),
+    ]
+    .into_iter()
+    .filter(|(_, changed)| *changed)
+    .map(|(name, _)| name)
+    .collect();
+    if !restart_needed.is_empty() {
+        tracing::warn!(settings = ?restart_needed, "these settings change only on restart; the running values stay");
+    }
+}
+
+/// Keeps the stored connectors current: re-reads them when the invalidation feed names their
+/// record (or was interrupted), and every 30 s in case a notice was lost; every 2 s while the
+/// store cannot be read.
+async fn follow_stored(
+    shared: Arc<Shared>,
+    changed: Arc<Notify>,
+    mut failing: bool,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let wait = if failing { Duration::from_secs(2) } else { Duration::from_secs(30) };
+        tokio::select! {
+            _ = changed.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+        match shared.sync_stored().await {
+            Ok(()) => failing = false,
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "stored connectors could not be read; retrying");
+                }
+                failing = true;
+            }
+        }
     }
 }
 
@@ -197,8 +271,18 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
         }
     };
     let cache = Arc::new(TokenCache::new(config.store.cache_ttl));
-    let sink = cache.clone();
-    store.watch(Arc::new(move |what| sink.invalidate(&what)));
+    let (sink, changed) = (cache.clone(), Arc::new(Notify::new()));
+    let (notice, record) = (changed.clone(), Invalidation::Connection(stored::record_key().id()));
+    store.watch(Arc::new(move |what| {
+        if what == record || what == Invalidation::All {
+            notice.notify_one();
+        }
+        sink.invalidate(&what);
+    }));
+    let stored_set = stored::load(store.as_ref()).await;
+    if let Err(e) = &stored_set {
+        tracing::warn!(error = %e, "stored connectors could not be read at start; retrying in the background");
+    }
 
     let proxy = bind(config.listen, "listen").await?;
     let admin = bind(config.admin_listen, "admin_listen").await?;
@@ -241,15 +325,19 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
         dialer: deps.dialer,
         public_url,
     };
-    let state = build_state(&base, config)?;
-    let shared = Arc::new(Shared { current: RwLock::new(Arc::new(state)), base });
+    let stored_failing = stored_set.is_err();
+    let stored_set = stored_set.unwrap_or_default();
+    let state = build_state(&base, stored::merge(&config, &stored_set).map_err(anyhow::Error::msg)?)?;
+    let sources = Mutex::new(Sources { file: Arc::new(config), stored: stored_set });
+    let shared = Arc::new(Shared { current: RwLock::new(Arc::new(state)), base, sources });
 
     let (shutdown, watcher) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let s = shared.clone();
     tasks.spawn(serve(proxy, limits, move |r| crate::proxy::handle(s.clone(), r), watcher.clone()));
     let s = shared.clone();
-    tasks.spawn(serve(admin, limits, move |r| crate::admin::handle(s.current(), r), watcher.clone()));
+    tasks.spawn(serve(admin, limits, move |r| crate::admin::handle(s.clone(), r), watcher.clone()));
+    tasks.spawn(follow_stored(shared.clone(), changed, stored_failing, watcher.clone()));
     if let Some(public) = public {
         // Only the OAuth pages face browsers.
         let s = shared.clone();

@@ -102,7 +102,7 @@ async fn connectors_connections_explain_and_health() {
     assert_eq!(get(admin, "/admin/connectors/forecast", &[ADMIN]).await.json()["name"], "weather", "tools resolve");
     assert_eq!(get(admin, "/admin/connectors/crm", &[ADMIN]).await.json()["client_secret"], "•••• 7654");
     get(admin, "/admin/connectors/nope", &[ADMIN]).await.assert_refused(400, "connector_unknown");
-    send(admin, "PUT", "/admin/connectors/crm", &[ADMIN], Bytes::new()).await.assert_refused(501, "not_implemented");
+    send(admin, "PUT", "/admin/connectors/crm", &[ADMIN], Bytes::new()).await.assert_refused(409, "conflict");
 
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     for principal in ["alice@example.com", "bob@example.com"] {

@@ -177,6 +177,23 @@ connectors:
         )
         .await,
     );
+    // Stored connectors: written, changed (secret kept), refused, listed, deleted.
+    let headers = [token];
+    let stored = |body: &'static str| send(admin, "PUT", "/admin/connectors/vault", &headers, Bytes::from(body));
+    let created = record(
+        stored(r#"{"grant":"client_credentials","token_endpoint":"https://127.0.0.1:1/token","client_id":"v","client_secret":"CANARY-stored-secret","allowed_domains":["https://vault.test/*"]}"#).await,
+    );
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let changed = record(
+        stored(r#"{"grant":"client_credentials","token_endpoint":"https://127.0.0.1:1/token","client_id":"v","allowed_domains":["https://vault.test/v2/*"]}"#).await,
+    );
+    assert_eq!(changed.status, 200, "{:?}", changed.body);
+    record(stored(r#"{"grant":"static","token":"CANARY-stored-bad","allowed_domains":["https://*/*"]}"#).await)
+        .assert_refused(400, "invalid_request");
+    record(stored(r#"{"grant":"static","token":12345678987654321,"allowed_domains":["https://v.test/*"]}"#).await)
+        .assert_refused(400, "invalid_request");
+    assert_eq!(record(get(admin, "/admin/connectors/vault", &[token]).await).json()["client_secret"], "•••• cret");
+    assert_eq!(record(send(admin, "DELETE", "/admin/connectors/vault", &[token], Bytes::new()).await).status, 204);
     record(get(admin, "/admin/connectors", &[("authorization", "Bearer CANARY-wrong-admin")]).await)
         .assert_refused(401, "caller_unauthenticated");
     let metrics = String::from_utf8(get(admin, "/metrics", &[]).await.body.to_vec()).unwrap();
@@ -200,6 +217,9 @@ connectors:
         "CANARY-wrong-api-key",
         "CANARY-admin-token",
         "CANARY-wrong-admin",
+        "CANARY-stored-secret",
+        "CANARY-stored-bad",
+        "12345678987654321",
         "CANARY-query",
         "CANARY-in-query",
         &key_b64,

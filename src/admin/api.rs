@@ -11,8 +11,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{refuse, text};
-use crate::config::{Connector, Grant};
+use std::collections::HashMap;
+
+use crate::app::Shared;
+use crate::config::stored::{self, ChangeError, StoredConnector};
+use crate::config::Grant;
 use crate::proxy::error::{PolicyError, ProxyError};
+use crate::proxy::pipeline::unix_now;
 use crate::proxy::{Body, State};
 use crate::token::broker::CredentialError;
 use crate::token::endpoint::{request_token, Exchange};
@@ -39,7 +44,8 @@ fn masked(secret: Option<&crate::secret::Secret>) -> Value {
 }
 
 /// A connector as the admin API shows it: no secret in clear.
-fn view(state: &State, connector: &Connector) -> Value {
+fn view(state: &State, index: usize) -> Value {
+    let connector = &state.config.connectors[index];
     let tools: Vec<&String> = state
         .config
         .names
@@ -49,7 +55,7 @@ fn view(state: &State, connector: &Connector) -> Value {
         .collect();
     let mut v = json!({
         "name": connector.name,
-        "source": "file",
+        "source": if state.config.is_stored(index) { "store" } else { "file" },
         "grant": connector.grant.as_str(),
         "allowed_domains": connector.patterns.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         "inject": { "header": connector.inject.header.as_str(), "format": format!("{}{{token}}{}", connector.inject.prefix, connector.inject.suffix) },
@@ -83,7 +89,7 @@ fn query_param(request: &Request<Incoming>, name: &str) -> Option<String> {
 }
 
 /// Serves an authenticated `/admin/...` request.
-pub async fn handle(state: &State, request: Request<Incoming>) -> Response<Body> {
+pub async fn handle(shared: &Shared, state: &State, request: Request<Incoming>) -> Response<Body> {
     let path = request.uri().path().to_string();
     let segments: Vec<String> =
         path.trim_start_matches("/admin/").split('/').map(crate::oauth::form::decode_path).collect();
@@ -91,21 +97,15 @@ pub async fn handle(state: &State, request: Request<Incoming>) -> Response<Body>
     let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
     match (method.clone(), parts.as_slice()) {
         (Method::GET, ["connectors"]) => {
-            let all: Vec<Value> = state.config.connectors.iter().map(|c| view(state, c)).collect();
+            let all: Vec<Value> = (0..state.config.connectors.len()).map(|i| view(state, i)).collect();
             json_response(StatusCode::OK, &json!({ "connectors": all }))
         }
         (Method::GET, ["connectors", name]) => match state.config.resolve_name(name) {
-            Some(i) => json_response(StatusCode::OK, &view(state, &state.config.connectors[i])),
+            Some(i) => json_response(StatusCode::OK, &view(state, i)),
             None => refuse(&PolicyError::Unknown(name.to_string()).into()),
         },
-        (Method::PUT | Method::DELETE, ["connectors", name]) => {
-            let known = state.config.resolve_name(name).is_some();
-            refuse(&ProxyError::NotImplemented(if known {
-                "connectors from the config file are read-only; change the file (it is reloaded)"
-            } else {
-                "connectors stored in Redis are not available yet; define connectors in the config file"
-            }))
-        }
+        (Method::PUT, ["connectors", name]) => put_connector(shared, state, name, request).await,
+        (Method::DELETE, ["connectors", name]) => delete_connector(shared, state, name).await,
         (Method::POST, ["connectors", name, "test"]) => match state.config.resolve_name(name) {
             Some(i) => json_response(StatusCode::OK, &health(state, i).await),
             None => refuse(&PolicyError::Unknown(name.to_string()).into()),
@@ -116,6 +116,110 @@ pub async fn handle(state: &State, request: Request<Incoming>) -> Response<Body>
         _ => {
             refuse(&ProxyError::NotFound(format!("{method} {path} is not an admin route; see docs/admin-openapi.yaml")))
         }
+    }
+}
+
+/// Refuses changes to names the file owns, and to tool names (change their connector).
+fn check_writable(state: &State, name: &str) -> Result<(), ProxyError> {
+    let Some(index) = state.config.resolve_name(name) else {
+        return Ok(());
+    };
+    let owner = &state.config.connectors[index].name;
+    if !state.config.is_stored(index) {
+        Err(ProxyError::Conflict(format!(
+            "`{name}` is defined in the config file, which is read-only through the API; change the file (it is reloaded)"
+        )))
+    } else if owner != name {
+        Err(ProxyError::Conflict(format!("`{name}` is a tool of connector `{owner}`; change that connector's tools")))
+    } else {
+        Ok(())
+    }
+}
+
+fn change_refused(error: ChangeError) -> Response<Body> {
+    match error {
+        ChangeError::Store(source) => refuse(&CredentialError::Store { connector: String::new(), source }.into()),
+        ChangeError::Invalid(message) => refuse(&ProxyError::InvalidRequest(message)),
+        ChangeError::Conflict(message) => refuse(&ProxyError::Conflict(message)),
+        ChangeError::Missing(message) => refuse(&ProxyError::NotFound(message)),
+    }
+}
+
+/// `PUT /admin/connectors/{name}`: creates or replaces a stored connector. Secrets omitted
+/// from the body keep their stored values. Answers the connector as `GET` shows it.
+async fn put_connector(shared: &Shared, state: &State, name: &str, request: Request<Incoming>) -> Response<Body> {
+    if let Err(e) = check_writable(state, name) {
+        return refuse(&e);
+    }
+    let Ok(body) = Limited::new(request.into_body(), 64 * 1024).collect().await.map(|b| b.to_bytes()) else {
+        return refuse(&ProxyError::InvalidRequest("the body must be a JSON object under 64 KiB".into()));
+    };
+    let file_names: HashMap<String, usize> =
+        state.config.names.iter().filter(|(_, i)| !state.config.is_stored(**i)).map(|(n, i)| (n.clone(), *i)).collect();
+    let written = stored::update(shared.store().as_ref(), |list| {
+        let position = list.iter().position(|c| c.name() == name);
+        let previous = position.map(|i| &list[i]);
+        let connector = StoredConnector::from_body(name, &body, previous, unix_now()).map_err(ChangeError::Invalid)?;
+        let mut taken = file_names.clone();
+        for other in list.iter().filter(|c| c.name() != name) {
+            taken.insert(other.name().to_string(), usize::MAX);
+            taken.extend(other.tools.iter().map(|t| (t.clone(), usize::MAX)));
+        }
+        if let Some(p) = connector.name_problems(&HashMap::new()).first() {
+            return Err(ChangeError::Invalid(format!("{}: {}", p.path, p.message)));
+        }
+        if let Some(p) = connector.name_problems(&taken).first() {
+            return Err(ChangeError::Conflict(format!("{}: {}", p.path, p.message)));
+        }
+        connector.validate().map_err(|e| ChangeError::Invalid(e.to_string()))?;
+        match position {
+            Some(i) => list[i] = connector,
+            None => list.push(connector),
+        }
+        Ok(position.is_none())
+    })
+    .await;
+    let (created, set) = match written {
+        Ok(done) => done,
+        Err(e) => return change_refused(e),
+    };
+    if let Err(e) = shared.apply_stored(set) {
+        tracing::error!(error = %e, "stored connectors could not be applied");
+        return refuse(&ProxyError::Internal);
+    }
+    tracing::info!(connector = name, created, "stored connector written");
+    let state = shared.current();
+    match state.config.resolve_name(name) {
+        Some(i) => json_response(if created { StatusCode::CREATED } else { StatusCode::OK }, &view(&state, i)),
+        None => refuse(&ProxyError::Internal),
+    }
+}
+
+/// `DELETE /admin/connectors/{name}`: removes a stored connector and its tools. Its
+/// connections stay in the store (listed under `/admin/connections`) until deleted.
+async fn delete_connector(shared: &Shared, state: &State, name: &str) -> Response<Body> {
+    if let Err(e) = check_writable(state, name) {
+        return refuse(&e);
+    }
+    let removed = stored::update(shared.store().as_ref(), |list| {
+        let before = list.len();
+        list.retain(|c| c.name() != name);
+        if list.len() == before {
+            return Err(ChangeError::Missing(format!("no stored connector is named `{name}`")));
+        }
+        Ok(())
+    })
+    .await;
+    match removed {
+        Ok(((), set)) => {
+            if let Err(e) = shared.apply_stored(set) {
+                tracing::error!(error = %e, "stored connectors could not be applied");
+                return refuse(&ProxyError::Internal);
+            }
+            tracing::info!(connector = name, "stored connector deleted");
+            text(StatusCode::NO_CONTENT, "text/plain", String::new())
+        }
+        Err(e) => change_refused(e),
     }
 }
 
@@ -178,7 +282,7 @@ async fn explain(state: &State, request: Request<Incoming>) -> Response<Body> {
         .map(|b| b.to_bytes())
         .unwrap_or_else(|_| Bytes::new());
     let Ok(asked) = serde_json::from_slice::<ExplainRequest>(&body) else {
-        return refuse(&ProxyError::NotFound("send {\"url\": URL, \"connector\"?: NAME}".into()));
+        return refuse(&ProxyError::InvalidRequest("send {\"url\": URL, \"connector\"?: NAME}".into()));
     };
     match crate::explain::with_config(&state.config, asked.connector.as_deref(), &asked.url) {
         Ok(explanation) => json_response(StatusCode::OK, &json!(explanation.without_query())),

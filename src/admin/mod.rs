@@ -43,7 +43,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.as_ref().iter().zip(b.as_ref()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Response<Body>, std::convert::Infallible> {
+pub async fn handle(
+    shared: Arc<crate::app::Shared>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, std::convert::Infallible> {
+    let state = shared.current();
     let path = request.uri().path().to_string();
     let response = match path.as_str() {
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
@@ -66,7 +70,7 @@ pub async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Res
             None => refuse(&ProxyError::NotFound("the interception CA is not loaded; see the log".into())),
         },
         p if p.starts_with("/admin/") && !is_admin(&request, &state) => refuse(&ProxyError::AdminUnauthenticated),
-        p if p.starts_with("/admin/") => api::handle(&state, request).await,
+        p if p.starts_with("/admin/") => api::handle(&shared, &state, request).await,
         p => refuse(&ProxyError::NotFound(format!("{p} is not an admin route"))),
     };
     Ok(response)

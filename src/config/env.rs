@@ -11,12 +11,14 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, Default)]
 pub struct Environment {
     vars: Option<HashMap<String, String>>,
+    /// Values are taken as written: no `${VAR}` or `file:` lookups.
+    literal: bool,
 }
 
 impl Environment {
     /// The process environment.
     pub fn process() -> Self {
-        Environment { vars: None }
+        Environment { vars: None, literal: false }
     }
 
     /// A fixed set of variables (tests, tools).
@@ -26,7 +28,13 @@ impl Environment {
         K: Into<String>,
         V: Into<String>,
     {
-        Environment { vars: Some(vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect()) }
+        Environment { vars: Some(vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect()), literal: false }
+    }
+
+    /// No references at all: for values that come from an admin API rather than the
+    /// operator's file, which must not read the process environment or files.
+    pub fn literal() -> Self {
+        Environment { vars: Some(HashMap::new()), literal: true }
     }
 
     fn var(&self, name: &str) -> Option<String> {
@@ -38,6 +46,9 @@ impl Environment {
 
     /// Resolves one field's value. Errors name the variable or file, never a value.
     pub fn resolve(&self, value: &str) -> Result<String, String> {
+        if self.literal {
+            return Ok(value.to_string());
+        }
         if let Some(name) = value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
             let valid =
                 !name.is_empty() && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');

@@ -6,6 +6,7 @@ pub mod connector;
 pub mod env;
 pub mod raw;
 pub mod reload;
+pub mod stored;
 pub mod units;
 pub mod validate;
 
@@ -160,7 +161,10 @@ pub struct Config {
     /// An operator-supplied interception CA: (certificate PEM, private key PEM). Without it,
     /// Tollgate generates one and keeps it in the token store.
     pub interception_ca: Option<(String, Secret)>,
+    /// The file's connectors first, then those stored through the admin API.
     pub connectors: Vec<Arc<Connector>>,
+    /// How many of `connectors` come from the file.
+    pub file_connectors: usize,
     /// Connector and tool names (one namespace) to connector index.
     pub names: HashMap<String, usize>,
     pub allow_list: AllowList,
@@ -170,6 +174,38 @@ impl Config {
     /// Parses and validates YAML text.
     pub fn from_yaml(text: &str, env: &Environment) -> Result<Config, ConfigError> {
         validate::validate(text, env)
+    }
+
+    /// This config with another connector list (the file's plus stored ones).
+    pub fn with_connectors(
+        &self,
+        connectors: Vec<Arc<Connector>>,
+        names: HashMap<String, usize>,
+        allow_list: AllowList,
+    ) -> Config {
+        Config {
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            public_listen: self.public_listen,
+            public_url: self.public_url.clone(),
+            admin_tokens: self.admin_tokens.clone(),
+            store: self.store.clone(),
+            encryption_keys: self.encryption_keys.clone(),
+            callers: self.callers.clone(),
+            upstream: self.upstream.clone(),
+            refresh: self.refresh.clone(),
+            limits: self.limits.clone(),
+            interception_ca: self.interception_ca.clone(),
+            file_connectors: self.file_connectors,
+            connectors,
+            names,
+            allow_list,
+        }
+    }
+
+    /// Whether the connector at `index` was stored through the admin API.
+    pub fn is_stored(&self, index: usize) -> bool {
+        index >= self.file_connectors
     }
 
     /// The connector a connector or tool name refers to.

@@ -262,13 +262,14 @@ fn build(raw: RawConfig, env: &Environment, p: &mut Problems) -> Option<Config> 
         refresh,
         limits,
         interception_ca,
+        file_connectors: connectors.len(),
         connectors,
         names,
         allow_list,
     })
 }
 
-fn check_name(p: &mut Problems, path: &str, name: &str, taken: &HashMap<String, usize>) {
+pub(crate) fn check_name(p: &mut Problems, path: &str, name: &str, taken: &HashMap<String, usize>) {
     let valid = name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         && name.len() <= 64;

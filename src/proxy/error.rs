@@ -31,12 +31,17 @@ pub enum ErrorCode {
     TokenStoreUnavailable,
     UpstreamUnreachable,
     UpstreamTimeout,
-    /// `CONNECT` until TLS interception lands.
+    /// `CONNECT` when no interception CA could be loaded.
     NotImplemented,
     Internal,
+    /// Admin API only: a body that is not what the route takes (`400`).
+    InvalidRequest,
+    /// Admin API only: the change conflicts with what exists, e.g. a file connector (`409`).
+    Conflict,
 }
 
 impl ErrorCode {
+    /// Every code a proxied request can end with (the admin-only codes are not outcomes).
     pub const ALL: [ErrorCode; 19] = [
         ErrorCode::EndpointNotAllowed,
         ErrorCode::CallerUnauthenticated,
@@ -80,6 +85,8 @@ impl ErrorCode {
             ErrorCode::UpstreamTimeout => "upstream_timeout",
             ErrorCode::NotImplemented => "not_implemented",
             ErrorCode::Internal => "internal",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::Conflict => "conflict",
         }
     }
 
@@ -103,6 +110,8 @@ impl ErrorCode {
             ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
         }
     }
 }
@@ -164,6 +173,10 @@ pub enum ProxyError {
     MalformedBody,
     #[error("an internal error occurred")]
     Internal,
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl ProxyError {
@@ -195,6 +208,8 @@ impl ProxyError {
             ProxyError::RequestBody => ErrorCode::RequestTimeout,
             ProxyError::MalformedBody => ErrorCode::BadTarget,
             ProxyError::Internal => ErrorCode::Internal,
+            ProxyError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            ProxyError::Conflict(_) => ErrorCode::Conflict,
         }
     }
 
