@@ -1,4 +1,4 @@
-# Tollgate: make run | make test | make lint | make bench
+# Tollgate: make run | make test | make lint | make bench | make chart-check | make image | make fuzz
 SHELL := /bin/bash
 CARGO ?= cargo
 CONFIG ?= config/tollgate.example.yaml
@@ -13,7 +13,7 @@ export DATABRICKS_CLIENT_ID ?= dev-databricks-client-id
 export BILLING_CLIENT_SECRET ?= dev-billing-client-secret
 export WEATHER_API_KEY ?= dev-weather-api-key
 
-.PHONY: run build test lint fmt bench check-config e2e-deps
+.PHONY: run build test lint fmt bench check-config e2e-deps fuzz chart-check image
 
 run: ## Tollgate on the in-memory store with the example config
 	$(CARGO) run --release -- serve --config $(CONFIG)
@@ -46,3 +46,14 @@ fmt:
 
 bench: ## criterion benchmarks
 	$(CARGO) bench
+
+chart-check: ## helm lint/template, Kubernetes and CRD schemas, tollgate check-config, promtool rules and tests, dashboard queries
+	scripts/chart-check
+
+IMAGE ?= tollgate:$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+image: ## the container image (multi-stage Dockerfile, non-root); needs docker or podman
+	docker build -t $(IMAGE) .
+
+FUZZ_SECONDS ?= 60
+fuzz: ## every cargo-fuzz target for FUZZ_SECONDS each (URL matching, config loading, credentials)
+	scripts/fuzz $(FUZZ_SECONDS)
