@@ -1,6 +1,7 @@
 //! Limits that keep a slow or hostile client from exhausting the proxy: clients that dribble
 //! their headers are disconnected after `limits.header_read_timeout`, and while they hang on,
-//! other callers are served normally.
+//! other callers are served normally; idle keep-alive connections are closed after the same
+//! timeout; connections past `limits.max_connections` are closed.
 
 mod common;
 
@@ -90,4 +91,35 @@ async fn connections_past_the_limit_are_closed_and_room_is_made_again() {
         get(addr, &format!("https://api.test:{}/x", upstream.port), &[("proxy-authorization", &auth)]).await.status,
         200
     );
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    let ca = TestCa::new(&["api.test"]);
+    let upstream = Upstream::ok(&ca).await;
+    let yaml = format!(
+        "{}\nlimits: {{ header_read_timeout: \"2s\" }}\nconnectors:\n  - name: weather\n    token: \"k\"\n    allowed_domains: [\"https://api.test:{}/*\"]\n",
+        base_config(&ca),
+        upstream.port
+    );
+    let proxy = TestProxy::start(&yaml).await;
+    let auth = bearer(&jwt("alice", serde_json::json!({})));
+    let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
+    let request = format!(
+        "GET https://api.test:{}/x HTTP/1.1\r\nHost: api.test\r\nProxy-Authorization: {auth}\r\n\r\n",
+        upstream.port
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // Drain the small body, then stay silent on the kept-alive connection.
+    let mut rest = [0u8; 64];
+    let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut rest)).await;
+    let idle_since = Instant::now();
+    let mut probe = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut probe)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the idle connection was not closed: {closed:?}");
+    // The timer that bounds reading a request's headers also runs while the connection
+    // waits for the next request: idle connections go after `limits.header_read_timeout`.
+    assert!(idle_since.elapsed() >= Duration::from_millis(1500), "closed before the idle timeout");
 }

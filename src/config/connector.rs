@@ -144,6 +144,7 @@ pub(crate) fn validate_connector(
     }
     let addresses = AddressPolicy::new(ranges);
 
+    let vetted = rc.allowed_domains.is_none() && template.is_some();
     let domain_texts: Vec<String> = match (&rc.allowed_domains, template) {
         (Some(list), _) => list.clone(),
         (None, Some(t)) => t.allowed_domains.iter().map(|s| s.to_string()).collect(),
@@ -154,7 +155,9 @@ pub(crate) fn validate_connector(
     }
     let mut patterns = Vec::new();
     for (i, text) in domain_texts.iter().enumerate() {
-        match Pattern::parse(text, allow_http, &addresses) {
+        let parsed =
+            if vetted { Pattern::parse_vetted(text, &addresses) } else { Pattern::parse(text, allow_http, &addresses) };
+        match parsed {
             Ok(pat) => patterns.push(pat),
             Err(e) => p.add(at(&format!("allowed_domains[{i}]")), e.to_string()),
         }

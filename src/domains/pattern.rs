@@ -67,13 +67,51 @@ pub enum PatternError {
     DeniedAddress(String, &'static str),
 }
 
-/// Second-level labels that are public suffixes under many country codes (`co.uk`, `com.au`).
-const SHARED_SECOND_LEVEL: &[&str] = &["ac", "co", "com", "edu", "gov", "ltd", "net", "org", "plc", "ne", "or", "go"];
+/// Whether names under `name` belong to unrelated registrants: `name` is a public suffix in
+/// the Public Suffix List (ICANN and private sections, so `co.uk` and `github.io` alike), or a
+/// single label (a TLD, known or not).
+fn is_public_suffix(name: &str, refused: Suffixes) -> bool {
+    if !name.contains('.') {
+        return true;
+    }
+    psl::suffix(name.as_bytes()).is_some_and(|s| {
+        s.as_bytes() == name.as_bytes()
+            && match refused {
+                Suffixes::All => s.is_known(),
+                Suffixes::Icann => s.typ() == Some(psl::Type::Icann),
+            }
+    })
+}
+
+/// Which public suffixes a wildcard may not cover.
+#[derive(Debug, Clone, Copy)]
+enum Suffixes {
+    /// Every entry of the list.
+    All,
+    /// Only the ICANN section (for vetted template defaults).
+    Icann,
+}
 
 impl Pattern {
     /// Parses a pattern. `allow_http` is the connector's `unsafe_allow_http`; `addresses`
     /// its address policy, applied to IP-literal hosts.
     pub fn parse(text: &str, allow_http: bool, addresses: &AddressPolicy) -> Result<Pattern, PatternError> {
+        Self::parse_with(text, allow_http, addresses, Suffixes::All)
+    }
+
+    /// Parses a pattern a provider template ships: its wildcards may cover a suffix from the
+    /// private section of the Public Suffix List that the provider itself runs
+    /// (`*.googleapis.com`); ICANN suffixes stay refused.
+    pub fn parse_vetted(text: &str, addresses: &AddressPolicy) -> Result<Pattern, PatternError> {
+        Self::parse_with(text, false, addresses, Suffixes::Icann)
+    }
+
+    fn parse_with(
+        text: &str,
+        allow_http: bool,
+        addresses: &AddressPolicy,
+        refused: Suffixes,
+    ) -> Result<Pattern, PatternError> {
         let t = || text.to_string();
         if !text.is_ascii() {
             return Err(PatternError::NonAsciiHost(t()));
@@ -102,7 +140,7 @@ impl Pattern {
         if path.contains(['[', ']', '{', '}', '\\', '#']) || host_text.contains(['{', '}', '\\']) {
             return Err(PatternError::GlobSyntax(t()));
         }
-        let host = parse_host_pattern(host_text, text)?;
+        let host = parse_host_pattern(host_text, text, refused)?;
         if let HostPattern::Exact(Host::V4(ip)) = &host {
             addresses.check((*ip).into()).map_err(|range| PatternError::DeniedAddress(t(), range.as_str()))?;
         }
@@ -161,7 +199,7 @@ fn split_host_port(authority: &str) -> Option<(&str, Option<&str>)> {
     })
 }
 
-fn parse_host_pattern(host: &str, text: &str) -> Result<HostPattern, PatternError> {
+fn parse_host_pattern(host: &str, text: &str, refused: Suffixes) -> Result<HostPattern, PatternError> {
     let t = || text.to_string();
     let (wildcard, name) = match host.strip_prefix("*.") {
         Some(rest) => (true, rest),
@@ -177,10 +215,7 @@ fn parse_host_pattern(host: &str, text: &str) -> Result<HostPattern, PatternErro
     let Host::Name(suffix) = parsed else {
         return Err(PatternError::MidHostWildcard(t()));
     };
-    let labels: Vec<&str> = suffix.split('.').collect();
-    let public =
-        labels.len() < 2 || (labels.len() == 2 && labels[1].len() == 2 && SHARED_SECOND_LEVEL.contains(&labels[0]));
-    if public {
+    if is_public_suffix(&suffix, refused) {
         return Err(PatternError::PublicSuffix(t()));
     }
     Ok(HostPattern::Wildcard(suffix))
@@ -230,6 +265,8 @@ mod tests {
             ("https://api.example.com:*/x", "https://api.example.com:*/x"),
             ("https://52.32.0.10/*", "https://52.32.0.10/*"),
             ("https://*.example.co.uk/*", "https://*.example.co.uk/*"),
+            ("https://*.myorg.github.io/*", "https://*.myorg.github.io/*"),
+            ("https://*.corp.internal/*", "https://*.corp.internal/*"),
         ] {
             assert_eq!(parse(text).map(|p| p.to_string()).as_deref(), Ok(shown), "{text}");
         }
@@ -240,6 +277,11 @@ mod tests {
         for text in [
             "https://*.com/*",
             "https://*.co.uk/*",
+            "https://*.com.au/*",
+            "https://*.github.io/*",
+            "https://*.herokuapp.com/*",
+            "https://*.s3.amazonaws.com/*",
+            "https://*.internal/*",
             "https://api.*.example.com/*",
             "https://a*.example.com/*",
             "http://api.example.com/*",
@@ -256,6 +298,12 @@ mod tests {
             "ftp://api.example.com/*",
         ] {
             assert!(parse(text).is_err(), "{text} should be refused");
+            if !["https://*.github.io/*", "https://*.herokuapp.com/*", "https://*.s3.amazonaws.com/*"].contains(&text) {
+                assert!(
+                    Pattern::parse_vetted(text, &AddressPolicy::default()).is_err(),
+                    "{text} should be refused in a template too"
+                );
+            }
         }
         assert!(Pattern::parse("http://api.example.com/*", true, &AddressPolicy::default()).is_ok());
         let wildcard = parse("https://*.databricks.com/*").unwrap();

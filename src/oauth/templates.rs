@@ -192,7 +192,7 @@ mod tests {
             }
             assert!(!t.allowed_domains.is_empty(), "{}", t.name);
             for d in t.allowed_domains {
-                Pattern::parse(d, false, &AddressPolicy::default()).unwrap_or_else(|e| panic!("{}: {e}", t.name));
+                Pattern::parse_vetted(d, &AddressPolicy::default()).unwrap_or_else(|e| panic!("{}: {e}", t.name));
             }
             assert!(["client_secret_basic", "client_secret_post", "none"].contains(&t.token_endpoint_auth_method));
         }

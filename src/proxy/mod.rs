@@ -9,6 +9,7 @@ pub mod identity;
 pub mod local;
 pub mod pipeline;
 pub mod policy;
+pub mod redact;
 pub mod replay;
 pub mod target;
 pub mod upstream;

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use super::error::ProxyError;
 use super::pipeline::unix_now;
 use super::policy::Decision;
+use super::redact;
 use super::{Body, State};
 use crate::domains::Target;
 use crate::token::broker::Credential;
@@ -45,21 +46,21 @@ pub async fn forward(
     let limit = state.config.refresh.replay_body_limit;
     let Some((key, version)) = credential.renewal.filter(|_| replayable(&body, limit)) else {
         let outbound = Request::from_parts(parts, first_frame_checked(body).await?);
-        return send(state, decision, target, outbound).await;
+        return Ok(redact::echoed(send(state, decision, target, outbound).await?, &credential.token));
     };
     let bytes = Limited::new(body, limit as usize).collect().await.map_err(|_| ProxyError::RequestBody)?.to_bytes();
     let response = send(state, decision, target, copy(&parts, bytes.clone())).await?;
     if response.status() != StatusCode::UNAUTHORIZED {
-        return Ok(response);
+        return Ok(redact::echoed(response, &credential.token));
     }
     let Some(token) = state.broker.renew_refused(decision.index, decision.connector, &key, version, unix_now()).await
     else {
-        return Ok(response);
+        return Ok(redact::echoed(response, &credential.token));
     };
     let value = decision.connector.inject.value(&token).ok_or(ProxyError::Internal)?;
     parts.headers.insert(decision.connector.inject.header.clone(), value);
     tracing::info!(connector = %decision.connector.name, "retrying once with a renewed token after an upstream 401");
-    send(state, decision, target, copy(&parts, bytes)).await
+    Ok(redact::echoed(send(state, decision, target, copy(&parts, bytes)).await?, &token))
 }
 
 async fn send(

@@ -270,6 +270,15 @@ impl Broker {
                 self.metrics.token_cache.with_label_values(&["store", "miss"]).inc();
                 Ok(None)
             }
+            // A record that does not open (tampered, moved from another key, sealed with an
+            // unknown key) is no credential: the user is asked to connect again, which
+            // replaces it. Logged and counted so it is noticed.
+            Err(StoreError::Corrupt(reason)) => {
+                self.metrics.token_cache.with_label_values(&["store", "error"]).inc();
+                self.metrics.store_errors.with_label_values(&["get"]).inc();
+                tracing::error!(connector = %connector.name, connection = %id, %reason, "a stored connection cannot be opened; treated as no connection");
+                Ok(None)
+            }
             Err(source) => {
                 self.metrics.token_cache.with_label_values(&["store", "error"]).inc();
                 match stale {

@@ -1,0 +1,172 @@
+//! Echo redaction: an upstream that echoes request headers back (debug endpoints, error pages
+//! that quote the request) would hand the injected credential to the agent, and from there to
+//! a model's context. Every response to a request that carried an injected credential has
+//! each occurrence of that credential, in header values and in the body, replaced by a marker
+//! of the same length, so `Content-Length` stays true and nothing is buffered: the body streams
+//! through, holding back only a chunk's tail that could be the start of the credential.
+//!
+//! Limits: a compressed body (`Content-Encoding`) is not inspected, and a credential shorter
+//! than [`MIN_LEN`] bytes is not looked for (it would match ordinary text).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, Response};
+use http_body_util::BodyExt;
+use hyper::body::{Frame, SizeHint};
+use memchr::memmem::Finder;
+
+use super::Body;
+use crate::secret::Secret;
+
+/// Shorter credentials are not redacted.
+pub const MIN_LEN: usize = 8;
+
+/// The marker for a credential of `len` bytes: `[redacted]`, padded with `*` or cut to fit.
+fn marker(len: usize) -> Vec<u8> {
+    let mut m = b"[redacted".to_vec();
+    m.resize(len.max(m.len()).saturating_sub(1), b'*');
+    m.push(b']');
+    m.truncate(len);
+    m
+}
+
+/// Replaces the credential wherever the response repeats it.
+pub fn echoed(mut response: Response<Body>, token: &Secret) -> Response<Body> {
+    let needle = token.expose().as_bytes().to_vec();
+    if needle.len() < MIN_LEN {
+        return response;
+    }
+    let mark = marker(needle.len());
+    let finder = Finder::new(&needle).into_owned();
+    for value in response.headers_mut().values_mut() {
+        if finder.find(value.as_bytes()).is_some() {
+            let (replaced, _) = replace(&finder, &mark, value.as_bytes());
+            if let Ok(clean) = HeaderValue::from_bytes(&replaced) {
+                *value = clean;
+            }
+        }
+    }
+    if response.headers().contains_key(http::header::CONTENT_ENCODING) {
+        return response;
+    }
+    response.map(|body| {
+        Redacting { inner: body, finder, mark, pending: BytesMut::new(), trailers: None, done: false }.boxed()
+    })
+}
+
+/// Every occurrence replaced; also returns where the last replacement ended.
+fn replace(finder: &Finder<'static>, mark: &[u8], haystack: &[u8]) -> (Vec<u8>, usize) {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut at = 0;
+    while let Some(i) = finder.find(&haystack[at..]) {
+        out.extend_from_slice(&haystack[at..at + i]);
+        out.extend_from_slice(mark);
+        at += i + mark.len();
+    }
+    out.extend_from_slice(&haystack[at..]);
+    (out, at)
+}
+
+/// How many bytes at the end of `data` (after `from`) could begin the credential.
+fn partial_tail(needle: &[u8], data: &[u8], from: usize) -> usize {
+    let longest = (needle.len() - 1).min(data.len() - from);
+    (1..=longest).rev().find(|&n| data.ends_with(&needle[..n])).unwrap_or(0)
+}
+
+struct Redacting {
+    inner: Body,
+    finder: Finder<'static>,
+    mark: Vec<u8>,
+    /// A tail held back because it could be the start of the credential.
+    pending: BytesMut,
+    /// Trailers that arrived while bytes were held back; sent after them.
+    trailers: Option<Frame<Bytes>>,
+    done: bool,
+}
+
+impl hyper::body::Body for Redacting {
+    type Data = Bytes;
+    type Error = super::BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(trailers) = this.trailers.take() {
+                this.done = true;
+                return Poll::Ready(Some(Ok(trailers)));
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Ok(frame))) => frame,
+                Poll::Ready(None) => {
+                    this.done = true;
+                    if this.pending.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(std::mem::take(&mut this.pending).freeze()))));
+                }
+            };
+            let data = match frame.into_data() {
+                Ok(data) => data,
+                Err(trailers) if this.pending.is_empty() => return Poll::Ready(Some(Ok(trailers))),
+                Err(trailers) => {
+                    this.trailers = Some(trailers);
+                    return Poll::Ready(Some(Ok(Frame::data(std::mem::take(&mut this.pending).freeze()))));
+                }
+            };
+            this.pending.extend_from_slice(&data);
+            let (out, replaced_to) = replace(&this.finder, &this.mark, &this.pending);
+            let ready = out.len() - partial_tail(this.finder.needle(), &out, replaced_to);
+            let out = Bytes::from(out);
+            this.pending = BytesMut::from(&out[ready..]);
+            if ready > 0 {
+                return Poll::Ready(Some(Ok(Frame::data(out.slice(..ready)))));
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        // Replacement keeps the length: what is held back plus what is still to come.
+        let inner = self.inner.size_hint();
+        let held = self.pending.len() as u64;
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + held);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + held);
+        }
+        hint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_keep_the_length() {
+        for len in [8, 9, 10, 11, 40] {
+            assert_eq!(marker(len).len(), len);
+        }
+        assert_eq!(marker(12), b"[redacted**]");
+        assert_eq!(marker(8), b"[redacte");
+    }
+
+    #[test]
+    fn partial_tails() {
+        let token = b"tok-secret-1";
+        assert_eq!(partial_tail(token, b"abc tok-se", 0), 6);
+        assert_eq!(partial_tail(token, b"abc t", 0), 1);
+        assert_eq!(partial_tail(token, b"abc\n\n", 0), 0);
+        assert_eq!(partial_tail(token, b"tok", 3), 0, "bytes before `from` were already replaced");
+    }
+}
