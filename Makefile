@@ -13,7 +13,7 @@ export DATABRICKS_CLIENT_ID ?= dev-databricks-client-id
 export BILLING_CLIENT_SECRET ?= dev-billing-client-secret
 export WEATHER_API_KEY ?= dev-weather-api-key
 
-.PHONY: run build test lint fmt bench check-config e2e-deps fuzz chart-check image
+.PHONY: run build test lint fmt bench bench-load bench-storm bench-soak check-config e2e-deps fuzz chart-check image
 
 run: ## Tollgate on the in-memory store with the example config
 	$(CARGO) run --release -- serve --config $(CONFIG)
@@ -44,8 +44,18 @@ lint: ## rustfmt and clippy, warnings as errors
 fmt:
 	$(CARGO) fmt --all
 
-bench: ## criterion benchmarks
+bench: ## criterion: matching (10/1k/10k patterns), normalization, cache hit, one whole request
 	$(CARGO) bench
+
+bench-load: ## Tollgate vs direct, nginx, HAProxy, Envoy on loopback (installs wrk, nginx-light, haproxy, envoy)
+	scripts/bench-load load
+
+bench-storm: ## N concurrent requests on an expired token over K processes sharing Redis
+	scripts/bench-load storm
+
+SOAK_SECONDS ?= 600
+bench-soak: ## fixed-rate load for SOAK_SECONDS; RSS and open descriptors must stay flat
+	scripts/bench-load soak --duration $(SOAK_SECONDS)
 
 chart-check: ## helm lint/template, Kubernetes and CRD schemas, tollgate check-config, promtool rules and tests, dashboard queries
 	scripts/chart-check
