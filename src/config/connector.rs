@@ -81,7 +81,8 @@ pub struct Injection {
 impl Injection {
     /// The header value for a token. `None` if the token holds bytes a header cannot carry.
     pub fn value(&self, token: &Secret) -> Option<HeaderValue> {
-        let mut v = HeaderValue::from_str(&format!("{}{}{}", self.prefix, token.expose(), self.suffix)).ok()?;
+        let mut v =
+            HeaderValue::from_str(&[self.prefix.as_str(), token.expose(), self.suffix.as_str()].concat()).ok()?;
         v.set_sensitive(true);
         Some(v)
     }

@@ -138,30 +138,75 @@ impl Target {
 
     /// `host[:port]`, the port only when it is not the scheme's default: the Host header.
     pub fn authority(&self) -> String {
-        if self.port == self.scheme.default_port() {
-            self.host.to_string()
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        let mut out = String::with_capacity(64);
+        self.push_authority(&mut out);
+        out
     }
 
     /// The path and query as written on the request line.
     pub fn path_and_query(&self) -> String {
         match &self.query {
-            Some(q) => format!("{}?{}", self.path, q),
+            Some(q) => [self.path.as_str(), "?", q].concat(),
             None => self.path.clone(),
         }
     }
 
     /// The URL without its query: what errors and logs may show.
     pub fn without_query(&self) -> String {
-        format!("{}://{}{}", self.scheme.as_str(), self.authority(), self.path)
+        let mut out = String::with_capacity(self.path.len() + 72);
+        self.push_origin(&mut out);
+        out.push_str(&self.path);
+        out
     }
+
+    // The request path formats URLs several times per request: written out by hand rather
+    // than through `format!`, which showed up in profiles.
+    fn push_authority(&self, out: &mut String) {
+        match &self.host {
+            Host::Name(name) => out.push_str(name),
+            other => {
+                use fmt::Write;
+                let _ = write!(out, "{other}");
+            }
+        }
+        if self.port != self.scheme.default_port() {
+            out.push(':');
+            out.push_str(itoa_u16(self.port).as_str());
+        }
+    }
+
+    fn push_origin(&self, out: &mut String) {
+        out.push_str(self.scheme.as_str());
+        out.push_str("://");
+        self.push_authority(out);
+    }
+}
+
+/// A port as decimal text without the formatting machinery.
+fn itoa_u16(mut n: u16) -> String {
+    let mut digits = [0u8; 5];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    digits[i..].iter().map(|d| *d as char).collect()
 }
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}{}", self.scheme.as_str(), self.authority(), self.path_and_query())
+        let mut out = String::with_capacity(self.path.len() + self.query.as_ref().map_or(0, |q| q.len() + 1) + 72);
+        self.push_origin(&mut out);
+        out.push_str(&self.path);
+        if let Some(q) = &self.query {
+            out.push('?');
+            out.push_str(q);
+        }
+        f.write_str(&out)
     }
 }
 

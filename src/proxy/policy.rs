@@ -63,7 +63,8 @@ pub fn authorize<'a>(
             None => chosen = Some((index, source, name)),
         }
     }
-    let url = target.without_query();
+    // Only refusals name the URL: built when needed, not on every request.
+    let url = || target.without_query();
     if let Some((index, _, _)) = chosen {
         let connector = &config.connectors[index];
         if !caller.may_use(index) {
@@ -72,7 +73,7 @@ pub fn authorize<'a>(
         let pattern = config
             .allow_list
             .covering_for(index, target)
-            .ok_or_else(|| PolicyError::NotCovered { url, scope: format!("connector {}", connector.name) })?;
+            .ok_or_else(|| PolicyError::NotCovered { url: url(), scope: format!("connector {}", connector.name) })?;
         return Ok(Decision { index, connector, pattern });
     }
     let mut usable: Vec<(usize, &Pattern)> = Vec::new();
@@ -82,12 +83,13 @@ pub fn authorize<'a>(
         }
     }
     match usable.as_slice() {
-        [] => Err(PolicyError::NotCovered { url, scope: "any connector this caller may use".into() }),
+        [] => Err(PolicyError::NotCovered { url: url(), scope: "any connector this caller may use".into() }),
         [(index, pattern)] => Ok(Decision { index: *index, connector: &config.connectors[*index], pattern }),
         several => {
             let names: Vec<&str> = several.iter().map(|(i, _)| config.connectors[*i].name.as_str()).collect();
             Err(PolicyError::Ambiguous(format!(
-                "{url} is covered by connectors {}; name one with X-Tollgate-Connector or the proxy username",
+                "{} is covered by connectors {}; name one with X-Tollgate-Connector or the proxy username",
+                url(),
                 names.join(", ")
             )))
         }

@@ -53,10 +53,11 @@ impl Upstream {
         *request.uri_mut() = uri;
         *request.version_mut() = Version::HTTP_11;
         let started = Instant::now();
-        let url = target.without_query();
         let response = match tokio::time::timeout(self.response_timeout, client.request(request)).await {
-            Err(_) => return Err(UpstreamError::Timeout(url, self.response_timeout.as_secs()).into()),
-            Ok(Err(e)) => return Err(classify(&e, url)),
+            Err(_) => {
+                return Err(UpstreamError::Timeout(target.without_query(), self.response_timeout.as_secs()).into())
+            }
+            Ok(Err(e)) => return Err(classify(&e, target.without_query())),
             Ok(Ok(r)) => r,
         };
         let elapsed = started.elapsed();

@@ -22,7 +22,13 @@ impl ConnectionKey {
         ctx.update(self.connector.as_bytes());
         ctx.update(&[0]);
         ctx.update(self.principal.as_bytes());
-        ctx.finish().as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut id = String::with_capacity(32);
+        for b in &ctx.finish().as_ref()[..16] {
+            id.push(HEX[usize::from(b >> 4)] as char);
+            id.push(HEX[usize::from(b & 0xf)] as char);
+        }
+        id
     }
 }
 
