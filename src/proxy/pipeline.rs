@@ -4,7 +4,7 @@
 //! ```text
 //! check_limits -> identify -> resolve_target -> authorize -> refuse_upgrades
 //!              -> refuse_echo_methods -> attach_credentials -> forward (replay.rs: one
-//!              renewal and retry on an upstream 401)
+//!              renewal and retry on an upstream 401; redact.rs: echoed credential masked)
 //! ```
 //!
 //! The caller of [`run`] turns an error into a response and writes the log line and metrics.
