@@ -3,7 +3,7 @@
 //! answers DNS itself and a dialer that only reaches loopback.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -52,7 +52,7 @@ struct Base {
     store: Arc<dyn TokenStore>,
     cache: Arc<TokenCache>,
     metrics: Metrics,
-    interception: Option<Arc<crate::intercept::Authority>>,
+    interception: Arc<OnceLock<Arc<crate::intercept::Authority>>>,
     resolver: Arc<dyn Resolver>,
     dialer: Arc<dyn Dialer>,
     public_url: String,
@@ -224,6 +224,25 @@ async fn follow_stored(
     }
 }
 
+/// Retries loading the generated interception CA from the token store (down at start) every
+/// 2 s until it is there; CONNECT answers 503 `token_store_unavailable` meanwhile.
+async fn load_interception_ca(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = shutdown.changed() => return,
+        }
+        match crate::intercept::Authority::load_or_create(shared.base.store.as_ref()).await {
+            Ok(ca) => {
+                let _ = shared.base.interception.set(Arc::new(ca));
+                tracing::info!("the interception CA is loaded; CONNECT interception is available");
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "the interception CA still cannot be loaded"),
+        }
+    }
+}
+
 /// Builds the per-config part of the state on top of what survives reloads, and starts
 /// discovery for its connectors.
 fn build_state(base: &Base, config: Config) -> anyhow::Result<State> {
@@ -300,11 +319,15 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
         Some((cert, key)) => crate::intercept::Authority::from_configured(cert, key.expose()),
         None => crate::intercept::Authority::load_or_create(store.as_ref()).await,
     };
-    let interception = match authority {
-        Ok(ca) => Some(Arc::new(ca)),
+    let interception = Arc::new(OnceLock::new());
+    let ca_missing = match authority {
+        Ok(ca) => {
+            let _ = interception.set(Arc::new(ca));
+            false
+        }
         Err(e) => {
-            tracing::error!(error = %e, "CONNECT interception is unavailable until the CA can be loaded");
-            None
+            tracing::error!(error = %e, "CONNECT interception is unavailable until the CA can be loaded; retrying");
+            true
         }
     };
     let limits = ConnLimits {
@@ -338,6 +361,9 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
     let s = shared.clone();
     tasks.spawn(serve(admin, limits, move |r| crate::admin::handle(s.clone(), r), watcher.clone()));
     tasks.spawn(follow_stored(shared.clone(), changed, stored_failing, watcher.clone()));
+    if ca_missing {
+        tasks.spawn(load_interception_ca(shared.clone(), watcher.clone()));
+    }
     if let Some(public) = public {
         // Only the OAuth pages face browsers.
         let s = shared.clone();

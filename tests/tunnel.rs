@@ -263,3 +263,45 @@ async fn ip_literal_hosts_get_an_ip_san() {
         "the checked address was asked for; loopback was dialed"
     );
 }
+
+/// The generated CA lives in the token store: with Redis down at start, CONNECT answers 503
+/// (not a tunnel without a CA), and once Redis is back the CA is loaded without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ca_is_loaded_once_the_store_returns() {
+    use tokio::io::AsyncWriteExt;
+    let ca = TestCa::new(&["api.test"]);
+    let upstream = Upstream::ok(&ca).await;
+    let mut redis = common::redis_server::RedisServer::start();
+    redis.stop();
+    let yaml = format!(
+        "{}store: {{ backend: redis, redis_url: \"{}\", timeout: \"300ms\" }}\nconnectors:\n  - name: weather\n    token: \"weather-key\"\n    allowed_domains: [\"https://api.test:{}/v1/*\"]\n",
+        base_config(&ca),
+        redis.url(),
+        upstream.port
+    );
+    let proxy = TestProxy::start(&yaml).await;
+    let auth = bearer(&jwt("alice", serde_json::json!({})));
+    let connect = |addr: std::net::SocketAddr, auth: String, port: u16| async move {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head =
+            format!("CONNECT api.test:{port} HTTP/1.1\r\nHost: api.test:{port}\r\nProxy-Authorization: {auth}\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        read_head(&mut stream).await
+    };
+    let refused = connect(proxy.addr(), auth.clone(), upstream.port).await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.to_ascii_lowercase().contains("x-tollgate-error: token_store_unavailable"), "{refused}");
+    get(proxy.running.admin_addr, "/ca.pem", &[]).await.assert_refused(404, "not_found");
+
+    redis.restart();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let head = connect(proxy.addr(), auth.clone(), upstream.port).await;
+        if head.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the CA was not loaded after Redis returned: {head}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(get(proxy.running.admin_addr, "/ca.pem", &[]).await.status, 200);
+}

@@ -65,7 +65,7 @@ pub async fn handle(
         }
         "/metrics" => text(StatusCode::OK, "text/plain; version=0.0.4", state.metrics.render()),
         // The interception CA certificate (public): what runtimes add to their CA bundle.
-        "/ca.pem" => match &state.interception {
+        "/ca.pem" => match state.interception.get() {
             Some(ca) => text(StatusCode::OK, "application/x-pem-file", ca.cert_pem().to_string()),
             None => refuse(&ProxyError::NotFound("the interception CA is not loaded; see the log".into())),
         },

@@ -164,6 +164,14 @@ impl Target {
     fn push_authority(&self, out: &mut String) {
         match &self.host {
             Host::Name(name) => out.push_str(name),
+            Host::V4(addr) => {
+                for (i, octet) in addr.octets().iter().enumerate() {
+                    if i > 0 {
+                        out.push('.');
+                    }
+                    out.push_str(&itoa_u16(u16::from(*octet)));
+                }
+            }
             other => {
                 use fmt::Write;
                 let _ = write!(out, "{other}");
@@ -334,6 +342,22 @@ mod tests {
 
     fn ok(raw: &str) -> String {
         Target::parse(raw).map(|t| t.to_string()).unwrap_or_else(|e| panic!("{raw}: {e}"))
+    }
+
+    #[test]
+    fn authorities_and_display() {
+        for (url, authority, shown) in [
+            ("https://API.example.com/x?q=1", "api.example.com", "https://api.example.com/x?q=1"),
+            ("https://10.1.2.3:8443/a", "10.1.2.3:8443", "https://10.1.2.3:8443/a"),
+            ("http://127.0.0.1:80/", "127.0.0.1", "http://127.0.0.1/"),
+            ("https://[2001:db8::1]:444/p", "[2001:db8::1]:444", "https://[2001:db8::1]:444/p"),
+            ("https://0.0.0.0:65535/", "0.0.0.0:65535", "https://0.0.0.0:65535/"),
+        ] {
+            let t = Target::parse(url).unwrap();
+            assert_eq!(t.authority(), authority, "{url}");
+            assert_eq!(t.to_string(), shown, "{url}");
+            assert_eq!(t.without_query(), shown.split('?').next().unwrap(), "{url}");
+        }
     }
 
     #[test]

@@ -21,6 +21,8 @@ use crate::proxy::error::{PolicyError, ProxyError};
 use crate::proxy::headers::{X_TOLLGATE_CONNECTOR, X_TOLLGATE_TOOL};
 use crate::proxy::target::Route;
 use crate::proxy::{Body, State};
+use crate::token::broker::CredentialError;
+use crate::token::StoreError;
 
 /// Authorizes a CONNECT and, once hyper has switched protocols, serves the tunnel.
 pub async fn open(
@@ -40,8 +42,13 @@ pub async fn open(
     let target = Target::parse(&format!("https://{authority}/"))?;
     record.set_target(&target);
     authorize_tunnel(request.headers(), &caller, &target, state)?;
-    let Some(authority_ca) = state.interception.as_ref() else {
-        return Err(ProxyError::NotImplemented("TLS interception is not configured"));
+    let Some(authority_ca) = state.interception.get() else {
+        // Only a CA kept in the token store can be missing: the store was down at start.
+        return Err(CredentialError::Store {
+            connector: String::new(),
+            source: StoreError::Unavailable("the interception CA is not loaded yet".into()),
+        }
+        .into());
     };
     let tls = authority_ca.server_config(&target.host.to_string()).map_err(|e| {
         tracing::error!(error = %e, "cannot mint an interception certificate");

@@ -31,8 +31,6 @@ pub enum ErrorCode {
     TokenStoreUnavailable,
     UpstreamUnreachable,
     UpstreamTimeout,
-    /// `CONNECT` when no interception CA could be loaded.
-    NotImplemented,
     Internal,
     /// Admin API only: a body that is not what the route takes (`400`).
     InvalidRequest,
@@ -42,7 +40,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code a proxied request can end with (the admin-only codes are not outcomes).
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::EndpointNotAllowed,
         ErrorCode::CallerUnauthenticated,
         ErrorCode::ConnectorForbidden,
@@ -60,7 +58,6 @@ impl ErrorCode {
         ErrorCode::TokenStoreUnavailable,
         ErrorCode::UpstreamUnreachable,
         ErrorCode::UpstreamTimeout,
-        ErrorCode::NotImplemented,
         ErrorCode::Internal,
     ];
 
@@ -83,7 +80,6 @@ impl ErrorCode {
             ErrorCode::TokenStoreUnavailable => "token_store_unavailable",
             ErrorCode::UpstreamUnreachable => "upstream_unreachable",
             ErrorCode::UpstreamTimeout => "upstream_timeout",
-            ErrorCode::NotImplemented => "not_implemented",
             ErrorCode::Internal => "internal",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::Conflict => "conflict",
@@ -108,7 +104,6 @@ impl ErrorCode {
             ErrorCode::TokenEndpointUnavailable | ErrorCode::TokenStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ErrorCode::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
             ErrorCode::Conflict => StatusCode::CONFLICT,
@@ -165,8 +160,6 @@ pub enum ProxyError {
     HeadersTooLarge(usize),
     #[error("{0}")]
     NotFound(String),
-    #[error("{0}")]
-    NotImplemented(&'static str),
     #[error("the request body could not be read; the caller stopped sending it")]
     RequestBody,
     #[error("the request body's framing is malformed (chunked encoding); it was not forwarded")]
@@ -204,7 +197,6 @@ impl ProxyError {
             ProxyError::EchoMethod(_) => ErrorCode::EndpointNotAllowed,
             ProxyError::HeadersTooLarge(_) => ErrorCode::HeadersTooLarge,
             ProxyError::NotFound(_) => ErrorCode::NotFound,
-            ProxyError::NotImplemented(_) => ErrorCode::NotImplemented,
             ProxyError::RequestBody => ErrorCode::RequestTimeout,
             ProxyError::MalformedBody => ErrorCode::BadTarget,
             ProxyError::Internal => ErrorCode::Internal,

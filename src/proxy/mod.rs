@@ -41,8 +41,9 @@ pub type Body = BoxBody<Bytes, BoxError>;
 #[derive(Debug)]
 pub struct State {
     pub config: Arc<Config>,
-    /// The CA for CONNECT interception; `None` when it could not be loaded.
-    pub interception: Option<Arc<crate::intercept::Authority>>,
+    /// The CA for CONNECT interception, shared by every state; empty until it could be loaded
+    /// (a generated CA lives in the token store, which may be down at start).
+    pub interception: Arc<std::sync::OnceLock<Arc<crate::intercept::Authority>>>,
     pub broker: Broker,
     pub upstream: Upstream,
     pub metrics: Metrics,
