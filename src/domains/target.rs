@@ -169,7 +169,7 @@ impl Target {
                     if i > 0 {
                         out.push('.');
                     }
-                    out.push_str(&itoa_u16(u16::from(*octet)));
+                    push_decimal(out, u16::from(*octet));
                 }
             }
             other => {
@@ -179,7 +179,7 @@ impl Target {
         }
         if self.port != self.scheme.default_port() {
             out.push(':');
-            out.push_str(itoa_u16(self.port).as_str());
+            push_decimal(out, self.port);
         }
     }
 
@@ -190,19 +190,22 @@ impl Target {
     }
 }
 
-/// A port as decimal text without the formatting machinery.
-fn itoa_u16(mut n: u16) -> String {
+/// Appends a number in decimal without the formatting machinery or an allocation.
+fn push_decimal(out: &mut String, n: u16) {
     let mut digits = [0u8; 5];
     let mut i = digits.len();
+    let mut rest = n;
     loop {
         i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
+        digits[i] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
             break;
         }
     }
-    digits[i..].iter().map(|d| *d as char).collect()
+    for d in &digits[i..] {
+        out.push(char::from(*d));
+    }
 }
 
 impl fmt::Display for Target {
