@@ -162,7 +162,7 @@ impl Running {
 
     /// The token store, for tools and tests that manage connections directly.
     pub fn store(&self) -> &Arc<dyn TokenStore> {
-        &self.shared.base.store
+        self.shared.store()
     }
 
     /// Stops accepting and waits for open requests to finish.

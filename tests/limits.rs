@@ -11,16 +11,22 @@ use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_loris_clients_are_cut_off_and_others_unaffected() {
+/// An upstream and a proxy with one static connector for it and this header read timeout.
+async fn with_header_read_timeout(timeout: &str) -> (Upstream, TestProxy) {
     let ca = TestCa::new(&["api.test"]);
     let upstream = Upstream::ok(&ca).await;
     let yaml = format!(
-        "{}\nlimits: {{ header_read_timeout: \"1s\" }}\nconnectors:\n  - name: weather\n    token: \"k\"\n    allowed_domains: [\"https://api.test:{}/*\"]\n",
+        "{}\nlimits: {{ header_read_timeout: \"{timeout}\" }}\nconnectors:\n  - name: weather\n    token: \"k\"\n    allowed_domains: [\"https://api.test:{}/*\"]\n",
         base_config(&ca),
         upstream.port
     );
     let proxy = TestProxy::start(&yaml).await;
+    (upstream, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_loris_clients_are_cut_off_and_others_unaffected() {
+    let (upstream, proxy) = with_header_read_timeout("1s").await;
     let addr = proxy.addr();
     // Fifty clients each send one header byte every 200 ms and never finish.
     let slow: Vec<_> = (0..50)
@@ -95,14 +101,7 @@ async fn connections_past_the_limit_are_closed_and_room_is_made_again() {
 
 #[tokio::test]
 async fn idle_keep_alive_connections_are_closed() {
-    let ca = TestCa::new(&["api.test"]);
-    let upstream = Upstream::ok(&ca).await;
-    let yaml = format!(
-        "{}\nlimits: {{ header_read_timeout: \"2s\" }}\nconnectors:\n  - name: weather\n    token: \"k\"\n    allowed_domains: [\"https://api.test:{}/*\"]\n",
-        base_config(&ca),
-        upstream.port
-    );
-    let proxy = TestProxy::start(&yaml).await;
+    let (upstream, proxy) = with_header_read_timeout("2s").await;
     let auth = bearer(&jwt("alice", serde_json::json!({})));
     let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
     let request = format!(

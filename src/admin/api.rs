@@ -154,8 +154,7 @@ async fn put_connector(shared: &Shared, state: &State, name: &str, request: Requ
     let Ok(body) = Limited::new(request.into_body(), 64 * 1024).collect().await.map(|b| b.to_bytes()) else {
         return refuse(&ProxyError::InvalidRequest("the body must be a JSON object under 64 KiB".into()));
     };
-    let file_names: HashMap<String, usize> =
-        state.config.names.iter().filter(|(_, i)| !state.config.is_stored(**i)).map(|(n, i)| (n.clone(), *i)).collect();
+    let file_names = state.config.file_names();
     let written = stored::update(shared.store().as_ref(), |list| {
         let position = list.iter().position(|c| c.name() == name);
         let previous = position.map(|i| &list[i]);

@@ -203,6 +203,11 @@ impl Config {
         }
     }
 
+    /// Connector and tool names defined by the file (not by stored connectors).
+    pub fn file_names(&self) -> HashMap<String, usize> {
+        self.names.iter().filter(|(_, i)| !self.is_stored(**i)).map(|(n, i)| (n.clone(), *i)).collect()
+    }
+
     /// Whether the connector at `index` was stored through the admin API.
     pub fn is_stored(&self, index: usize) -> bool {
         index >= self.file_connectors

@@ -217,8 +217,7 @@ pub async fn update<T>(
 /// whose names the file now uses is left out, with a warning.
 pub fn merge(file: &Config, stored: &StoredSet) -> Result<Config, String> {
     let mut connectors = file.connectors[..file.file_connectors].to_vec();
-    let mut names: HashMap<String, usize> =
-        file.names.iter().filter(|(_, i)| **i < file.file_connectors).map(|(n, i)| (n.clone(), *i)).collect();
+    let mut names = file.file_names();
     let mut seen = HashSet::new();
     for sc in &stored.connectors {
         let problems = sc.name_problems(&names);

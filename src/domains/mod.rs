@@ -3,6 +3,7 @@
 
 pub mod host;
 pub mod matcher;
+pub mod path;
 pub mod pattern;
 pub mod target;
 

@@ -10,6 +10,7 @@
 use std::fmt;
 
 pub use super::host::{parse_host, Host};
+pub(crate) use super::path::normalize_path;
 
 /// URL scheme of a target or pattern. Only these two are ever forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -259,84 +260,6 @@ pub(crate) fn parse_port(text: &str) -> Result<u16, TargetError> {
         Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
         _ => Err(TargetError::InvalidPort),
     }
-}
-
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-/// Canonicalizes a path that starts with `/`: decodes percent-encoded unreserved
-/// characters, upper-cases the remaining escapes, removes dot segments (RFC 3986 5.2.4) and
-/// refuses every form a backend could read differently.
-pub(crate) fn normalize_path(path: &str) -> Result<String, TargetError> {
-    let body = path.strip_prefix('/').ok_or(TargetError::InvalidHost)?;
-    let mut out: Vec<String> = Vec::new();
-    let segments: Vec<&str> = body.split('/').collect();
-    let last = segments.len() - 1;
-    for (i, raw) in segments.iter().enumerate() {
-        let (segment, dot_was_encoded) = decode_segment(raw)?;
-        let before_params = segment.split(';').next().unwrap_or("");
-        let is_dots = matches!(before_params, "." | "..");
-        if is_dots && segment.contains(';') {
-            return Err(TargetError::DotSegmentParams);
-        }
-        if is_dots && dot_was_encoded {
-            return Err(TargetError::EncodedDotSegment);
-        }
-        match segment.as_str() {
-            "." => {}
-            ".." => {
-                if out.pop().is_none() {
-                    return Err(TargetError::AboveRoot);
-                }
-            }
-            _ => {
-                out.push(segment);
-                continue;
-            }
-        }
-        // A trailing dot segment leaves the path ending in `/` (`/v1/x/..` is `/v1/`).
-        if i == last {
-            out.push(String::new());
-        }
-    }
-    Ok(format!("/{}", out.join("/")))
-}
-
-/// Decodes one segment. Returns the canonical text and whether a `.` came from `%2E`.
-fn decode_segment(raw: &str) -> Result<(String, bool), TargetError> {
-    let bytes = raw.as_bytes();
-    let mut out = String::with_capacity(raw.len());
-    let mut dot_was_encoded = false;
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b != b'%' {
-            out.push(b as char);
-            i += 1;
-            continue;
-        }
-        let hex = bytes.get(i + 1..i + 3).ok_or(TargetError::BadPercentEncoding)?;
-        let value = std::str::from_utf8(hex)
-            .ok()
-            .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
-            .and_then(|h| u8::from_str_radix(h, 16).ok())
-            .ok_or(TargetError::BadPercentEncoding)?;
-        match value {
-            b'/' | b'\\' => return Err(TargetError::EncodedSeparator),
-            0x00..=0x1f | 0x7f => return Err(TargetError::EncodedControl),
-            v if is_unreserved(v) => {
-                dot_was_encoded |= v == b'.';
-                out.push(v as char);
-            }
-            v => {
-                out.push('%');
-                out.push_str(&format!("{v:02X}"));
-            }
-        }
-        i += 3;
-    }
-    Ok((out, dot_was_encoded))
 }
 
 #[cfg(test)]
