@@ -272,7 +272,15 @@ fn build_state(base: &Base, config: Config) -> anyhow::Result<State> {
     );
     broker.providers().warm_up(config.connectors.clone());
     let upstream = Upstream::new(connectors, config.upstream.response_timeout);
-    Ok(State { config, interception: base.interception.clone(), broker, upstream, metrics: base.metrics.clone() })
+    let series = config.connectors.iter().map(|c| base.metrics.series(&c.name)).collect();
+    Ok(State {
+        config,
+        interception: base.interception.clone(),
+        broker,
+        upstream,
+        metrics: base.metrics.clone(),
+        series,
+    })
 }
 
 /// Builds the state, binds every listener and starts serving.
@@ -357,9 +365,14 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
     let (shutdown, watcher) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let s = shared.clone();
-    tasks.spawn(serve(proxy, limits, move |r| crate::proxy::handle(s.clone(), r), watcher.clone()));
+    let per_connection = move || {
+        let (s, session) = (s.clone(), Arc::new(crate::proxy::Session::default()));
+        move |r| crate::proxy::handle(s.clone(), session.clone(), r)
+    };
+    tasks.spawn(serve(proxy, limits, per_connection, watcher.clone()));
     let s = shared.clone();
-    tasks.spawn(serve(admin, limits, move |r| crate::admin::handle(s.clone(), r), watcher.clone()));
+    let admin_handler = move |r| crate::admin::handle(s.clone(), r);
+    tasks.spawn(serve(admin, limits, move || admin_handler.clone(), watcher.clone()));
     tasks.spawn(follow_stored(shared.clone(), changed, stored_failing, watcher.clone()));
     if ca_missing {
         tasks.spawn(load_interception_ca(shared.clone(), watcher.clone()));
@@ -371,7 +384,7 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
             let state = s.current();
             async move { Ok::<_, std::convert::Infallible>(crate::oauth::flow::handle(&state, request).await) }
         };
-        tasks.spawn(serve(public, limits, pages, watcher.clone()));
+        tasks.spawn(serve(public, limits, move || pages.clone(), watcher.clone()));
     }
     tracing::info!(%proxy_addr, %admin_addr, public_addr = %public_addr.map(|a| a.to_string()).unwrap_or_default(), connectors = connector_count, "tollgate started");
     Ok(Running { proxy_addr, admin_addr, public_addr, shared, shutdown, tasks })

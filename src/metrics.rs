@@ -5,7 +5,8 @@
 //! and alerts see them before the first event.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::proxy::error::ErrorCode;
@@ -21,17 +22,47 @@ pub const BLOCKED_REASONS: [&str; 6] =
 /// The connector label when no connector was chosen.
 pub const NO_CONNECTOR: &str = "none";
 
+/// Status classes, in the order [`status_class_index`] numbers them.
+pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
 pub fn method_label(method: &http::Method) -> &'static str {
-    METHODS.iter().find(|m| **m == method.as_str()).copied().unwrap_or("OTHER")
+    METHODS[method_index(method)]
+}
+
+/// The position of the method's label in [`METHODS`].
+pub fn method_index(method: &http::Method) -> usize {
+    METHODS.iter().position(|m| *m == method.as_str()).unwrap_or(METHODS.len() - 1)
 }
 
 pub fn status_class(status: u16) -> &'static str {
+    STATUS_CLASSES[status_class_index(status)]
+}
+
+/// The position of the status's class in [`STATUS_CLASSES`].
+pub fn status_class_index(status: u16) -> usize {
     match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
+    }
+}
+
+/// The series an allowed request of one connector updates, looked up once per config rather
+/// than by label on every request.
+#[derive(Debug, Clone)]
+pub struct ConnectorSeries {
+    /// `tollgate_requests_total{outcome="allowed"}`, by method then status class.
+    allowed: Vec<IntCounter>,
+    pub request_duration: Histogram,
+    pub upstream_duration: Histogram,
+}
+
+impl ConnectorSeries {
+    /// The allowed-requests counter for a method and status (see [`method_index`]).
+    pub fn allowed(&self, method: usize, status: u16) -> Option<&IntCounter> {
+        self.allowed.get(method * STATUS_CLASSES.len() + status_class_index(status))
     }
 }
 
@@ -53,6 +84,8 @@ pub struct Metrics {
     pub store_errors: IntCounterVec,
     pub discovery_up: IntGaugeVec,
     pub config_reloads: IntCounterVec,
+    /// `tollgate_token_cache_total{tier="memory",result="hit"}`, the common case.
+    pub memory_hits: IntCounter,
 }
 
 /// `tollgate_token_cache_total` label pairs (tier, result).
@@ -183,7 +216,9 @@ impl Metrics {
         registry.register(Box::new(build_info.clone()))?;
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         store_up.set(1);
+        let memory_hits = token_cache.with_label_values(&["memory", "hit"]);
         let metrics = Metrics {
+            memory_hits,
             registry,
             requests,
             request_duration,
@@ -215,9 +250,26 @@ impl Metrics {
         }
     }
 
+    /// The per-connector series of `connector` (created at zero if new).
+    pub fn series(&self, connector: &str) -> ConnectorSeries {
+        let allowed = METHODS
+            .iter()
+            .flat_map(|method| {
+                STATUS_CLASSES
+                    .iter()
+                    .map(move |class| self.requests.with_label_values(&[connector, method, "allowed", class]))
+            })
+            .collect();
+        ConnectorSeries {
+            allowed,
+            request_duration: self.request_duration.with_label_values(&[connector]),
+            upstream_duration: self.upstream_duration.with_label_values(&[connector]),
+        }
+    }
+
     fn zero(&self, connector: &str) {
         for method in METHODS {
-            for class in ["1xx", "2xx", "3xx", "4xx", "5xx"] {
+            for class in STATUS_CLASSES {
                 self.requests.with_label_values(&[connector, method, "allowed", class]);
             }
             for code in ErrorCode::ALL {

@@ -5,15 +5,17 @@
 //! only at the point where it is written to the wire.
 
 use std::fmt;
+use std::sync::Arc;
 
-/// A secret value that redacts itself in `Debug` and `Display`.
+/// A secret value that redacts itself in `Debug` and `Display`. Shared, so the copies a
+/// request takes from the token cache cost no allocation.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(Arc<str>);
 
 impl Secret {
     /// Wraps a value.
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        Secret(Arc::from(value.into()))
     }
 
     /// The value itself. Call this only where the secret leaves the process on purpose.

@@ -23,10 +23,16 @@ pub struct ConnLimits {
     pub header_read_timeout: Duration,
 }
 
-/// Serves `listener` until `shutdown` turns true.
-pub async fn serve<F, Fut>(listener: TcpListener, limits: ConnLimits, handler: F, mut shutdown: watch::Receiver<bool>)
-where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+/// Serves `listener` until `shutdown` turns true. `per_connection` makes the request handler
+/// of each accepted connection, so a handler can keep what its connection's requests share.
+pub async fn serve<M, F, Fut>(
+    listener: TcpListener,
+    limits: ConnLimits,
+    per_connection: M,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    M: Fn() -> F + Send + 'static,
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
     // Each connection task holds a sender; when all are dropped, every connection is done.
@@ -55,7 +61,7 @@ where
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
+        let handler = per_connection();
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())

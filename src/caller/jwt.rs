@@ -12,7 +12,7 @@ use super::IdentityError;
 use crate::config::{JwtKey, JwtSettings};
 
 /// Expiry leeway for clocks that disagree a little.
-const LEEWAY_SECS: u64 = 30;
+pub const LEEWAY_SECS: u64 = 30;
 
 /// One public key from a JWKS document, with the algorithm it pins.
 #[derive(Clone)]
@@ -51,6 +51,8 @@ pub fn load_jwks(text: &str) -> Result<Vec<PublicKey>, String> {
 #[derive(Debug, Deserialize)]
 pub struct Claims {
     pub sub: String,
+    /// Unix seconds; required, checked with [`LEEWAY_SECS`].
+    pub exp: u64,
     #[serde(default)]
     pub connectors: Option<Vec<String>>,
     #[serde(default)]

@@ -5,12 +5,16 @@
 //! never from headers the caller controls.
 
 pub mod jwt;
+mod memo;
 
 use base64::Engine;
 use http::HeaderValue;
 
 use crate::config::{CallerSettings, Config};
 use crate::secret::Secret;
+use crate::token::model::KeyCache;
+
+pub use memo::Memo;
 
 /// Why the caller could not be authenticated. Messages never contain the credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,7 +63,7 @@ pub enum CallerKind {
 }
 
 /// An authenticated caller.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Caller {
     /// The end user (or service) whose credentials are used.
     pub principal: String,
@@ -70,6 +74,10 @@ pub struct Caller {
     pub claimed_connector: Option<String>,
     /// The connector or tool named by the Basic username.
     pub username: Option<String>,
+    /// Until when (Unix seconds) the credential stays valid: a JWT's `exp` plus the leeway.
+    pub valid_until: Option<u64>,
+    /// This principal's connection keys, computed on first use.
+    pub keys: KeyCache,
 }
 
 impl Caller {
@@ -92,6 +100,8 @@ pub fn authenticate(presented: Presented, config: &Config) -> Result<Caller, Ide
                 allowed,
                 claimed_connector: claims.connector,
                 username: presented.username,
+                valid_until: Some(claims.exp.saturating_add(jwt::LEEWAY_SECS)),
+                keys: KeyCache::default(),
             });
         }
     }
@@ -112,6 +122,8 @@ pub fn authenticate(presented: Presented, config: &Config) -> Result<Caller, Ide
             allowed: Some(key.connectors.clone()),
             claimed_connector: None,
             username: presented.username,
+            valid_until: None,
+            keys: KeyCache::default(),
         }),
         None if looks_like_jwt && settings.jwt.is_none() => {
             Err(IdentityError::Invalid("JWT callers are not configured"))

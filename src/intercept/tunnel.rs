@@ -14,11 +14,12 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::app::Shared;
-use crate::caller::{authenticate, parse_credential, Caller, IdentityError, Presented};
+use crate::caller::{Caller, IdentityError, Memo};
 use crate::domains::{Target, TargetError};
 use crate::proxy::context::Record;
 use crate::proxy::error::{PolicyError, ProxyError};
 use crate::proxy::headers::{X_TOLLGATE_CONNECTOR, X_TOLLGATE_TOOL};
+use crate::proxy::pipeline::unix_now;
 use crate::proxy::target::Route;
 use crate::proxy::{Body, State};
 use crate::token::broker::CredentialError;
@@ -31,16 +32,16 @@ pub async fn open(
     request: Request<Incoming>,
     record: &mut Record,
 ) -> Result<Response<Body>, ProxyError> {
-    let header = request.headers().get(http::header::PROXY_AUTHORIZATION).ok_or(IdentityError::Missing)?;
-    let presented = parse_credential(header)?;
-    let caller = authenticate(presented.clone(), &state.config)?;
-    record.principal = Some(caller.principal.clone());
+    let header = request.headers().get(http::header::PROXY_AUTHORIZATION).ok_or(IdentityError::Missing)?.clone();
+    // The tunnel's inner requests verify the CONNECT's credential again, through this memo.
+    let memo = Arc::new(Memo::default());
+    let caller = memo.identify(&header, &state.config, unix_now())?;
+    record.caller = Some(caller.clone());
     let authority = request.uri().authority().map(|a| a.as_str().to_string()).ok_or(TargetError::MissingHost)?;
     if !authority.contains(':') && !authority.ends_with(']') {
         return Err(TargetError::InvalidPort.into());
     }
-    let target = Target::parse(&format!("https://{authority}/"))?;
-    record.set_target(&target);
+    let target = record.set_target(Target::parse(&format!("https://{authority}/"))?);
     authorize_tunnel(request.headers(), &caller, &target, state)?;
     let Some(authority_ca) = state.interception.get() else {
         // Only a CA kept in the token store can be missing: the store was down at start.
@@ -54,7 +55,7 @@ pub async fn open(
         tracing::error!(error = %e, "cannot mint an interception certificate");
         ProxyError::Internal
     })?;
-    let (shared, id) = (shared.clone(), record.request_id.clone());
+    let (shared, id) = (shared.clone(), record.request_id);
     let limits = shared.limits();
     tokio::spawn(async move {
         let upgraded = match hyper::upgrade::on(request).await {
@@ -69,10 +70,9 @@ pub async fn open(
             }
             Err(_) => return tracing::info!(request_id = %id, "TLS inside the tunnel timed out"),
         };
-        let presented = Arc::new(presented);
         let service = hyper::service::service_fn(move |inner: Request<Incoming>| {
-            let (shared, presented, target) = (shared.clone(), presented.clone(), target.clone());
-            async move { Ok::<_, std::convert::Infallible>(inner_request(&shared, &presented, &target, inner).await) }
+            let (shared, memo, header, target) = (shared.clone(), memo.clone(), header.clone(), target.clone());
+            async move { Ok::<_, std::convert::Infallible>(inner_request(&shared, &memo, &header, &target, inner).await) }
         });
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         builder
@@ -136,13 +136,14 @@ fn authorize_tunnel(
 /// opened).
 async fn inner_request(
     shared: &Shared,
-    presented: &Presented,
+    memo: &Memo,
+    header: &http::HeaderValue,
     target: &Target,
     request: Request<Incoming>,
 ) -> Response<Body> {
     let state = shared.current();
-    let mut record = Record::start(request.method(), &state.metrics);
-    let caller = match authenticate(presented.clone(), &state.config) {
+    let mut record = Record::start(request.method(), &state);
+    let caller = match memo.identify(header, &state.config, unix_now()) {
         Ok(caller) => caller,
         Err(e) => return crate::proxy::respond(record, Err(e.into())),
     };
@@ -162,7 +163,7 @@ async fn inner_request(
         Err(TargetError::MissingHost.into())
     } else {
         let route = Route::Forward(format!("https://{}{path}", target.authority()));
-        crate::proxy::pipeline::run(&state, request, route, &mut record, Some(caller)).await
+        crate::proxy::pipeline::run(&state, memo, request, route, &mut record, Some(caller)).await
     };
     crate::proxy::respond(record, result)
 }

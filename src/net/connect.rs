@@ -1,7 +1,7 @@
 //! The upstream connector: resolve once, check every answer against the connector's address
-//! policy, dial only a checked address, then TLS with SNI set to the checked name. Plugged
-//! into hyper-util's pooling client, one client per connector so connections made under one
-//! connector's policy are never reused under another's.
+//! policy, dial only a checked address, then TLS with SNI set to the checked name. Each
+//! connector has its own connections (the proxy's pools, and hyper-util's client for token
+//! endpoints), so a connection made under one connector's policy is never reused under another's.
 
 use std::future::Future;
 use std::io;
@@ -75,18 +75,25 @@ impl tower_service::Service<Uri> for UpstreamConnector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let timeout = this.timeout;
-            tokio::time::timeout(timeout, this.connect(uri)).await.unwrap_or(Err(ConnectError::Timeout(timeout)))
+            let host = parse_host(uri.host().ok_or(ConnectError::BadUri)?).map_err(|_| ConnectError::BadUri)?;
+            let https = uri.scheme_str() == Some("https");
+            let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+            this.open(&host, port, https).await
         })
     }
 }
 
 impl UpstreamConnector {
-    async fn connect(self, uri: Uri) -> Result<UpstreamIo, ConnectError> {
-        let host = parse_host(uri.host().ok_or(ConnectError::BadUri)?).map_err(|_| ConnectError::BadUri)?;
-        let https = uri.scheme_str() == Some("https");
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let addrs: Vec<IpAddr> = match &host {
+    /// A connection to `host:port` (TLS when `https`), within the connect timeout.
+    pub async fn open(&self, host: &Host, port: u16, https: bool) -> Result<UpstreamIo, ConnectError> {
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, self.connect(host, port, https))
+            .await
+            .unwrap_or(Err(ConnectError::Timeout(timeout)))
+    }
+
+    async fn connect(&self, host: &Host, port: u16, https: bool) -> Result<UpstreamIo, ConnectError> {
+        let addrs: Vec<IpAddr> = match host {
             Host::V4(ip) => vec![IpAddr::V4(*ip)],
             Host::V6(ip) => vec![IpAddr::V6(*ip)],
             Host::Name(name) => self.resolver.resolve(name).await.map_err(ConnectError::Resolve)?,
@@ -119,9 +126,9 @@ impl UpstreamConnector {
             return Ok(UpstreamIo(TokioIo::new(Stream::Plain(tcp))));
         }
         let name = match host {
-            Host::Name(n) => ServerName::try_from(n).map_err(|_| ConnectError::BadUri)?,
-            Host::V4(ip) => ServerName::IpAddress(IpAddr::V4(ip).into()),
-            Host::V6(ip) => ServerName::IpAddress(IpAddr::V6(ip).into()),
+            Host::Name(n) => ServerName::try_from(n.clone()).map_err(|_| ConnectError::BadUri)?,
+            Host::V4(ip) => ServerName::IpAddress(IpAddr::V4(*ip).into()),
+            Host::V6(ip) => ServerName::IpAddress(IpAddr::V6(*ip).into()),
         };
         let tls = self.tls.connect(name, tcp).await.map_err(ConnectError::Tls)?;
         Ok(UpstreamIo(TokioIo::new(Stream::Tls(Box::new(tls)))))

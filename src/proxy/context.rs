@@ -1,80 +1,138 @@
 //! The per-request record: filled in as the phases run, then written exactly once as one
 //! audit log line and the request metrics, whether the request succeeded or failed.
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use http::{Method, StatusCode};
 use tokio::time::Instant;
 
 use super::error::ProxyError;
+use super::State;
+use crate::caller::Caller;
 use crate::domains::Target;
-use crate::metrics::{method_label, status_class, Metrics, NO_CONNECTOR};
+use crate::metrics::{method_index, method_label, status_class, NO_CONNECTOR};
 
-/// A process-unique, unguessable-enough request id: a random per-process prefix and a counter.
-pub fn next_request_id() -> String {
+/// A process-unique, unguessable-enough request id: a random per-process prefix and a
+/// counter, 20 hex digits kept inline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RequestId([u8; 20]);
+
+impl RequestId {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+impl std::ops::Deref for RequestId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+pub fn next_request_id() -> RequestId {
     static PREFIX: OnceLock<u32> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(1);
-    let prefix = PREFIX.get_or_init(|| {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let prefix = *PREFIX.get_or_init(|| {
         let mut bytes = [0u8; 4];
         let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
         u32::from_be_bytes(bytes)
     });
-    format!("{prefix:08x}{:012x}", COUNTER.fetch_add(1, Ordering::Relaxed))
+    // 8 digits of prefix, then the low 48 bits of the counter in 12 digits.
+    let value = (u128::from(prefix) << 48) | u128::from(COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff_ffff);
+    let mut id = [0u8; 20];
+    for (i, digit) in id.iter_mut().enumerate() {
+        *digit = HEX[((value >> (4 * (19 - i))) & 0xf) as usize];
+    }
+    RequestId(id)
 }
 
 #[derive(Debug)]
 pub struct Record {
-    pub request_id: String,
+    pub request_id: RequestId,
     pub gateway: bool,
     start: Instant,
     method: Method,
-    pub principal: Option<String>,
-    pub connector: Option<String>,
-    host: Option<String>,
-    path: Option<String>,
-    /// The target without its query, for error bodies.
-    pub url: Option<String>,
+    pub caller: Option<Arc<Caller>>,
+    /// The chosen connector, as an index into the state's connectors.
+    pub connector: Option<usize>,
+    target: Option<Arc<Target>>,
     /// Set once the line and metrics are written; a record dropped without it was abandoned.
     finished: bool,
-    metrics: Metrics,
+    state: Arc<State>,
 }
 
 impl Record {
-    pub fn start(method: &Method, metrics: &Metrics) -> Record {
-        metrics.inflight.inc();
+    pub fn start(method: &Method, state: &Arc<State>) -> Record {
+        state.metrics.inflight.inc();
         Record {
             request_id: next_request_id(),
             gateway: false,
             start: Instant::now(),
             method: method.clone(),
-            principal: None,
+            caller: None,
             connector: None,
-            host: None,
-            path: None,
-            url: None,
+            target: None,
             finished: false,
-            metrics: metrics.clone(),
+            state: state.clone(),
         }
     }
 
-    pub fn set_target(&mut self, target: &Target) {
-        self.host = Some(target.authority());
-        self.path = Some(target.path.clone());
-        self.url = Some(target.without_query());
+    /// Keeps the normalized target for the audit line and error bodies; returns it shared.
+    pub fn set_target(&mut self, target: Target) -> Arc<Target> {
+        let target = Arc::new(target);
+        self.target = Some(target.clone());
+        target
+    }
+
+    pub fn connector_name(&self) -> Option<&str> {
+        self.connector.and_then(|i| self.state.config.connectors.get(i)).map(|c| c.name.as_str())
+    }
+
+    /// The target without its query, for error bodies.
+    pub fn url(&self) -> Option<String> {
+        self.target.as_ref().map(|t| t.without_query())
     }
 
     /// Writes the audit line and the metrics. Consumes the record so it happens once.
     pub fn finish(mut self, status: StatusCode, error: Option<&ProxyError>) {
         self.finished = true;
-        let metrics = &self.metrics;
-        let connector = self.connector.as_deref().unwrap_or(NO_CONNECTOR);
+        let metrics = &self.state.metrics;
+        let series = self.connector.and_then(|i| self.state.series.get(i));
+        let allowed = match (error, series) {
+            (None, Some(series)) => series.allowed(method_index(&self.method), status.as_u16()),
+            _ => None,
+        };
+        let connector = self.connector_name().unwrap_or(NO_CONNECTOR);
         let outcome = error.map(|e| e.code().as_str()).unwrap_or("allowed");
-        metrics
-            .requests
-            .with_label_values(&[connector, method_label(&self.method), outcome, status_class(status.as_u16())])
-            .inc();
-        metrics.request_duration.with_label_values(&[connector]).observe(self.start.elapsed().as_secs_f64());
+        match allowed {
+            Some(counter) => counter.inc(),
+            None => metrics
+                .requests
+                .with_label_values(&[connector, method_label(&self.method), outcome, status_class(status.as_u16())])
+                .inc(),
+        }
+        let elapsed = self.start.elapsed().as_secs_f64();
+        match series {
+            Some(series) => series.request_duration.observe(elapsed),
+            None => metrics.request_duration.with_label_values(&[connector]).observe(elapsed),
+        }
         if let Some(reason) = error.and_then(|e| e.blocked_reason()) {
             metrics.blocked.with_label_values(&[connector, reason]).inc();
         }
@@ -84,14 +142,18 @@ impl Record {
 
     /// The one audit line of a request.
     fn audit(&self, decision: &str, status: u16) {
+        if !tracing::enabled!(target: "tollgate::audit", tracing::Level::INFO) {
+            return;
+        }
+        let host = self.target.as_ref().map(|t| t.authority());
         tracing::info!(
             target: "tollgate::audit",
             request_id = %self.request_id,
-            principal = self.principal.as_deref().unwrap_or(""),
-            connector = self.connector.as_deref().unwrap_or(""),
+            principal = self.caller.as_ref().map_or("", |c| c.principal.as_str()),
+            connector = self.connector_name().unwrap_or(""),
             method = %self.method,
-            host = self.host.as_deref().unwrap_or(""),
-            path = self.path.as_deref().unwrap_or(""),
+            host = host.as_deref().unwrap_or(""),
+            path = self.target.as_ref().map_or("", |t| t.path.as_str()),
             decision,
             status,
             duration_ms = self.start.elapsed().as_secs_f64() * 1000.0,
@@ -105,8 +167,24 @@ impl Drop for Record {
     /// request may already have reached the upstream, so it is still logged.
     fn drop(&mut self) {
         if !self.finished {
-            self.metrics.inflight.dec();
+            self.state.metrics.inflight.dec();
             self.audit("caller_gone", 0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_unique_hex() {
+        let (a, b) = (next_request_id(), next_request_id());
+        assert_ne!(a, b);
+        for id in [a, b] {
+            assert_eq!(id.len(), 20);
+            assert!(id.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{id}");
+        }
+        assert_eq!(&a[..8], &b[..8], "same process prefix");
     }
 }

@@ -1,17 +1,25 @@
 //! Phase `identify`: the caller credential, verified. Runs before any policy or token lookup.
 
+use std::sync::Arc;
+
 use http::{header, HeaderMap};
 
-use crate::caller::{authenticate, parse_credential, Caller, IdentityError};
+use crate::caller::{Caller, IdentityError, Memo};
 use crate::config::Config;
 
 /// Authenticates the caller from `Proxy-Authorization`, or in gateway mode also from
-/// `Authorization: Bearer`.
-pub fn identify(headers: &HeaderMap, gateway: bool, config: &Config) -> Result<Caller, IdentityError> {
+/// `Authorization: Bearer`. The connection's memo answers for a credential it verified
+/// already under this config.
+pub fn identify(
+    headers: &HeaderMap,
+    gateway: bool,
+    config: &Arc<Config>,
+    memo: &Memo,
+    now: u64,
+) -> Result<Arc<Caller>, IdentityError> {
     let value = headers
         .get(header::PROXY_AUTHORIZATION)
         .or_else(|| gateway.then(|| headers.get(header::AUTHORIZATION)).flatten())
         .ok_or(IdentityError::Missing)?;
-    let presented = parse_credential(value)?;
-    authenticate(presented, config)
+    memo.identify(value, config, now)
 }

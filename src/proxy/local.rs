@@ -11,7 +11,7 @@ use super::context::Record;
 use super::error::{PolicyError, ProxyError};
 use super::identity::identify;
 use super::pipeline::unix_now;
-use super::{Body, State};
+use super::{Body, Session, State};
 use crate::config::Grant;
 
 /// Largest `POST /connect` body accepted.
@@ -25,6 +25,7 @@ struct ConnectRequest {
 
 pub async fn handle_local(
     state: &State,
+    session: &Session,
     request: Request<Incoming>,
     path: &str,
     record: &mut Record,
@@ -38,8 +39,8 @@ pub async fn handle_local(
         return Err(ProxyError::NotFound("use POST /connect with {\"connector\": NAME}".into()));
     }
     let config = &state.config;
-    let caller = identify(request.headers(), true, config)?;
-    record.principal = Some(caller.principal.clone());
+    let caller = identify(request.headers(), true, config, &session.callers, unix_now())?;
+    record.caller = Some(caller.clone());
     let body = Limited::new(request.into_body(), CONNECT_BODY_LIMIT)
         .collect()
         .await
@@ -49,7 +50,7 @@ pub async fn handle_local(
         .map_err(|_| ProxyError::NotFound("the /connect body must be {\"connector\": NAME}".into()))?;
     let index = config.resolve_name(&asked.connector).ok_or_else(|| PolicyError::Unknown(asked.connector.clone()))?;
     let connector = &config.connectors[index];
-    record.connector = Some(connector.name.clone());
+    record.connector = Some(index);
     if !caller.may_use(index) {
         return Err(PolicyError::Forbidden(connector.name.clone()).into());
     }

@@ -9,6 +9,7 @@ pub mod identity;
 pub mod local;
 pub mod pipeline;
 pub mod policy;
+pub mod pool;
 pub mod redact;
 pub mod replay;
 pub mod target;
@@ -22,8 +23,9 @@ use http::{Request, Response};
 use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 
+use crate::caller::Memo;
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::metrics::{ConnectorSeries, Metrics};
 use crate::token::broker::Broker;
 use context::Record;
 use error::{error_response, ErrorContext, ProxyError};
@@ -47,27 +49,37 @@ pub struct State {
     pub broker: Broker,
     pub upstream: Upstream,
     pub metrics: Metrics,
+    /// The per-connector metric series, by connector index.
+    pub series: Vec<ConnectorSeries>,
+}
+
+/// What one client connection keeps between its requests.
+#[derive(Debug, Default)]
+pub struct Session {
+    /// The last caller credential verified on this connection.
+    pub callers: Memo,
 }
 
 /// Handles one request on the proxy listener. Never fails: every error becomes a response.
 pub async fn handle(
     shared: Arc<crate::app::Shared>,
+    session: Arc<Session>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let state = shared.current();
     if request.uri().scheme().is_none() && request.uri().path().starts_with("/oauth/") {
         return Ok(crate::oauth::flow::handle(&state, request).await);
     }
-    let mut record = Record::start(request.method(), &state.metrics);
+    let mut record = Record::start(request.method(), &state);
     let route = route(request.method(), request.uri(), &state.config);
     record.gateway = matches!(route, Route::Gateway { .. });
     let result = match route {
         Route::Connect => crate::intercept::tunnel::open(&shared, &state, request, &mut record).await,
         Route::Local(path) => {
             record.gateway = true;
-            local::handle_local(&state, request, &path, &mut record).await
+            local::handle_local(&state, &session, request, &path, &mut record).await
         }
-        route => pipeline::run(&state, request, route, &mut record, None).await,
+        route => pipeline::run(&state, &session.callers, request, route, &mut record, None).await,
     };
     Ok(respond(record, result))
 }
@@ -81,9 +93,10 @@ pub fn respond(record: Record, result: Result<Response<Body>, ProxyError>) -> Re
             if e.code() == error::ErrorCode::Internal {
                 tracing::error!(request_id = %record.request_id, error = %e, "internal error");
             }
+            let url = record.url();
             let context = ErrorContext {
-                connector: record.connector.as_deref(),
-                url: record.url.as_deref(),
+                connector: record.connector_name(),
+                url: url.as_deref(),
                 request_id: &record.request_id,
                 gateway: record.gateway,
             };

@@ -9,6 +9,7 @@
 //!
 //! The caller of [`run`] turns an error into a response and writes the log line and metrics.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{Request, Response};
@@ -22,7 +23,7 @@ use super::identity::identify;
 use super::policy::authorize;
 use super::target::{resolve_target, Route};
 use super::{replay, Body, State};
-use crate::caller::Caller;
+use crate::caller::{Caller, Memo};
 
 /// Unix seconds now; the one clock read of a request.
 pub fn unix_now() -> u64 {
@@ -30,36 +31,37 @@ pub fn unix_now() -> u64 {
 }
 
 /// Runs a forward or gateway request through every phase. `caller` is given for requests
-/// inside a CONNECT tunnel, authenticated on the CONNECT.
+/// inside a CONNECT tunnel, authenticated on the CONNECT; otherwise the connection's `memo`
+/// verifies the request's credential.
 pub async fn run(
     state: &State,
+    memo: &Memo,
     mut request: Request<Incoming>,
     route: Route,
     record: &mut Record,
-    caller: Option<Caller>,
+    caller: Option<Arc<Caller>>,
 ) -> Result<Response<Body>, ProxyError> {
     let config = &state.config;
+    let now = unix_now();
     check_limits(&request, config.limits.max_header_bytes)?;
     let gateway_name = match &route {
-        Route::Gateway { name, .. } => Some(name.clone()),
+        Route::Gateway { name, .. } => Some(name.as_str()),
         _ => None,
     };
     let caller = match caller {
         Some(caller) => caller,
-        None => identify(request.headers(), record.gateway, config)?,
+        None => identify(request.headers(), record.gateway, config, memo, now)?,
     };
-    record.principal = Some(caller.principal.clone());
+    record.caller = Some(caller.clone());
 
-    let target = resolve_target(&route, config)?;
-    record.set_target(&target);
+    let target = record.set_target(resolve_target(&route, config)?);
 
-    let decision = authorize(request.headers(), &caller, gateway_name.as_deref(), &target, config)?;
-    record.connector = Some(decision.connector.name.clone());
+    let decision = authorize(request.headers(), &caller, gateway_name, &target, config)?;
+    record.connector = Some(decision.index);
     let websocket = refuse_upgrades(request.headers(), decision.connector)?;
     refuse_echo_methods(request.method())?;
 
-    let credential =
-        state.broker.token_for(decision.index, decision.connector, &caller.principal, &target, unix_now()).await?;
+    let credential = state.broker.token_for(decision.index, decision.connector, &caller, &target, now).await?;
     let client_upgrade = websocket.then(|| super::websocket::client_side(&mut request));
     let (mut parts, body) = request.into_parts();
     attach_credentials(&mut parts.headers, decision.connector, &target, &credential.token)?;

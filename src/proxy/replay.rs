@@ -53,7 +53,8 @@ pub async fn forward(
     if response.status() != StatusCode::UNAUTHORIZED {
         return Ok(redact::echoed(response, &credential.token));
     }
-    let Some(token) = state.broker.renew_refused(decision.index, decision.connector, &key, version, unix_now()).await
+    let Some(token) =
+        state.broker.renew_refused(decision.index, decision.connector, &key.key, version, unix_now()).await
     else {
         return Ok(redact::echoed(response, &credential.token));
     };

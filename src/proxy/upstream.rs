@@ -4,40 +4,35 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response, Uri, Version};
+use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper::client::conn::http1::SendRequest;
 use tokio::time::Instant;
 
 use super::error::{PolicyError, ProxyError, UpstreamError};
 use super::headers::clean_response;
+use super::pool::{Origin, Pool, Release};
 use super::Body;
 use crate::config::Config;
 use crate::domains::Target;
 use crate::net::connect::{tls_config, ConnectError, UpstreamConnector};
 use crate::net::{Dialer, Resolver};
 
-/// One pooling client per connector, each bound to that connector's address policy.
+/// How long an upstream connection may stay idle in the pool.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// One connection pool per connector, each bound to that connector's address policy.
 #[derive(Debug)]
 pub struct Upstream {
-    clients: Vec<Client<UpstreamConnector, Body>>,
+    connectors: Vec<(UpstreamConnector, Arc<Pool>)>,
     response_timeout: Duration,
 }
 
 impl Upstream {
-    /// One pooling client per connector, from the connectors built by [`connectors`].
+    /// One pool per connector, from the connectors built by [`connectors`].
     pub fn new(connectors: Vec<UpstreamConnector>, response_timeout: Duration) -> Upstream {
-        let clients = connectors
-            .into_iter()
-            .map(|c| {
-                Client::builder(TokioExecutor::new())
-                    .pool_idle_timeout(Duration::from_secs(90))
-                    .set_host(false)
-                    .build(c)
-            })
-            .collect();
-        Upstream { clients, response_timeout }
+        let connectors = connectors.into_iter().map(|c| (c, Arc::new(Pool::new(IDLE_TIMEOUT)))).collect();
+        Upstream { connectors, response_timeout }
     }
 
     /// Sends the request for connector `index` to `target` and returns the upstream response
@@ -48,23 +43,84 @@ impl Upstream {
         target: &Target,
         mut request: Request<Body>,
     ) -> Result<(Response<Body>, Duration), ProxyError> {
-        let client = self.clients.get(index).ok_or(ProxyError::Internal)?;
-        let uri: Uri = target.to_string().parse().map_err(|_| ProxyError::Internal)?;
-        *request.uri_mut() = uri;
+        let (connector, pool) = self.connectors.get(index).ok_or(ProxyError::Internal)?;
+        *request.uri_mut() = Uri::try_from(target.path_and_query()).map_err(|_| ProxyError::Internal)?;
         *request.version_mut() = Version::HTTP_11;
+        let origin = Origin::of(target);
         let started = Instant::now();
-        let response = match tokio::time::timeout(self.response_timeout, client.request(request)).await {
+        let exchange = exchange(connector, pool, &origin, request);
+        let (response, sender) = match tokio::time::timeout(self.response_timeout, exchange).await {
             Err(_) => {
                 return Err(UpstreamError::Timeout(target.without_query(), self.response_timeout.as_secs()).into())
             }
-            Ok(Err(e)) => return Err(classify(&e, target.without_query())),
-            Ok(Ok(r)) => r,
+            Ok(Err(failure)) => return Err(failure.classify(target.without_query())),
+            Ok(Ok(answer)) => answer,
         };
         let elapsed = started.elapsed();
         let (mut parts, body) = response.into_parts();
         clean_response(&mut parts.headers);
-        Ok((Response::from_parts(parts, body.map_err(Into::into).boxed()), elapsed))
+        let back = (parts.status != StatusCode::SWITCHING_PROTOCOLS).then(|| (pool.clone(), origin));
+        Ok((Response::from_parts(parts, Release::new(body, sender, back).boxed()), elapsed))
     }
+}
+
+/// Why an exchange failed: before the request could be sent, or while it was.
+enum Failure {
+    Connect(ConnectError),
+    Send(hyper::Error),
+}
+
+impl Failure {
+    fn classify(self, url: String) -> ProxyError {
+        match self {
+            Failure::Connect(ConnectError::Denied(range)) => {
+                PolicyError::AddressDenied { url, range: range.as_str() }.into()
+            }
+            Failure::Connect(other) => UpstreamError::Unreachable(url, other.to_string()).into(),
+            Failure::Send(e) => UpstreamError::Unreachable(url, chain(&e)).into(),
+        }
+    }
+}
+
+/// Sends on an idle connection when there is one, else on a new one. A request that an idle
+/// connection could not take (the upstream had just closed it) was never written, so it is
+/// sent again on a new connection.
+async fn exchange(
+    connector: &UpstreamConnector,
+    pool: &Pool,
+    origin: &Origin,
+    request: Request<Body>,
+) -> Result<(Response<hyper::body::Incoming>, SendRequest<Body>), Failure> {
+    let mut request = request;
+    while let Some(mut sender) = pool.take(origin) {
+        if sender.ready().await.is_err() {
+            continue;
+        }
+        match sender.try_send_request(request).await {
+            Ok(response) => return Ok((response, sender)),
+            Err(mut e) => match e.take_message() {
+                Some(unsent) => request = unsent,
+                None => return Err(Failure::Send(e.into_error())),
+            },
+        }
+    }
+    let mut sender = open(connector, origin).await?;
+    sender.ready().await.map_err(Failure::Send)?;
+    let response = sender.send_request(request).await.map_err(Failure::Send)?;
+    Ok((response, sender))
+}
+
+/// A new HTTP/1.1 connection under the connector's address policy. Its driver runs as its own
+/// task, with upgrades, so an allowed WebSocket can take the connection over.
+async fn open(connector: &UpstreamConnector, origin: &Origin) -> Result<SendRequest<Body>, Failure> {
+    let io = connector.open(&origin.host, origin.port, origin.https).await.map_err(Failure::Connect)?;
+    let (sender, connection) = hyper::client::conn::http1::Builder::new().handshake(io).await.map_err(Failure::Send)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
 }
 
 /// One connector (resolver, address policy, dialer, TLS) per configured connector, in order.
@@ -85,21 +141,6 @@ pub fn connectors(
             timeout: config.upstream.connect_timeout,
         })
         .collect())
-}
-
-/// Finds Tollgate's own connect error in the client error's chain.
-fn classify(error: &hyper_util::client::legacy::Error, url: String) -> ProxyError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
-        if let Some(connect) = e.downcast_ref::<ConnectError>() {
-            return match connect {
-                ConnectError::Denied(range) => PolicyError::AddressDenied { url, range: range.as_str() }.into(),
-                other => UpstreamError::Unreachable(url, other.to_string()).into(),
-            };
-        }
-        source = e.source();
-    }
-    UpstreamError::Unreachable(url, chain(error)).into()
 }
 
 /// The error and its causes, as hyper describes them (no headers, no bodies, no secrets).

@@ -31,7 +31,13 @@ pub async fn forward(
     }
     let upstream_upgrade = hyper::upgrade::on(&mut response);
     let connector = decision.connector.name.clone();
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    let (parts, upstream_body) = response.into_parts();
     tokio::spawn(async move {
+        // The answer's body holds the upstream connection until its upgrade completes.
+        let _held = upstream_body;
         let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
             Ok(both) => both,
             Err(e) => return tracing::debug!(%connector, error = %e, "WebSocket upgrade did not complete"),
@@ -41,10 +47,6 @@ pub async fn forward(
             tracing::debug!(%connector, error = %e, "WebSocket relay ended with an error");
         }
     });
-    let headers = response.headers_mut();
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    let (parts, _) = response.into_parts();
     Ok(Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed()))
 }
 

@@ -5,14 +5,15 @@
 //! (`renew.rs`). An expired access token is never injected. Static connectors carry their
 //! token in the config.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::cache::{Cached, TokenCache};
-use super::model::{Connection, ConnectionKey, ConnectionStatus};
+use super::model::{Connection, ConnectionKey, ConnectionStatus, Keyed};
 use super::renew::{RenewError, Renewal};
 use super::store::{Expect, StoreError, TokenStore};
-use crate::config::{Connector, Grant};
+use crate::caller::Caller;
+use crate::config::{Connector, Grant, OAuthClient};
 use crate::domains::Target;
 use crate::metrics::Metrics;
 use crate::net::http::HttpClient;
@@ -46,7 +47,7 @@ pub enum CredentialError {
 pub struct Credential {
     pub token: Secret,
     /// For renewable connections: the connection and the version of `token`.
-    pub renewal: Option<(ConnectionKey, u64)>,
+    pub renewal: Option<(Arc<Keyed>, u64)>,
 }
 
 /// Refresh behaviour, from the config.
@@ -68,6 +69,8 @@ pub struct Broker {
     providers: Arc<Providers>,
     http: HttpClient,
     metrics: Metrics,
+    /// The client-credentials connection key of each connector, computed on first use.
+    client_keys: Vec<OnceLock<Arc<Keyed>>>,
 }
 
 impl Broker {
@@ -84,7 +87,8 @@ impl Broker {
             Arc::new(Providers::new(connectors, http.clone(), store.clone(), metrics.clone(), links.redirect_uri()));
         let renewal =
             Renewal::new(providers.clone(), store.clone(), cache.clone(), http.clone(), policy, metrics.clone());
-        Broker { store, links, cache, renewal, providers, http, metrics }
+        let client_keys = (0..connectors).map(|_| OnceLock::new()).collect();
+        Broker { store, links, cache, renewal, providers, http, metrics, client_keys }
     }
 
     /// The effective OAuth settings (config, discovery, registration) of each connector.
@@ -144,25 +148,23 @@ impl Broker {
         Ok(deleted)
     }
 
-    /// The token to inject for `principal` on connector `index` and `target`, at `now`
+    /// The token to inject for `caller` on connector `index` and `target`, at `now`
     /// (Unix seconds).
     pub async fn token_for(
         &self,
         index: usize,
         connector: &Connector,
-        principal: &str,
+        caller: &Caller,
         target: &Target,
         now: u64,
     ) -> Result<Credential, CredentialError> {
-        let key = match &connector.grant {
+        let principal = caller.principal.as_str();
+        let keyed = match &connector.grant {
             Grant::Static(token) => return Ok(Credential { token: token.clone(), renewal: None }),
-            Grant::AuthorizationCode(_) => ConnectionKey::new(&connector.name, principal),
-            Grant::ClientCredentials(oauth) => {
-                let mut scopes = oauth.scopes.clone();
-                scopes.sort();
-                ConnectionKey::new(&connector.name, format!("client_credentials:{}", scopes.join(" ")))
-            }
+            Grant::AuthorizationCode(_) => caller.keys.get(&connector.name, principal),
+            Grant::ClientCredentials(oauth) => self.client_key(index, &connector.name, oauth),
         };
+        let key = &keyed.key;
         let link = || self.links.connect_url(&connector.name, principal, now).0;
         let reauth = |reason| CredentialError::ReauthRequired {
             connector: connector.name.clone(),
@@ -171,7 +173,7 @@ impl Broker {
             connect_url: link(),
         };
         let client_credentials = matches!(connector.grant, Grant::ClientCredentials(_));
-        let current = self.lookup(&key, connector, now).await?;
+        let current = self.lookup(&keyed, connector, now).await?;
         let Some(current) = current else {
             if !client_credentials {
                 return Err(CredentialError::ConnectionRequired {
@@ -182,18 +184,18 @@ impl Broker {
             }
             let fresh = self
                 .renewal
-                .renew(index, connector, &key, None, now, None)
+                .renew(index, connector, key, None, now, None)
                 .await
                 .map_err(|e| self.renew_failed(e, connector))?;
-            return Ok(Credential { token: fresh.access_token, renewal: Some((key, fresh.version)) });
+            return Ok(Credential { token: fresh.access_token, renewal: Some((keyed, fresh.version)) });
         };
         if current.status == ConnectionStatus::NeedsReauth {
             return Err(reauth("needs to be re-authorized"));
         }
         let renewable = client_credentials || current.refresh_token.is_some();
         let connection = if renewable && current.expires_within(now, self.renewal.skew_secs()) {
-            match self.renewal.renew(index, connector, &key, Some(current.clone()), now, None).await {
-                Ok(fresh) => fresh,
+            match self.renewal.renew(index, connector, key, Some(Connection::clone(&current)), now, None).await {
+                Ok(fresh) => Arc::new(fresh),
                 Err(RenewError::Permanent) => return Err(reauth("was refused by the provider's token endpoint")),
                 // A token that has not expired yet is still injected while renewal is failing.
                 Err(e) if !current.is_expired(now) => {
@@ -211,8 +213,22 @@ impl Broker {
         if connector.pin_host {
             check_pinned(connector, connection.pinned_host.as_deref(), target)?;
         }
-        let renewal = renewable.then_some((key, connection.version));
-        Ok(Credential { token: connection.access_token, renewal })
+        let renewal = renewable.then_some((keyed.clone(), connection.version));
+        Ok(Credential { token: connection.access_token.clone(), renewal })
+    }
+
+    /// The connection key of a client-credentials connector: one connection per connector and
+    /// scope set, whoever calls.
+    fn client_key(&self, index: usize, name: &str, oauth: &OAuthClient) -> Arc<Keyed> {
+        let make = || {
+            let mut scopes = oauth.scopes.clone();
+            scopes.sort();
+            Keyed::new(ConnectionKey::new(name, format!("client_credentials:{}", scopes.join(" "))))
+        };
+        match self.client_keys.get(index) {
+            Some(slot) => slot.get_or_init(make).clone(),
+            None => make(),
+        }
     }
 
     /// After the upstream answered 401 to the token at `version`: renew once, unless another
@@ -239,14 +255,14 @@ impl Broker {
     /// Cache, then store; a stale cached entry serves when the store cannot answer.
     async fn lookup(
         &self,
-        key: &ConnectionKey,
+        keyed: &Keyed,
         connector: &Connector,
         now: u64,
-    ) -> Result<Option<Connection>, CredentialError> {
-        let id = key.id();
-        let stale = match self.cache.get(&id) {
+    ) -> Result<Option<Arc<Connection>>, CredentialError> {
+        let Keyed { key, id } = keyed;
+        let stale = match self.cache.get(id) {
             Cached::Fresh(c) => {
-                self.metrics.token_cache.with_label_values(&["memory", "hit"]).inc();
+                self.metrics.memory_hits.inc();
                 return Ok(Some(c));
             }
             Cached::Stale(c) => {
@@ -263,8 +279,8 @@ impl Broker {
         match read {
             Ok(Some(c)) => {
                 self.metrics.token_cache.with_label_values(&["store", "hit"]).inc();
-                self.cache.put(&id, &c);
-                Ok(Some(c))
+                self.cache.put(id, &c);
+                Ok(Some(Arc::new(c)))
             }
             Ok(None) => {
                 self.metrics.token_cache.with_label_values(&["store", "miss"]).inc();

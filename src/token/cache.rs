@@ -7,7 +7,7 @@
 //! re-established. Keys are [`ConnectionKey::id`] hashes, never principals.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -16,16 +16,16 @@ use super::model::Connection;
 use super::store::Invalidation;
 
 struct Entry {
-    connection: Connection,
+    connection: Arc<Connection>,
     fresh_until: Instant,
 }
 
 /// What the cache knows about a connection.
 #[derive(Debug)]
 pub enum Cached {
-    Fresh(Connection),
+    Fresh(Arc<Connection>),
     /// Older than the TTL: ask the store, fall back to this if the store is down.
-    Stale(Connection),
+    Stale(Arc<Connection>),
     Miss,
 }
 
@@ -62,7 +62,7 @@ impl TokenCache {
             return;
         }
         let fresh_until = Instant::now() + self.ttl;
-        entries.insert(id.to_string(), Entry { connection: connection.clone(), fresh_until });
+        entries.insert(id.to_string(), Entry { connection: Arc::new(connection.clone()), fresh_until });
     }
 
     pub fn remove(&self, id: &str) {

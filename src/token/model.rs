@@ -1,5 +1,7 @@
 //! A connection: one principal's tokens for one connector, as the store keeps it.
 
+use std::sync::{Arc, Mutex};
+
 use crate::secret::Secret;
 
 /// Which connection: (connector, principal).
@@ -29,6 +31,49 @@ impl ConnectionKey {
             id.push(HEX[usize::from(b & 0xf)] as char);
         }
         id
+    }
+}
+
+/// A connection key with its id, computed once.
+#[derive(Debug)]
+pub struct Keyed {
+    pub key: ConnectionKey,
+    pub id: String,
+}
+
+impl Keyed {
+    pub fn new(key: ConnectionKey) -> Arc<Keyed> {
+        let id = key.id();
+        Arc::new(Keyed { key, id })
+    }
+}
+
+/// The connection keys of one principal, by connector name, computed on first use: a
+/// request on a cached token then costs no hashing. A few connectors per principal is the
+/// norm; past [`KeyCache::LIMIT`] the cache starts over.
+#[derive(Default)]
+pub struct KeyCache(Mutex<Vec<Arc<Keyed>>>);
+
+impl KeyCache {
+    const LIMIT: usize = 16;
+
+    pub fn get(&self, connector: &str, principal: &str) -> Arc<Keyed> {
+        let mut keys = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = keys.iter().find(|k| k.key.connector == connector && k.key.principal == principal) {
+            return found.clone();
+        }
+        if keys.len() >= Self::LIMIT {
+            keys.clear();
+        }
+        let keyed = Keyed::new(ConnectionKey::new(connector, principal));
+        keys.push(keyed.clone());
+        keyed
+    }
+}
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCache").finish_non_exhaustive()
     }
 }
 

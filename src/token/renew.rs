@@ -132,7 +132,7 @@ impl Renewal {
         // Whoever held the gate before may have renewed or failed already.
         if let Cached::Fresh(c) = self.cache.get(id) {
             if self.usable(&c, now, stale) && current.as_ref().is_none_or(|old| c.version != old.version) {
-                return Ok(c);
+                return Ok(Connection::clone(&c));
             }
         }
         if let Some(paused) = self.paused(id) {

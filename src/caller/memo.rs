@@ -1,0 +1,71 @@
+//! The last credential a client connection presented, and who it proved to be.
+//!
+//! Agent runtimes send request after request on one kept-alive connection with the same
+//! `Proxy-Authorization`; verifying it again each time (a SHA-256 for an API key, a signature
+//! for a JWT) would be the most expensive step of a cached request. A connection remembers its
+//! last verified credential and reuses the result while all of these hold:
+//!
+//! - the header value is byte-for-byte the one verified (compared in constant time);
+//! - the configuration is the one it was verified against (a reload verifies again, so a
+//!   removed key stops working on open connections at once);
+//! - a JWT has not passed its `exp` (plus the leeway `jwt::verify` allows).
+//!
+//! A different credential on the same connection (a runtime multiplexing users) is verified
+//! and replaces the memory; failures are never remembered.
+
+use std::sync::{Arc, Mutex, Weak};
+
+use http::HeaderValue;
+
+use super::{authenticate, parse_credential, Caller, IdentityError};
+use crate::config::Config;
+use crate::secret::Secret;
+
+/// One connection's memory of its last verified credential.
+#[derive(Default)]
+pub struct Memo(Mutex<Option<Remembered>>);
+
+struct Remembered {
+    config: Weak<Config>,
+    credential: Secret,
+    caller: Arc<Caller>,
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memo").finish_non_exhaustive()
+    }
+}
+
+impl Memo {
+    /// The caller this header value proves under `config` at `now` (Unix seconds): the
+    /// remembered one when nothing changed, otherwise verified now and remembered.
+    pub fn identify(&self, value: &HeaderValue, config: &Arc<Config>, now: u64) -> Result<Arc<Caller>, IdentityError> {
+        if let Some(caller) = self.recall(value.as_bytes(), config, now) {
+            return Ok(caller);
+        }
+        let presented = parse_credential(value)?;
+        let caller = Arc::new(authenticate(presented, config)?);
+        if caller.valid_until.is_none_or(|until| now <= until) {
+            let credential = Secret::new(String::from_utf8_lossy(value.as_bytes()));
+            let remembered = Remembered { config: Arc::downgrade(config), credential, caller: caller.clone() };
+            *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(remembered);
+        }
+        Ok(caller)
+    }
+
+    fn recall(&self, value: &[u8], config: &Arc<Config>, now: u64) -> Option<Arc<Caller>> {
+        let memo = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let remembered = memo.as_ref()?;
+        let fresh = std::ptr::eq(remembered.config.as_ptr(), Arc::as_ptr(config))
+            && remembered.caller.valid_until.is_none_or(|until| now <= until)
+            && same(remembered.credential.expose().as_bytes(), value);
+        fresh.then(|| remembered.caller.clone())
+    }
+}
+
+/// Equality without an early exit, so timing says nothing about how much of a credential
+/// matched (a connection may carry several users' credentials).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,156 @@
+//! The upstream connection pool, seen from a real TLS upstream over loopback: connections are
+//! reused, a streaming answer never holds up another request, and a connection the upstream
+//! closed while idle is replaced without the caller noticing.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+fn config(ca: &TestCa, port: u16) -> String {
+    format!(
+        r#"{}
+connectors:
+  - name: weather
+    grant: static
+    token: "weather-key"
+    allowed_domains: ["https://api.weather.test:{port}/*"]
+"#,
+        base_config(ca)
+    )
+}
+
+fn auth() -> String {
+    bearer(&jwt("alice", serde_json::json!({})))
+}
+
+#[tokio::test]
+async fn sequential_requests_share_one_upstream_connection() {
+    let ca = TestCa::new(&["api.weather.test"]);
+    let upstream = Upstream::ok(&ca).await;
+    let proxy = TestProxy::start(&config(&ca, upstream.port)).await;
+    let auth = auth();
+    for i in 0..5 {
+        // Each request comes on its own client connection: reuse is Tollgate's, not the caller's.
+        let answer = get(
+            proxy.addr(),
+            &format!("https://api.weather.test:{}/n/{i}", upstream.port),
+            &[("proxy-authorization", &auth)],
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+    }
+    assert_eq!(upstream.requests().len(), 5);
+    assert_eq!(*upstream.connections.lock().unwrap(), 1, "one TLS connection for five requests");
+}
+
+#[tokio::test]
+async fn a_streaming_answer_does_not_hold_up_other_requests() {
+    let ca = TestCa::new(&["api.weather.test"]);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let rx = Arc::new(tokio::sync::Mutex::new(Some(rx)));
+    let upstream = Upstream::with(&ca, move |req| {
+        let rx = rx.clone();
+        async move {
+            if req.uri().path() == "/stream" {
+                let rx = rx.lock().await.take().expect("one stream");
+                return http::Response::new(BodyExt::boxed(ChannelBody(rx)));
+            }
+            http::Response::new(full("plain"))
+        }
+    })
+    .await;
+    let proxy = TestProxy::start(&config(&ca, upstream.port)).await;
+    let auth = auth();
+
+    let stream = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::get(format!("https://api.weather.test:{}/stream", upstream.port))
+        .header("proxy-authorization", &auth)
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let mut streaming = response.into_body();
+    tx.send(Bytes::from("first")).await.unwrap();
+    assert_eq!(streaming.frame().await.unwrap().unwrap().into_data().unwrap(), "first");
+
+    // The streaming answer is still open: the next request needs a connection of its own.
+    let url = format!("https://api.weather.test:{}/plain", upstream.port);
+    let answer =
+        tokio::time::timeout(Duration::from_secs(5), get(proxy.addr(), &url, &[("proxy-authorization", &auth)]))
+            .await
+            .expect("a request waited behind a streaming answer");
+    assert_eq!((answer.status.as_u16(), &answer.body[..]), (200, &b"plain"[..]));
+    assert_eq!(*upstream.connections.lock().unwrap(), 2);
+
+    // Once the stream ends, both connections are idle and the next requests reuse them.
+    drop(tx);
+    assert!(streaming.frame().await.is_none());
+    for _ in 0..3 {
+        let answer = get(proxy.addr(), &url, &[("proxy-authorization", &auth)]).await;
+        assert_eq!(answer.status, 200);
+    }
+    assert_eq!(*upstream.connections.lock().unwrap(), 2, "no connection was opened once both were idle");
+}
+
+/// A TLS upstream that answers one request per connection with keep-alive, then closes the
+/// connection a moment later, as servers with a short idle timeout do.
+async fn closing_upstream(ca: &TestCa) -> (u16, Arc<std::sync::Mutex<usize>>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![ca.leaf_der.clone()], ca.leaf_key.clone_key())
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(std::sync::Mutex::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            *counter.lock().unwrap() += 1;
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                let _ = tls.flush().await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (port, accepted)
+}
+
+#[tokio::test]
+async fn a_connection_the_upstream_closed_while_idle_is_replaced() {
+    let ca = TestCa::new(&["api.weather.test"]);
+    let (port, accepted) = closing_upstream(&ca).await;
+    let proxy = TestProxy::start(&config(&ca, port)).await;
+    let auth = auth();
+    let url = format!("https://api.weather.test:{port}/x");
+    for _ in 0..3 {
+        let answer = get(proxy.addr(), &url, &[("proxy-authorization", &auth)]).await;
+        assert_eq!((answer.status.as_u16(), &answer.body[..]), (200, &b"ok"[..]));
+        // Past the upstream's idle close.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(*accepted.lock().unwrap(), 3, "each request needed a new connection");
+}
