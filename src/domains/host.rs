@@ -47,14 +47,14 @@ pub fn parse_host(text: &str) -> Result<Host, TargetError> {
     } else {
         idna::domain_to_ascii_strict(text).map_err(|_| TargetError::InvalidHost)?
     };
-    let labels: Vec<&str> = ascii.split('.').collect();
-    if looks_numeric(labels[labels.len() - 1]) {
+    if looks_numeric(ascii.rsplit('.').next().unwrap_or("")) {
+        let labels: Vec<&str> = ascii.split('.').collect();
         return parse_canonical_ipv4(&labels).map(Host::V4);
     }
     if ascii.len() > 253 {
         return Err(TargetError::InvalidHost);
     }
-    for label in &labels {
+    for label in ascii.split('.') {
         if label.is_empty()
             || label.len() > 63
             || !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')

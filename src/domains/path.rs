@@ -15,6 +15,12 @@ fn is_unreserved(b: u8) -> bool {
 /// refuses every form a backend could read differently.
 pub(crate) fn normalize_path(path: &str) -> Result<String, TargetError> {
     let body = path.strip_prefix('/').ok_or(TargetError::InvalidHost)?;
+    // Without escapes or dot segments there is nothing to change or refuse.
+    if !body.contains('%')
+        && !body.split('/').any(|segment| matches!(segment.split(';').next(), Some(".") | Some("..")))
+    {
+        return Ok(path.to_string());
+    }
     let mut out: Vec<String> = Vec::new();
     let segments: Vec<&str> = body.split('/').collect();
     let last = segments.len() - 1;
@@ -75,8 +81,10 @@ fn decode_segment(raw: &str) -> Result<(String, bool), TargetError> {
                 out.push(v as char);
             }
             v => {
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
                 out.push('%');
-                out.push_str(&format!("{v:02X}"));
+                out.push(char::from(HEX[usize::from(v >> 4)]));
+                out.push(char::from(HEX[usize::from(v & 0xf)]));
             }
         }
         i += 3;

@@ -99,7 +99,12 @@ impl Target {
         if raw.is_empty() {
             return Err(TargetError::Empty);
         }
-        if raw.chars().any(|c| c.is_control() || c == ' ') {
+        let control = if raw.is_ascii() {
+            raw.bytes().any(|b| b < 0x20 || b == 0x7f || b == b' ')
+        } else {
+            raw.chars().any(|c| c.is_control() || c == ' ')
+        };
+        if control {
             return Err(TargetError::ControlCharacter);
         }
         let (scheme_text, rest) = raw.split_once("://").ok_or(TargetError::MissingScheme)?;
@@ -109,10 +114,12 @@ impl Target {
         {
             return Err(TargetError::MissingScheme);
         }
-        let scheme = match scheme_text.to_ascii_lowercase().as_str() {
-            "https" => Scheme::Https,
-            "http" => Scheme::Http,
-            other => return Err(TargetError::UnsupportedScheme(other.to_string())),
+        let scheme = if scheme_text.eq_ignore_ascii_case("https") {
+            Scheme::Https
+        } else if scheme_text.eq_ignore_ascii_case("http") {
+            Scheme::Http
+        } else {
+            return Err(TargetError::UnsupportedScheme(scheme_text.to_ascii_lowercase()));
         };
         let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, tail) = rest.split_at(authority_end);

@@ -11,35 +11,46 @@ pub const X_TOLLGATE_ERROR: HeaderName = HeaderName::from_static("x-tollgate-err
 pub const X_TOLLGATE_CONNECTOR: HeaderName = HeaderName::from_static("x-tollgate-connector");
 pub const X_TOLLGATE_TOOL: HeaderName = HeaderName::from_static("x-tollgate-tool");
 
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "http2-settings",
-];
+// The lists are `matches!` patterns rather than slices: the compiler turns them into a switch
+// on length and bytes instead of a string comparison per entry.
 
-const ROUTING_OVERRIDES: &[&str] = &["forwarded", "x-original-url", "x-rewrite-url"];
+fn is_listed_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "http2-settings"
+    )
+}
+
+fn is_routing_override(name: &str) -> bool {
+    matches!(name, "forwarded" | "x-original-url" | "x-rewrite-url")
+}
 
 /// Identity assertions that upstreams behind authenticating proxies trust: a caller must not
 /// speak for another user through them.
-const IDENTITY_ASSERTIONS: &[&str] = &[
-    "x-user",
-    "x-user-id",
-    "x-user-email",
-    "x-principal",
-    "x-remote-user",
-    "x-auth-user",
-    "x-auth-request-user",
-    "x-auth-request-email",
-    "remote-user",
-    "x-connector-id",
-];
+fn is_identity_assertion(name: &str) -> bool {
+    matches!(
+        name,
+        "x-user"
+            | "x-user-id"
+            | "x-user-email"
+            | "x-principal"
+            | "x-remote-user"
+            | "x-auth-user"
+            | "x-auth-request-user"
+            | "x-auth-request-email"
+            | "remote-user"
+            | "x-connector-id"
+    )
+}
 
 /// Names listed in `Connection` headers.
 fn nominated(headers: &HeaderMap) -> Vec<HeaderName> {
@@ -63,7 +74,7 @@ fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
 }
 
 fn is_hop_by_hop(name: &HeaderName, nominated: &[HeaderName]) -> bool {
-    HOP_BY_HOP.contains(&name.as_str()) || nominated.contains(name)
+    is_listed_hop_by_hop(name.as_str()) || nominated.contains(name)
 }
 
 /// Cleans a caller's request headers before the credential is injected.
@@ -75,8 +86,8 @@ pub fn clean_request(headers: &mut HeaderMap, injected: &HeaderName, strip: &[He
             || name == header::AUTHORIZATION
             || name == header::HOST
             || name == injected
-            || ROUTING_OVERRIDES.contains(&text)
-            || IDENTITY_ASSERTIONS.contains(&text)
+            || is_routing_override(text)
+            || is_identity_assertion(text)
             || strip.contains(name)
             || text.starts_with("x-tollgate-")
             || text.starts_with("x-forwarded-")

@@ -32,17 +32,44 @@ fn marker(len: usize) -> Vec<u8> {
     m
 }
 
+/// The credential being looked for. The general searcher is built only when a haystack could
+/// hold the credential at all, so the common answer (no echo) costs a byte scan.
+struct Needle {
+    token: Secret,
+    finder: Option<Finder<'static>>,
+}
+
+impl Needle {
+    fn bytes(&self) -> &[u8] {
+        self.token.expose().as_bytes()
+    }
+
+    fn finder(&mut self) -> &Finder<'static> {
+        let token = &self.token;
+        self.finder.get_or_insert_with(|| Finder::new(token.expose().as_bytes()).into_owned())
+    }
+
+    /// Whether `haystack` holds the credential or ends with a start of it: only then is there
+    /// anything to replace or hold back.
+    fn touches(&mut self, haystack: &[u8]) -> bool {
+        let needle = self.bytes();
+        if memchr::memchr(needle[0], haystack).is_none() {
+            return false;
+        }
+        partial_tail(needle, haystack, 0) > 0 || self.finder().find(haystack).is_some()
+    }
+}
+
 /// Replaces the credential wherever the response repeats it.
 pub fn echoed(mut response: Response<Body>, token: &Secret) -> Response<Body> {
-    let needle = token.expose().as_bytes().to_vec();
-    if needle.len() < MIN_LEN {
+    if token.expose().len() < MIN_LEN {
         return response;
     }
-    let mark = marker(needle.len());
-    let finder = Finder::new(&needle).into_owned();
+    let mut needle = Needle { token: token.clone(), finder: None };
     for value in response.headers_mut().values_mut() {
-        if finder.find(value.as_bytes()).is_some() {
-            let (replaced, _) = replace(&finder, &mark, value.as_bytes());
+        let bytes = value.as_bytes();
+        if memchr::memchr(needle.bytes()[0], bytes).is_some() && needle.finder().find(bytes).is_some() {
+            let (replaced, _) = replace(needle.finder(), &marker(token.expose().len()), value.as_bytes());
             if let Ok(clean) = HeaderValue::from_bytes(&replaced) {
                 *value = clean;
             }
@@ -51,9 +78,8 @@ pub fn echoed(mut response: Response<Body>, token: &Secret) -> Response<Body> {
     if response.headers().contains_key(http::header::CONTENT_ENCODING) {
         return response;
     }
-    response.map(|body| {
-        Redacting { inner: body, finder, mark, pending: BytesMut::new(), trailers: None, done: false }.boxed()
-    })
+    response
+        .map(|body| Redacting { inner: body, needle, pending: BytesMut::new(), trailers: None, done: false }.boxed())
 }
 
 /// Every occurrence replaced; also returns where the last replacement ended.
@@ -72,13 +98,17 @@ fn replace(finder: &Finder<'static>, mark: &[u8], haystack: &[u8]) -> (Vec<u8>, 
 /// How many bytes at the end of `data` (after `from`) could begin the credential.
 fn partial_tail(needle: &[u8], data: &[u8], from: usize) -> usize {
     let longest = (needle.len() - 1).min(data.len() - from);
-    (1..=longest).rev().find(|&n| data.ends_with(&needle[..n])).unwrap_or(0)
+    let start = data.len() - longest;
+    // Only a position holding the credential's first byte can start it: the longest tail first.
+    memchr::memchr_iter(needle[0], &data[start..])
+        .map(|i| data.len() - (start + i))
+        .find(|&n| data.ends_with(&needle[..n]))
+        .unwrap_or(0)
 }
 
 struct Redacting {
     inner: Body,
-    finder: Finder<'static>,
-    mark: Vec<u8>,
+    needle: Needle,
     /// A tail held back because it could be the start of the credential.
     pending: BytesMut,
     /// Trailers that arrived while bytes were held back; sent after them.
@@ -120,9 +150,17 @@ impl hyper::body::Body for Redacting {
                     return Poll::Ready(Some(Ok(Frame::data(std::mem::take(&mut this.pending).freeze()))));
                 }
             };
+            // Nothing held back and nothing in this chunk to replace or hold: it goes as it came.
+            if this.pending.is_empty() && !this.needle.touches(&data) {
+                if this.inner.is_end_stream() {
+                    this.done = true;
+                }
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
             this.pending.extend_from_slice(&data);
-            let (out, replaced_to) = replace(&this.finder, &this.mark, &this.pending);
-            let ready = out.len() - partial_tail(this.finder.needle(), &out, replaced_to);
+            let mark = marker(this.needle.bytes().len());
+            let (out, replaced_to) = replace(this.needle.finder(), &mark, &this.pending);
+            let ready = out.len() - partial_tail(this.needle.bytes(), &out, replaced_to);
             let out = Bytes::from(out);
             this.pending = BytesMut::from(&out[ready..]);
             if ready > 0 {

@@ -48,7 +48,11 @@ pub async fn forward(
         let outbound = Request::from_parts(parts, first_frame_checked(body).await?);
         return Ok(redact::echoed(send(state, decision, target, outbound).await?, &credential.token));
     };
-    let bytes = Limited::new(body, limit as usize).collect().await.map_err(|_| ProxyError::RequestBody)?.to_bytes();
+    let bytes = if body.is_end_stream() {
+        Bytes::new()
+    } else {
+        Limited::new(body, limit as usize).collect().await.map_err(|_| ProxyError::RequestBody)?.to_bytes()
+    };
     let response = send(state, decision, target, copy(&parts, bytes.clone())).await?;
     if response.status() != StatusCode::UNAUTHORIZED {
         return Ok(redact::echoed(response, &credential.token));

@@ -25,12 +25,9 @@ pub fn route(method: &Method, uri: &Uri, config: &Config) -> Route {
     if method == Method::CONNECT {
         return Route::Connect;
     }
-    if uri.scheme().is_some() {
-        return Route::Forward(uri.to_string());
-    }
     // Authority form (`GET host:443`) outside CONNECT: the normalizer refuses it as bad_target.
-    if uri.authority().is_some() {
-        return Route::Forward(uri.to_string());
+    if uri.scheme().is_some() || uri.authority().is_some() {
+        return Route::Forward(written(uri));
     }
     let path = uri.path();
     let trimmed = path.strip_prefix('/').unwrap_or(path);
@@ -44,6 +41,30 @@ pub fn route(method: &Method, uri: &Uri, config: &Config) -> Route {
         },
         _ => Route::Local(path.to_string()),
     }
+}
+
+/// The request target as the caller wrote it (what `Uri`'s `Display` gives), put together
+/// without the formatting machinery.
+fn written(uri: &Uri) -> String {
+    let (scheme, authority) = (uri.scheme_str(), uri.authority().map(|a| a.as_str()));
+    let (path, query) = (uri.path(), uri.query());
+    let mut out = String::with_capacity(
+        scheme.map_or(0, |s| s.len() + 3)
+            + authority.map_or(0, str::len)
+            + path.len()
+            + query.map_or(0, |q| q.len() + 1),
+    );
+    if let Some(scheme) = scheme {
+        out.push_str(scheme);
+        out.push_str("://");
+    }
+    out.push_str(authority.unwrap_or(""));
+    out.push_str(path);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
 }
 
 /// The normalized target of a forward or gateway route.
@@ -64,5 +85,26 @@ pub fn resolve_target(route: &Route, config: &Config) -> Result<Target, TargetEr
             Target::parse(&url)
         }
         Route::Connect | Route::Local(_) => Err(TargetError::MissingHost),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_is_what_the_uri_displays() {
+        for text in [
+            "https://api.test/x?y=1",
+            "http://API.test:8080",
+            "https://a.test/%2e%2E/./b;c?q=%20&r",
+            "https://a.test?only=query",
+            "api.test:443",
+            "/v1/x?y",
+            "*",
+        ] {
+            let uri: Uri = text.parse().unwrap();
+            assert_eq!(written(&uri), uri.to_string(), "{text}");
+        }
     }
 }
