@@ -16,6 +16,7 @@ use tollgate::app::{start, Deps, Running};
 use tollgate::config::{Config, Environment};
 use tollgate::secret::Secret;
 use tollgate::token::cache::{Cached, TokenCache};
+use tollgate::token::model::KeyCache;
 use tollgate::token::{Connection, ConnectionKey, Expect};
 
 const TOKEN: &str = "bench-access-token-0123456789";
@@ -29,9 +30,11 @@ fn cache_hit(c: &mut Criterion) {
         let key = ConnectionKey::new("crm", format!("user-{i}@example.com"));
         cache.put(&key.id(), &Connection::new(Secret::new(format!("token-{i}")), None));
     }
-    let key = ConnectionKey::new("crm", "user-4242@example.com");
+    // As on the request path: the caller's key cache gives the id (hashed on first use only),
+    // then the token cache is read.
+    let keys = KeyCache::default();
     c.bench_function("token_lookup_cache_hit", |b| {
-        b.iter(|| match cache.get(&black_box(&key).id()) {
+        b.iter(|| match cache.get(&keys.get(black_box("crm"), black_box("user-4242@example.com")).id) {
             Cached::Fresh(c) => c.version,
             _ => unreachable!("the entry is fresh"),
         })
