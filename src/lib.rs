@@ -5,11 +5,13 @@
 //! 1. [`server`] accepts the connection; [`proxy::handle`] classifies the request
 //!    ([`proxy::target::route`]): absolute-form forward proxy, gateway `/{connector}/...`,
 //!    or one of Tollgate's own paths.
-//! 2. [`proxy::pipeline::run`] runs the phases: `identify` ([`caller`]: JWT or API key),
-//!    `resolve_target` ([`domains::Target`]: the normalized URL), `authorize` (connector
-//!    selection and the [`domains::AllowList`]), `refuse_upgrades`, `attach_credentials`
-//!    (the [`token::broker::Broker`] reads the [`token::TokenStore`]), and `forward`
-//!    ([`net::connect`]: resolve, check the [`net::addr`] policy, dial, TLS).
+//! 2. [`proxy::pipeline::run`] runs the phases: `identify` ([`caller`]: JWT or API key, or
+//!    the connection's [`caller::Memo`] of the last one verified), `resolve_target`
+//!    ([`domains::Target`]: the normalized URL), `authorize` (connector selection and the
+//!    [`domains::AllowList`]), `refuse_upgrades`, `attach_credentials` (the
+//!    [`token::broker::Broker`] reads the [`token::TokenStore`]), and `forward`
+//!    ([`proxy::pool`] of upstream connections; new ones through [`net::connect`]: resolve,
+//!    check the [`net::addr`] policy, dial, TLS).
 //! 3. Errors meet at one edge ([`proxy::error`]) and become the JSON of SPEC section 7;
 //!    [`proxy::context::Record`] writes one audit line and the [`metrics`] exactly once.
 //!

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use common::*;
 use http_body_util::BodyExt;
 use hyper::client::conn::http1::SendRequest;
-use tollgate::config::{load_file, reload::reload_file, Environment};
+use tollgate::config::{reload::reload_file, Environment};
 
 const KEY: &str = "svc-key-0123456789";
 
@@ -62,12 +62,7 @@ async fn a_reload_that_removes_an_api_key_refuses_it_on_open_connections() {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), config(&ca, upstream.port, true)).unwrap();
     let env = Environment::from_vars([("UNUSED", "x")]);
-    let deps = tollgate::app::Deps {
-        resolver: std::sync::Arc::new(TestResolver::default()),
-        dialer: std::sync::Arc::new(LoopbackDialer::default()),
-        store: None,
-    };
-    let running = tollgate::app::start(load_file(file.path(), &env).unwrap(), deps).await.unwrap();
+    let running = start_from_file(file.path(), &env).await;
     let url = format!("https://api.test:{}/x", upstream.port);
     let key = format!("Bearer {KEY}");
     let mut connection = Connection::open(running.proxy_addr).await;

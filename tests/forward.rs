@@ -221,14 +221,8 @@ async fn server_sent_events_stream_through() {
     let (upstream, got_first_tx) = two_event_upstream(&ca).await;
     let proxy = TestProxy::start(&weather_config(&ca, upstream.port)).await;
     let auth = bearer(&jwt("alice", serde_json::json!({})));
-    let stream = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(conn);
-    let request = http::Request::get(format!("https://api.platform.test:{}/v1/events", upstream.port))
-        .header("proxy-authorization", &auth)
-        .body(http_body_util::Empty::<Bytes>::new())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
+    let url = format!("https://api.platform.test:{}/v1/events", upstream.port);
+    let response = get_streaming(proxy.addr(), &url, &auth).await;
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let mut body = response.into_body();
     let first = tokio::time::timeout(Duration::from_secs(20), body.frame()).await.expect("first event was held back");

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::process::TollgateProcess;
 use common::*;
-use tollgate::config::{load_file, reload::reload_file, Environment};
+use tollgate::config::{reload::reload_file, Environment};
 
 fn config(ca: &TestCa, port: u16, path_prefix: &str, extra_connector: bool) -> String {
     let extra = if extra_connector {
@@ -40,12 +40,7 @@ async fn reloads_apply_to_new_requests_only_and_bad_files_change_nothing() {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), config(&ca, upstream.port, "v1", false)).unwrap();
     let env = Environment::from_vars([("UNUSED", "x")]);
-    let deps = tollgate::app::Deps {
-        resolver: std::sync::Arc::new(TestResolver::default()),
-        dialer: std::sync::Arc::new(LoopbackDialer::default()),
-        store: None,
-    };
-    let running = tollgate::app::start(load_file(file.path(), &env).unwrap(), deps).await.unwrap();
+    let running = start_from_file(file.path(), &env).await;
     let auth = bearer(&jwt("alice", serde_json::json!({})));
     let url = |p: &str| format!("https://api.test:{}{p}", upstream.port);
     let call = |p: String| {

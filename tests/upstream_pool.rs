@@ -69,15 +69,8 @@ async fn a_streaming_answer_does_not_hold_up_other_requests() {
     let proxy = TestProxy::start(&config(&ca, upstream.port)).await;
     let auth = auth();
 
-    let stream = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(conn);
-    let request = http::Request::get(format!("https://api.weather.test:{}/stream", upstream.port))
-        .header("proxy-authorization", &auth)
-        .body(http_body_util::Empty::<Bytes>::new())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    let mut streaming = response.into_body();
+    let url = format!("https://api.weather.test:{}/stream", upstream.port);
+    let mut streaming = get_streaming(proxy.addr(), &url, &auth).await.into_body();
     tx.send(Bytes::from("first")).await.unwrap();
     assert_eq!(streaming.frame().await.unwrap().unwrap().into_data().unwrap(), "first");
 
@@ -103,14 +96,7 @@ async fn a_streaming_answer_does_not_hold_up_other_requests() {
 /// A TLS upstream that answers one request per connection with keep-alive, then closes the
 /// connection a moment later, as servers with a short idle timeout do.
 async fn closing_upstream(ca: &TestCa) -> (u16, Arc<std::sync::Mutex<usize>>) {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![ca.leaf_der.clone()], ca.leaf_key.clone_key())
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let acceptor = ca.acceptor();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let accepted = Arc::new(std::sync::Mutex::new(0));

@@ -12,14 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A TLS upstream that answers an upgrade with 101 and then echoes bytes; `/nows` answers 200.
 async fn echo_upstream(ca: &TestCa) -> (u16, Arc<Mutex<Vec<String>>>) {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![ca.leaf_der.clone()], ca.leaf_key.clone_key())
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let acceptor = ca.acceptor();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let heads: Arc<Mutex<Vec<String>>> = Arc::default();

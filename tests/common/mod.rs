@@ -73,6 +73,19 @@ impl TestCa {
 
 impl TestCa {
     /// The leaf certificate and key as PEM files, for servers outside Rust.
+    /// A TLS acceptor serving the leaf, offering HTTP/1.1 by ALPN.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![self.leaf_der.clone()], self.leaf_key.clone_key())
+            .unwrap();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        tokio_rustls::TlsAcceptor::from(Arc::new(tls))
+    }
+
     pub fn leaf_pem_files(&self) -> (tempfile::NamedTempFile, tempfile::NamedTempFile) {
         use base64::Engine;
         let pem = |label: &str, der: &[u8]| {
@@ -118,15 +131,7 @@ impl Upstream {
         Fut: Future<Output = Response<Body>> + Send + 'static,
     {
         let handler: Handler = Arc::new(move |r| Box::pin(handler(r)));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![ca.leaf_der.clone()], ca.leaf_key.clone_key())
-            .unwrap();
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let acceptor = ca.acceptor();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -329,6 +334,26 @@ pub async fn send(addr: SocketAddr, method: &str, target: &str, headers: &[(&str
 
 pub async fn get(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> Answer {
     send(addr, "GET", target, headers, Bytes::new()).await
+}
+
+/// A GET through the proxy whose answer is returned as soon as its head arrives, so a test can
+/// read the body frame by frame.
+pub async fn get_streaming(addr: SocketAddr, target: &str, proxy_authorization: &str) -> Response<Incoming> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let request = Request::get(target)
+        .header("proxy-authorization", proxy_authorization)
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    sender.send_request(request).await.unwrap()
+}
+
+/// Tollgate started from a config file (so a test can reload it), with test DNS and dialing.
+pub async fn start_from_file(path: &std::path::Path, env: &Environment) -> Running {
+    let deps =
+        Deps { resolver: Arc::new(TestResolver::default()), dialer: Arc::new(LoopbackDialer::default()), store: None };
+    start(tollgate::config::load_file(path, env).unwrap(), deps).await.unwrap()
 }
 
 /// A body fed through a channel, so a test decides when each chunk goes out.
