@@ -101,11 +101,6 @@ impl Pool {
             list.push(Idle { sender, since: now });
         }
     }
-
-    /// How many connections are idle (for tests and diagnostics).
-    pub fn idle_count(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).by_origin.values().map(Vec::len).sum()
-    }
 }
 
 /// An upstream answer's body that gives its connection back to the pool once read to the
