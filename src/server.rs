@@ -70,19 +70,10 @@ pub async fn serve<M, F, Fut>(
             .keep_alive(true);
         let conn = builder.serve_connection(TokioIo::new(stream), service_fn(handler)).with_upgrades();
         let alive = alive.clone();
-        let mut stop = shutdown.clone();
+        let stop = shutdown.clone();
         tokio::spawn(async move {
             let (_alive, _permit) = (alive, permit);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                result = conn.as_mut() => result,
-                _ = stop.changed() => {
-                    // Finish the request in flight, then close.
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = result {
+            if let Err(e) = until_shutdown(conn, stop).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
@@ -90,4 +81,58 @@ pub async fn serve<M, F, Fut>(
     drop(listener);
     drop(alive);
     let _ = drained.recv().await;
+}
+
+/// Drives a connection; once `stop` changes, lets it finish the request in flight and close.
+///
+/// The shutdown signal is registered for a wake-up once, on the first poll, and afterwards
+/// only read (one atomic load per poll): polling `changed()` every time the connection makes
+/// progress takes the signal's lock twice per request.
+async fn until_shutdown<C>(conn: C, stop: watch::Receiver<bool>) -> Result<(), hyper::Error>
+where
+    C: Future<Output = Result<(), hyper::Error>> + GracefulConnection,
+{
+    let mut conn = std::pin::pin!(conn);
+    let mut waiter = stop.clone();
+    // Wakes this task when the signal changes. A task's waker stays the same across polls,
+    // so the registration made by the first poll stays good.
+    let mut changed = std::pin::pin!(async move {
+        let _ = waiter.changed().await;
+    });
+    let mut registered = false;
+    let mut stopping = false;
+    std::future::poll_fn(|cx| {
+        if !stopping {
+            let signalled = stop.has_changed().unwrap_or(true);
+            if !registered {
+                registered = true;
+                stopping = signalled || changed.as_mut().poll(cx).is_ready();
+            } else {
+                stopping = signalled;
+            }
+            if stopping {
+                // Finish the request in flight, then close.
+                conn.as_mut().shutdown_gracefully();
+            }
+        }
+        conn.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// A connection that can be asked to close once its request in flight is answered.
+pub trait GracefulConnection {
+    fn shutdown_gracefully(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S> GracefulConnection for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming>,
+    S::ResBody: 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shutdown_gracefully(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
 }

@@ -48,8 +48,7 @@ pub fn parse_host(text: &str) -> Result<Host, TargetError> {
         idna::domain_to_ascii_strict(text).map_err(|_| TargetError::InvalidHost)?
     };
     if looks_numeric(ascii.rsplit('.').next().unwrap_or("")) {
-        let labels: Vec<&str> = ascii.split('.').collect();
-        return parse_canonical_ipv4(&labels).map(Host::V4);
+        return parse_canonical_ipv4(&ascii).map(Host::V4);
     }
     if ascii.len() > 253 {
         return Err(TargetError::InvalidHost);
@@ -84,12 +83,12 @@ fn looks_numeric(label: &str) -> bool {
 
 /// Only the dotted-quad decimal form without leading zeros is an address; every other
 /// numeric form (decimal, octal, hex, short) is refused rather than interpreted.
-fn parse_canonical_ipv4(labels: &[&str]) -> Result<Ipv4Addr, TargetError> {
-    if labels.len() != 4 {
+fn parse_canonical_ipv4(text: &str) -> Result<Ipv4Addr, TargetError> {
+    if text.split('.').count() != 4 {
         return Err(TargetError::NonCanonicalIpv4);
     }
     let mut octets = [0u8; 4];
-    for (slot, label) in octets.iter_mut().zip(labels) {
+    for (slot, label) in octets.iter_mut().zip(text.split('.')) {
         let canonical = !label.is_empty()
             && label.len() <= 3
             && label.bytes().all(|b| b.is_ascii_digit())

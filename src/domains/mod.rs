@@ -5,6 +5,7 @@ pub mod host;
 pub mod matcher;
 pub mod path;
 pub mod pattern;
+mod plain;
 pub mod target;
 
 pub use matcher::{AllowList, Covered};

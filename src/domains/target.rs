@@ -91,11 +91,33 @@ pub struct Target {
     pub port: u16,
     pub path: String,
     pub query: Option<String>,
+    /// `host[:port]` as written on the wire, kept from parsing.
+    authority: String,
 }
 
 impl Target {
     /// Parses and normalizes an absolute URL given by a caller.
     pub fn parse(raw: &str) -> Result<Target, TargetError> {
+        match super::plain::parse_plain(raw) {
+            Some(target) => Ok(target),
+            None => Self::parse_full(raw),
+        }
+    }
+
+    /// Puts a target together from parts already validated and canonical.
+    pub(super) fn assemble(
+        scheme: Scheme,
+        host: Host,
+        port: u16,
+        authority: String,
+        path: String,
+        query: Option<String>,
+    ) -> Target {
+        Target { scheme, host, port, path, query, authority }
+    }
+
+    /// The full parser: every URL, every refusal.
+    pub(super) fn parse_full(raw: &str) -> Result<Target, TargetError> {
         if raw.is_empty() {
             return Err(TargetError::Empty);
         }
@@ -141,14 +163,14 @@ impl Target {
             return Err(TargetError::NonAscii);
         }
         let path = if path.is_empty() { "/".to_string() } else { normalize_path(path)? };
-        Ok(Target { scheme, host, port, path, query: query.map(str::to_string) })
+        let mut authority = String::with_capacity(64);
+        push_authority(&host, port, scheme, &mut authority);
+        Ok(Target { scheme, host, port, path, query: query.map(str::to_string), authority })
     }
 
     /// `host[:port]`, the port only when it is not the scheme's default: the Host header.
-    pub fn authority(&self) -> String {
-        let mut out = String::with_capacity(64);
-        self.push_authority(&mut out);
-        out
+    pub fn authority(&self) -> &str {
+        &self.authority
     }
 
     /// The path and query as written on the request line.
@@ -167,34 +189,33 @@ impl Target {
         out
     }
 
-    // The request path formats URLs several times per request: written out by hand rather
-    // than through `format!`, which showed up in profiles.
-    fn push_authority(&self, out: &mut String) {
-        match &self.host {
-            Host::Name(name) => out.push_str(name),
-            Host::V4(addr) => {
-                for (i, octet) in addr.octets().iter().enumerate() {
-                    if i > 0 {
-                        out.push('.');
-                    }
-                    push_decimal(out, u16::from(*octet));
-                }
-            }
-            other => {
-                use fmt::Write;
-                let _ = write!(out, "{other}");
-            }
-        }
-        if self.port != self.scheme.default_port() {
-            out.push(':');
-            push_decimal(out, self.port);
-        }
-    }
-
     fn push_origin(&self, out: &mut String) {
         out.push_str(self.scheme.as_str());
         out.push_str("://");
-        self.push_authority(out);
+        out.push_str(&self.authority);
+    }
+}
+
+/// Writes `host[:port]` by hand rather than through `format!`, which showed up in profiles.
+fn push_authority(host: &Host, port: u16, scheme: Scheme, out: &mut String) {
+    match host {
+        Host::Name(name) => out.push_str(name),
+        Host::V4(addr) => {
+            for (i, octet) in addr.octets().iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_decimal(out, u16::from(*octet));
+            }
+        }
+        other => {
+            use fmt::Write;
+            let _ = write!(out, "{other}");
+        }
+    }
+    if port != scheme.default_port() {
+        out.push(':');
+        push_decimal(out, port);
     }
 }
 

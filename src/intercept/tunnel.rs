@@ -123,7 +123,7 @@ fn authorize_tunnel(
     let usable = covered.iter().any(|owner| caller.may_use(*owner) && chosen.is_none_or(|c| c == *owner));
     if !usable {
         return Err(PolicyError::NotCovered {
-            url: target.authority(),
+            url: target.authority().to_string(),
             scope: "any connector this caller may use".into(),
         }
         .into());

@@ -152,7 +152,7 @@ impl Record {
             principal = self.caller.as_ref().map_or("", |c| c.principal.as_str()),
             connector = self.connector_name().unwrap_or(""),
             method = %self.method,
-            host = host.as_deref().unwrap_or(""),
+            host = host.unwrap_or(""),
             path = self.target.as_ref().map_or("", |t| t.path.as_str()),
             decision,
             status,

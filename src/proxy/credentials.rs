@@ -43,7 +43,8 @@ pub fn attach_credentials(
     token: &Secret,
 ) -> Result<(), ProxyError> {
     clean_request(headers, &connector.inject.header, &connector.strip_headers);
-    let host = HeaderValue::from_str(&target.authority()).map_err(|_| ProxyError::Internal)?;
+    // Replaces whatever Host the caller sent.
+    let host = HeaderValue::from_str(target.authority()).map_err(|_| ProxyError::Internal)?;
     headers.insert(header::HOST, host);
     // A token that cannot be a header value is a broken connection record, not the caller's fault.
     let value = connector.inject.value(token).ok_or(ProxyError::Internal)?;

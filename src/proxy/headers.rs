@@ -52,39 +52,53 @@ fn is_identity_assertion(name: &str) -> bool {
     )
 }
 
-/// Names listed in `Connection` headers.
-fn nominated(headers: &HeaderMap) -> Vec<HeaderName> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
-        .collect()
+/// Names listed in `Connection` headers, as written. `keep-alive` is left out: it is removed
+/// as a listed hop-by-hop header anyway, and it is the one name almost every upstream sends.
+fn nominated(headers: &HeaderMap) -> Vec<&str> {
+    let mut names = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        for name in value.as_bytes().split(|&b| b == b',') {
+            let name = name.trim_ascii();
+            if !name.is_empty() && !name.eq_ignore_ascii_case(b"keep-alive") {
+                // A name that is not text cannot equal a header name; it is left out.
+                if let Ok(name) = std::str::from_utf8(name) {
+                    names.push(name);
+                }
+            }
+        }
+    }
+    names
 }
 
-/// Removes every header `doomed` picks. The request's own names are walked once (a handful)
-/// and compared with the lists, rather than looking each listed name up in the map: the
-/// lookups, and turning each listed `&str` into a `HeaderName`, showed up in profiles.
-fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
-    let names: Vec<HeaderName> = headers.keys().filter(|k| doomed(k)).cloned().collect();
+/// Removes every hop-by-hop header (listed, or nominated in `Connection`) and every other
+/// header `doomed` picks. The map's own names are walked once (a handful) and compared with
+/// the lists, rather than looking each listed name up: the lookups, and turning each listed
+/// `&str` into a `HeaderName`, showed up in profiles. Nothing is allocated unless a header goes.
+fn remove_hop_by_hop_and(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    let names: Vec<HeaderName> = {
+        let nominated = nominated(headers);
+        headers
+            .keys()
+            .filter(|name| {
+                is_listed_hop_by_hop(name.as_str())
+                    || nominated.iter().any(|n| n.eq_ignore_ascii_case(name.as_str()))
+                    || doomed(name)
+            })
+            .cloned()
+            .collect()
+    };
     for name in names {
         headers.remove(name);
     }
 }
 
-fn is_hop_by_hop(name: &HeaderName, nominated: &[HeaderName]) -> bool {
-    is_listed_hop_by_hop(name.as_str()) || nominated.contains(name)
-}
-
-/// Cleans a caller's request headers before the credential is injected.
+/// Cleans a caller's request headers before the credential is injected. `Host` is left for
+/// the caller of this function to replace (inserting it replaces every value, so removing it
+/// first would only cost a second lookup).
 pub fn clean_request(headers: &mut HeaderMap, injected: &HeaderName, strip: &[HeaderName]) {
-    let nominated = nominated(headers);
-    remove_where(headers, |name| {
+    remove_hop_by_hop_and(headers, |name| {
         let text = name.as_str();
-        is_hop_by_hop(name, &nominated)
-            || name == header::AUTHORIZATION
-            || name == header::HOST
+        name == header::AUTHORIZATION
             || name == injected
             || is_routing_override(text)
             || is_identity_assertion(text)
@@ -97,8 +111,7 @@ pub fn clean_request(headers: &mut HeaderMap, injected: &HeaderName, strip: &[He
 /// Cleans an upstream response: hop-by-hop headers go, and an upstream can never pose as
 /// Tollgate by sending `X-Tollgate-Error`.
 pub fn clean_response(headers: &mut HeaderMap) {
-    let nominated = nominated(headers);
-    remove_where(headers, |name| is_hop_by_hop(name, &nominated) || name == X_TOLLGATE_ERROR);
+    remove_hop_by_hop_and(headers, |name| name == X_TOLLGATE_ERROR);
 }
 
 /// Total size of the request headers as they appeared on the wire (name, value, separators).

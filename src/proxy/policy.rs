@@ -76,22 +76,24 @@ pub fn authorize<'a>(
             .ok_or_else(|| PolicyError::NotCovered { url: url(), scope: format!("connector {}", connector.name) })?;
         return Ok(Decision { index, connector, pattern });
     }
-    let mut usable: Vec<(usize, &Pattern)> = Vec::new();
-    for covered in config.allow_list.covering(target) {
-        if caller.may_use(covered.owner) && !usable.iter().any(|(i, _)| *i == covered.owner) {
-            usable.push((covered.owner, covered.pattern));
+    let mut usable = config.allow_list.covering_iter(target).filter(|c| caller.may_use(c.owner));
+    let Some(first) = usable.next() else {
+        return Err(PolicyError::NotCovered { url: url(), scope: "any connector this caller may use".into() });
+    };
+    // Another owner covering the same URL makes it ambiguous; more patterns of one owner do not.
+    let mut owners = vec![first.owner];
+    for covered in usable {
+        if !owners.contains(&covered.owner) {
+            owners.push(covered.owner);
         }
     }
-    match usable.as_slice() {
-        [] => Err(PolicyError::NotCovered { url: url(), scope: "any connector this caller may use".into() }),
-        [(index, pattern)] => Ok(Decision { index: *index, connector: &config.connectors[*index], pattern }),
-        several => {
-            let names: Vec<&str> = several.iter().map(|(i, _)| config.connectors[*i].name.as_str()).collect();
-            Err(PolicyError::Ambiguous(format!(
-                "{} is covered by connectors {}; name one with X-Tollgate-Connector or the proxy username",
-                url(),
-                names.join(", ")
-            )))
-        }
+    if let [index] = owners.as_slice() {
+        return Ok(Decision { index: *index, connector: &config.connectors[*index], pattern: first.pattern });
     }
+    let names: Vec<&str> = owners.iter().map(|i| config.connectors[*i].name.as_str()).collect();
+    Err(PolicyError::Ambiguous(format!(
+        "{} is covered by connectors {}; name one with X-Tollgate-Connector or the proxy username",
+        url(),
+        names.join(", ")
+    )))
 }

@@ -47,7 +47,7 @@ pub struct Pool {
 
 #[derive(Default)]
 struct Idling {
-    by_origin: HashMap<Origin, Vec<Idle>>,
+    by_origin: HashMap<Origin, Vec<Idle>, foldhash::fast::RandomState>,
     swept: Option<Instant>,
 }
 

@@ -75,7 +75,14 @@ async fn send(
     request: Request<Body>,
 ) -> Result<Response<Body>, ProxyError> {
     let (response, elapsed) = state.upstream.forward(decision.index, target, request).await?;
-    state.metrics.upstream_duration.with_label_values(&[&decision.connector.name]).observe(elapsed.as_secs_f64());
+    match state.series.get(decision.index) {
+        Some(series) => series.upstream_duration.observe(elapsed.as_secs_f64()),
+        None => state
+            .metrics
+            .upstream_duration
+            .with_label_values(&[&decision.connector.name])
+            .observe(elapsed.as_secs_f64()),
+    }
     Ok(response)
 }
 

@@ -44,7 +44,7 @@ impl Upstream {
         mut request: Request<Body>,
     ) -> Result<(Response<Body>, Duration), ProxyError> {
         let (connector, pool) = self.connectors.get(index).ok_or(ProxyError::Internal)?;
-        *request.uri_mut() = Uri::try_from(target.path_and_query()).map_err(|_| ProxyError::Internal)?;
+        *request.uri_mut() = origin_form(request.uri(), target)?;
         *request.version_mut() = Version::HTTP_11;
         let origin = Origin::of(target);
         let started = Instant::now();
@@ -62,6 +62,27 @@ impl Upstream {
         let back = (parts.status != StatusCode::SWITCHING_PROTOCOLS).then(|| (pool.clone(), origin));
         Ok((Response::from_parts(parts, Release::new(body, sender, back).boxed()), elapsed))
     }
+}
+
+/// The request target for the upstream: the target's path and query. The caller's own,
+/// already parsed, is reused when it is exactly that (the usual case) instead of parsing again.
+fn origin_form(uri: &Uri, target: &Target) -> Result<Uri, ProxyError> {
+    if let Some(given) = uri.path_and_query() {
+        let text = given.as_str();
+        let same = match &target.query {
+            None => text == target.path,
+            Some(query) => {
+                text.len() == target.path.len() + 1 + query.len()
+                    && text.starts_with(target.path.as_str())
+                    && text.as_bytes()[target.path.len()] == b'?'
+                    && text.ends_with(query.as_str())
+            }
+        };
+        if same {
+            return Ok(Uri::from(given.clone()));
+        }
+    }
+    Uri::try_from(target.path_and_query()).map_err(|_| ProxyError::Internal)
 }
 
 /// Why an exchange failed: before the request could be sent, or while it was.

@@ -32,7 +32,7 @@ pub enum Cached {
 #[derive(Default)]
 pub struct TokenCache {
     ttl: Duration,
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<HashMap<String, Entry, foldhash::fast::RandomState>>,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -43,7 +43,7 @@ impl std::fmt::Debug for TokenCache {
 
 impl TokenCache {
     pub fn new(ttl: Duration) -> Self {
-        TokenCache { ttl, entries: Mutex::new(HashMap::new()) }
+        TokenCache { ttl, entries: Mutex::new(HashMap::default()) }
     }
 
     pub fn get(&self, id: &str) -> Cached {

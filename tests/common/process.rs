@@ -66,6 +66,18 @@ impl TollgateProcess {
         assert!(status.success());
     }
 
+    /// Waits for the process to exit by itself; panics if it is still running after `within`.
+    pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "tollgate was still running {within:?} later");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// A metric's value from this process's `/metrics` (sum of matching lines).
     pub async fn metric(&self, prefix: &str) -> f64 {
         let answer = super::get(self.admin, "/metrics", &[]).await;
