@@ -1,6 +1,7 @@
 //! The upstream connection pool, seen from a real TLS upstream over loopback: connections are
 //! reused, a streaming answer never holds up another request, and a connection the upstream
-//! closed while idle is replaced without the caller noticing.
+//! closed while idle is replaced without the caller noticing. A client connection keeps the
+//! upstream connection its last answer came over, and hands it back when it closes.
 
 mod common;
 
@@ -139,4 +140,43 @@ async fn a_connection_the_upstream_closed_while_idle_is_replaced() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(*accepted.lock().unwrap(), 3, "each request needed a new connection");
+}
+
+/// One GET on an open keep-alive connection; the answer must be 200 `{"ok":true}`.
+async fn get_on(stream: &mut tokio::net::TcpStream, url: &str, host: &str, auth: &str) {
+    let request = format!("GET {url} HTTP/1.1\r\nHost: {host}\r\nProxy-Authorization: {auth}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let head = read_head(stream).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut body = [0u8; 11];
+    stream.read_exact(&mut body).await.unwrap();
+    assert_eq!(&body, br#"{"ok":true}"#);
+}
+
+#[tokio::test]
+async fn each_client_connection_keeps_its_upstream_connection_and_hands_it_back_when_it_closes() {
+    let ca = TestCa::new(&["api.weather.test"]);
+    let upstream = Upstream::ok(&ca).await;
+    let proxy = TestProxy::start(&config(&ca, upstream.port)).await;
+    let auth = auth();
+    let host = format!("api.weather.test:{}", upstream.port);
+    let url = format!("https://{host}/x");
+    let mut a = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    let mut b = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    for _ in 0..3 {
+        get_on(&mut a, &url, &host, &auth).await;
+        get_on(&mut b, &url, &host, &auth).await;
+    }
+    assert_eq!(upstream.requests().len(), 6);
+    assert_eq!(*upstream.connections.lock().unwrap(), 2, "one upstream connection per open client connection");
+
+    // Closing `a` hands its upstream connection back: a new client connection reuses it.
+    a.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    a.read_to_end(&mut rest).await.unwrap();
+    let mut c = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    get_on(&mut c, &url, &host, &auth).await;
+    get_on(&mut b, &url, &host, &auth).await;
+    assert_eq!(upstream.requests().len(), 8);
+    assert_eq!(*upstream.connections.lock().unwrap(), 2, "the closed client's upstream connection was not reused");
 }

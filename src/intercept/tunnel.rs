@@ -14,13 +14,14 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::app::Shared;
-use crate::caller::{Caller, IdentityError, Memo};
+use crate::caller::{Caller, IdentityError};
 use crate::domains::{Target, TargetError};
 use crate::proxy::context::Record;
 use crate::proxy::error::{PolicyError, ProxyError};
 use crate::proxy::headers::{X_TOLLGATE_CONNECTOR, X_TOLLGATE_TOOL};
 use crate::proxy::pipeline::unix_now;
 use crate::proxy::target::Route;
+use crate::proxy::Session;
 use crate::proxy::{Body, State};
 use crate::token::broker::CredentialError;
 use crate::token::StoreError;
@@ -33,9 +34,10 @@ pub async fn open(
     record: &mut Record,
 ) -> Result<Response<Body>, ProxyError> {
     let header = request.headers().get(http::header::PROXY_AUTHORIZATION).ok_or(IdentityError::Missing)?.clone();
-    // The tunnel's inner requests verify the CONNECT's credential again, through this memo.
-    let memo = Arc::new(Memo::default());
-    let caller = memo.identify(&header, &state.config, unix_now())?;
+    // The tunnel's inner requests verify the CONNECT's credential again, through this
+    // session's memo, and share its upstream connection.
+    let session = Arc::new(Session::default());
+    let caller = session.callers.identify(&header, &state.config, unix_now())?;
     record.caller = Some(caller.clone());
     let authority = request.uri().authority().map(|a| a.as_str().to_string()).ok_or(TargetError::MissingHost)?;
     if !authority.contains(':') && !authority.ends_with(']') {
@@ -71,8 +73,8 @@ pub async fn open(
             Err(_) => return tracing::info!(request_id = %id, "TLS inside the tunnel timed out"),
         };
         let service = hyper::service::service_fn(move |inner: Request<Incoming>| {
-            let (shared, memo, header, target) = (shared.clone(), memo.clone(), header.clone(), target.clone());
-            async move { Ok::<_, std::convert::Infallible>(inner_request(&shared, &memo, &header, &target, inner).await) }
+            let (shared, session, header, target) = (shared.clone(), session.clone(), header.clone(), target.clone());
+            async move { Ok::<_, std::convert::Infallible>(inner_request(&shared, &session, &header, &target, inner).await) }
         });
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         builder
@@ -136,14 +138,14 @@ fn authorize_tunnel(
 /// opened).
 async fn inner_request(
     shared: &Shared,
-    memo: &Memo,
+    session: &Session,
     header: &http::HeaderValue,
     target: &Target,
     request: Request<Incoming>,
 ) -> Response<Body> {
     let state = shared.current();
     let mut record = Record::start(request.method(), &state);
-    let caller = match memo.identify(header, &state.config, unix_now()) {
+    let caller = match session.callers.identify(header, &state.config, unix_now()) {
         Ok(caller) => caller,
         Err(e) => return crate::proxy::respond(record, Err(e.into())),
     };
@@ -163,7 +165,7 @@ async fn inner_request(
         Err(TargetError::MissingHost.into())
     } else {
         let route = Route::Forward(format!("https://{}{path}", target.authority()));
-        crate::proxy::pipeline::run(&state, memo, request, route, &mut record, Some(caller)).await
+        crate::proxy::pipeline::run(&state, session, request, route, &mut record, Some(caller)).await
     };
     crate::proxy::respond(record, result)
 }

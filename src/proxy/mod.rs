@@ -1,6 +1,7 @@
 //! The proxy listener: forward-proxy (absolute-form) and gateway requests, and `POST /connect`.
 //! `pipeline.rs` is the request path; the other files are its phases, in the order they run.
 
+pub mod affinity;
 pub mod context;
 pub mod credentials;
 pub mod error;
@@ -58,6 +59,8 @@ pub struct State {
 pub struct Session {
     /// The last caller credential verified on this connection.
     pub callers: Memo,
+    /// The response timer and the last upstream connection of this connection.
+    pub upstream: Arc<affinity::Affinity>,
 }
 
 /// Handles one request on the proxy listener. Never fails: every error becomes a response.
@@ -79,7 +82,7 @@ pub async fn handle(
             record.gateway = true;
             local::handle_local(&state, &session, request, &path, &mut record).await
         }
-        route => pipeline::run(&state, &session.callers, request, route, &mut record, None).await,
+        route => pipeline::run(&state, &session, request, route, &mut record, None).await,
     };
     Ok(respond(record, result))
 }

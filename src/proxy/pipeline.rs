@@ -22,8 +22,8 @@ use super::headers::header_bytes;
 use super::identity::identify;
 use super::policy::authorize;
 use super::target::{resolve_target, Route};
-use super::{replay, Body, State};
-use crate::caller::{Caller, Memo};
+use super::{replay, Body, Session, State};
+use crate::caller::Caller;
 
 /// Unix seconds now; the one clock read of a request.
 pub fn unix_now() -> u64 {
@@ -31,11 +31,11 @@ pub fn unix_now() -> u64 {
 }
 
 /// Runs a forward or gateway request through every phase. `caller` is given for requests
-/// inside a CONNECT tunnel, authenticated on the CONNECT; otherwise the connection's `memo`
-/// verifies the request's credential.
+/// inside a CONNECT tunnel, authenticated on the CONNECT; otherwise the connection's memo
+/// (in `session`) verifies the request's credential.
 pub async fn run(
     state: &State,
-    memo: &Memo,
+    session: &Session,
     mut request: Request<Incoming>,
     route: Route,
     record: &mut Record,
@@ -50,7 +50,7 @@ pub async fn run(
     };
     let caller = match caller {
         Some(caller) => caller,
-        None => identify(request.headers(), record.gateway, config, memo, now)?,
+        None => identify(request.headers(), record.gateway, config, &session.callers, now)?,
     };
     record.caller = Some(caller.clone());
 
@@ -66,10 +66,10 @@ pub async fn run(
     let (mut parts, body) = request.into_parts();
     attach_credentials(&mut parts.headers, decision.connector, &target, &credential.token)?;
     if let Some(client_upgrade) = client_upgrade {
-        return super::websocket::forward(state, &decision, &target, parts, client_upgrade).await;
+        return super::websocket::forward(state, &session.upstream, &decision, &target, parts, client_upgrade).await;
     }
 
-    replay::forward(state, &decision, &target, parts, body, credential).await
+    replay::forward(state, &session.upstream, &decision, &target, parts, body, credential).await
 }
 
 /// Refuses requests whose headers exceed the configured limit.

@@ -16,6 +16,7 @@ use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use tokio::time::Instant;
 
+use super::affinity::Affinity;
 use super::{Body, BoxError};
 use crate::domains::{Host, Target};
 
@@ -81,8 +82,17 @@ impl Pool {
         None
     }
 
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
     /// Keeps a connection whose last answer was read to its end.
     pub fn put(&self, origin: Origin, sender: SendRequest<Body>) {
+        self.put_since(origin, sender, Instant::now());
+    }
+
+    /// Keeps a connection idle since `since`.
+    pub fn put_since(&self, origin: Origin, sender: SendRequest<Body>, since: Instant) {
         if sender.is_closed() {
             return;
         }
@@ -97,24 +107,32 @@ impl Pool {
             });
         }
         let list = idle.by_origin.entry(origin).or_default();
-        if list.len() < MAX_IDLE_PER_ORIGIN {
-            list.push(Idle { sender, since: now });
+        if list.len() < MAX_IDLE_PER_ORIGIN && now.saturating_duration_since(since) < self.idle_timeout {
+            list.push(Idle { sender, since });
         }
     }
 }
 
-/// An upstream answer's body that gives its connection back to the pool once read to the
-/// end. Dropped earlier, the connection is dropped with it (hyper then closes it).
+/// Where a connection goes back once its answer has been read: to the client connection
+/// that used it when there is one, else to the pool.
+pub struct Back {
+    pub pool: Arc<Pool>,
+    pub origin: Origin,
+    pub affinity: Option<Arc<Affinity>>,
+}
+
+/// An upstream answer's body that gives its connection back once read to the end. Dropped
+/// earlier, the connection is dropped with it (hyper then closes it).
 pub struct Release {
     inner: Incoming,
     sender: Option<SendRequest<Body>>,
-    /// Where the connection goes back; `None` for a connection that switched protocols, which
-    /// is only kept alive until the answer is dropped.
-    back: Option<(Arc<Pool>, Origin)>,
+    /// `None` for a connection that switched protocols, which is only kept alive until the
+    /// answer is dropped.
+    back: Option<Back>,
 }
 
 impl Release {
-    pub fn new(inner: Incoming, sender: SendRequest<Body>, back: Option<(Arc<Pool>, Origin)>) -> Release {
+    pub fn new(inner: Incoming, sender: SendRequest<Body>, back: Option<Back>) -> Release {
         let mut release = Release { inner, sender: Some(sender), back };
         if release.inner.is_end_stream() {
             release.give_back();
@@ -123,8 +141,11 @@ impl Release {
     }
 
     fn give_back(&mut self) {
-        if let (Some((pool, origin)), Some(sender)) = (self.back.take(), self.sender.take()) {
-            pool.put(origin, sender);
+        if let (Some(back), Some(sender)) = (self.back.take(), self.sender.take()) {
+            match back.affinity {
+                Some(affinity) => affinity.keep(back.pool, back.origin, sender),
+                None => back.pool.put(back.origin, sender),
+            }
         }
     }
 }

@@ -3,6 +3,8 @@
 //! again. Only requests whose whole body is known and small (`refresh.replay_body_limit`,
 //! from `Content-Length`) are kept for a second send; streams are never replayed.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::request::Parts;
 use http::{Request, Response, StatusCode};
@@ -10,6 +12,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body as _;
 use hyper::body::Incoming;
 
+use super::affinity::Affinity;
 use super::error::ProxyError;
 use super::pipeline::unix_now;
 use super::policy::Decision;
@@ -37,6 +40,7 @@ fn copy(parts: &Parts, body: Bytes) -> Request<Body> {
 /// `parts` already carry the cleaned headers and the injected credential.
 pub async fn forward(
     state: &State,
+    affinity: &Arc<Affinity>,
     decision: &Decision<'_>,
     target: &Target,
     mut parts: Parts,
@@ -46,14 +50,14 @@ pub async fn forward(
     let limit = state.config.refresh.replay_body_limit;
     let Some((key, version)) = credential.renewal.filter(|_| replayable(&body, limit)) else {
         let outbound = Request::from_parts(parts, first_frame_checked(body).await?);
-        return Ok(redact::echoed(send(state, decision, target, outbound).await?, &credential.token));
+        return Ok(redact::echoed(send(state, affinity, decision, target, outbound).await?, &credential.token));
     };
     let bytes = if body.is_end_stream() {
         Bytes::new()
     } else {
         Limited::new(body, limit as usize).collect().await.map_err(|_| ProxyError::RequestBody)?.to_bytes()
     };
-    let response = send(state, decision, target, copy(&parts, bytes.clone())).await?;
+    let response = send(state, affinity, decision, target, copy(&parts, bytes.clone())).await?;
     if response.status() != StatusCode::UNAUTHORIZED {
         return Ok(redact::echoed(response, &credential.token));
     }
@@ -65,16 +69,17 @@ pub async fn forward(
     let value = decision.connector.inject.value(&token).ok_or(ProxyError::Internal)?;
     parts.headers.insert(decision.connector.inject.header.clone(), value);
     tracing::info!(connector = %decision.connector.name, "retrying once with a renewed token after an upstream 401");
-    Ok(redact::echoed(send(state, decision, target, copy(&parts, bytes)).await?, &token))
+    Ok(redact::echoed(send(state, affinity, decision, target, copy(&parts, bytes)).await?, &token))
 }
 
 async fn send(
     state: &State,
+    affinity: &Arc<Affinity>,
     decision: &Decision<'_>,
     target: &Target,
     request: Request<Body>,
 ) -> Result<Response<Body>, ProxyError> {
-    let (response, elapsed) = state.upstream.forward(decision.index, target, request).await?;
+    let (response, elapsed) = state.upstream.forward(decision.index, target, request, affinity).await?;
     match state.series.get(decision.index) {
         Some(series) => series.upstream_duration.observe(elapsed.as_secs_f64()),
         None => state

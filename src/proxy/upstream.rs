@@ -1,7 +1,9 @@
 //! Phase `forward`: send the rewritten request to the checked upstream and stream the answer
 //! back. Redirects are never followed: a 3xx goes back to the caller as it came.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -9,9 +11,10 @@ use http_body_util::BodyExt;
 use hyper::client::conn::http1::SendRequest;
 use tokio::time::Instant;
 
+use super::affinity::Affinity;
 use super::error::{PolicyError, ProxyError, UpstreamError};
 use super::headers::clean_response;
-use super::pool::{Origin, Pool, Release};
+use super::pool::{Back, Origin, Pool, Release};
 use super::Body;
 use crate::config::Config;
 use crate::domains::Target;
@@ -37,29 +40,43 @@ impl Upstream {
 
     /// Sends the request for connector `index` to `target` and returns the upstream response
     /// with its hop-by-hop headers removed. The elapsed time to headers is returned too.
+    /// `affinity` is the client connection's: its timer and its last upstream connection.
     pub async fn forward(
         &self,
         index: usize,
         target: &Target,
         mut request: Request<Body>,
+        affinity: &Arc<Affinity>,
     ) -> Result<(Response<Body>, Duration), ProxyError> {
         let (connector, pool) = self.connectors.get(index).ok_or(ProxyError::Internal)?;
         *request.uri_mut() = origin_form(request.uri(), target)?;
         *request.version_mut() = Version::HTTP_11;
         let origin = Origin::of(target);
         let started = Instant::now();
-        let exchange = exchange(connector, pool, &origin, request);
-        let (response, sender) = match tokio::time::timeout(self.response_timeout, exchange).await {
-            Err(_) => {
-                return Err(UpstreamError::Timeout(target.without_query(), self.response_timeout.as_secs()).into())
-            }
-            Ok(Err(failure)) => return Err(failure.classify(target.without_query())),
-            Ok(Ok(answer)) => answer,
+        let kept = affinity.take(pool, &origin, started);
+        let mut timer = affinity.timer(started + self.response_timeout);
+        let outcome = {
+            let mut exchange = std::pin::pin!(exchange(connector, pool, kept, &origin, request));
+            std::future::poll_fn(|cx| match exchange.as_mut().poll(cx) {
+                Poll::Ready(answer) => Poll::Ready(Some(answer)),
+                Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
+            })
+            .await
+        };
+        affinity.keep_timer(timer);
+        let (response, sender) = match outcome {
+            None => return Err(UpstreamError::Timeout(target.without_query(), self.response_timeout.as_secs()).into()),
+            Some(Err(failure)) => return Err(failure.classify(target.without_query())),
+            Some(Ok(answer)) => answer,
         };
         let elapsed = started.elapsed();
         let (mut parts, body) = response.into_parts();
         clean_response(&mut parts.headers);
-        let back = (parts.status != StatusCode::SWITCHING_PROTOCOLS).then(|| (pool.clone(), origin));
+        let back = (parts.status != StatusCode::SWITCHING_PROTOCOLS).then(|| Back {
+            pool: pool.clone(),
+            origin,
+            affinity: Some(affinity.clone()),
+        });
         Ok((Response::from_parts(parts, Release::new(body, sender, back).boxed()), elapsed))
     }
 }
@@ -109,11 +126,13 @@ impl Failure {
 async fn exchange(
     connector: &UpstreamConnector,
     pool: &Pool,
+    kept: Option<SendRequest<Body>>,
     origin: &Origin,
     request: Request<Body>,
 ) -> Result<(Response<hyper::body::Incoming>, SendRequest<Body>), Failure> {
     let mut request = request;
-    while let Some(mut sender) = pool.take(origin) {
+    let mut kept = kept;
+    while let Some(mut sender) = kept.take().or_else(|| pool.take(origin)) {
         if sender.ready().await.is_err() {
             continue;
         }

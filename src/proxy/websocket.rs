@@ -16,6 +16,7 @@ use crate::domains::Target;
 /// Sends the upgrade request and, on 101, relays bytes between the caller and the upstream.
 pub async fn forward(
     state: &State,
+    affinity: &std::sync::Arc<super::affinity::Affinity>,
     decision: &Decision<'_>,
     target: &Target,
     mut parts: http::request::Parts,
@@ -25,7 +26,7 @@ pub async fn forward(
     parts.headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     parts.headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     let request = Request::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed());
-    let (mut response, _) = state.upstream.forward(decision.index, target, request).await?;
+    let (mut response, _) = state.upstream.forward(decision.index, target, request, affinity).await?;
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         return Ok(response);
     }
