@@ -121,7 +121,7 @@ where
 }
 
 /// A connection that can be asked to close once its request in flight is answered.
-pub trait GracefulConnection {
+trait GracefulConnection {
     fn shutdown_gracefully(self: std::pin::Pin<&mut Self>);
 }
 
