@@ -83,7 +83,7 @@ fn looks_numeric(label: &str) -> bool {
 
 /// Only the dotted-quad decimal form without leading zeros is an address; every other
 /// numeric form (decimal, octal, hex, short) is refused rather than interpreted.
-fn parse_canonical_ipv4(text: &str) -> Result<Ipv4Addr, TargetError> {
+pub(super) fn parse_canonical_ipv4(text: &str) -> Result<Ipv4Addr, TargetError> {
     if text.split('.').count() != 4 {
         return Err(TargetError::NonCanonicalIpv4);
     }

@@ -7,9 +7,7 @@
 //! plain octets, ...) sends the URL to the full parser, which gives the same answer for every
 //! URL this path accepts (tested below against it).
 
-use std::net::Ipv4Addr;
-
-use super::host::Host;
+use super::host::{parse_canonical_ipv4, Host};
 use super::target::{Scheme, Target};
 
 /// Bytes a path may hold here: RFC 3986 `pchar` and `/`, without `%`.
@@ -84,28 +82,11 @@ fn plain_host(text: &str) -> Option<Host> {
     }
     let last = bytes.iter().rposition(|&b| b == b'.').map_or(0, |dot| dot + 1);
     if bytes.get(last).is_some_and(u8::is_ascii_digit) {
-        return plain_ipv4(bytes).map(Host::V4);
+        return parse_canonical_ipv4(text).ok().map(Host::V4);
     }
     let labels_ok =
         bytes.split(|&b| b == b'.').all(|label| !label.is_empty() && label.len() <= 63 && !label.starts_with(b"xn--"));
     labels_ok.then(|| Host::Name(text.to_string()))
-}
-
-fn plain_ipv4(bytes: &[u8]) -> Option<Ipv4Addr> {
-    let mut octets = [0u8; 4];
-    let mut parts = bytes.split(|&b| b == b'.');
-    for slot in &mut octets {
-        let part = parts.next()?;
-        let canonical = !part.is_empty()
-            && part.len() <= 3
-            && (part.len() == 1 || part[0] != b'0')
-            && part.iter().all(u8::is_ascii_digit);
-        if !canonical {
-            return None;
-        }
-        *slot = u8::try_from(part.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'))).ok()?;
-    }
-    parts.next().is_none().then(|| Ipv4Addr::from(octets))
 }
 
 /// Whether a segment is `.` or `..` (before any `;parameters`), which the full parser resolves.
