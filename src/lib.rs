@@ -10,7 +10,8 @@
 //!    ([`domains::Target`]: the normalized URL), `authorize` (connector selection and the
 //!    [`domains::AllowList`]), `refuse_upgrades`, `attach_credentials` (the
 //!    [`token::broker::Broker`] reads the [`token::TokenStore`]), and `forward`
-//!    ([`proxy::pool`] of upstream connections, the last one kept by each client connection
+//!    ([`proxy::h1`], the HTTP/1.1 client run in the request's task, over the
+//!    [`proxy::pool`] of upstream connections, the last one kept by each client connection
 //!    in its [`proxy::affinity::Affinity`]; new ones through [`net::connect`]: resolve,
 //!    check the [`net::addr`] policy, dial, TLS).
 //! 3. Errors meet at one edge ([`proxy::error`]) and become the JSON of SPEC section 7;

@@ -86,13 +86,18 @@ impl tower_service::Service<Uri> for UpstreamConnector {
 impl UpstreamConnector {
     /// A connection to `host:port` (TLS when `https`), within the connect timeout.
     pub async fn open(&self, host: &Host, port: u16, https: bool) -> Result<UpstreamIo, ConnectError> {
+        self.open_stream(host, port, https).await.map(|s| UpstreamIo(TokioIo::new(s)))
+    }
+
+    /// The same connection as [`UpstreamConnector::open`], as a tokio stream.
+    pub async fn open_stream(&self, host: &Host, port: u16, https: bool) -> Result<Stream, ConnectError> {
         let timeout = self.timeout;
         tokio::time::timeout(timeout, self.connect(host, port, https))
             .await
             .unwrap_or(Err(ConnectError::Timeout(timeout)))
     }
 
-    async fn connect(&self, host: &Host, port: u16, https: bool) -> Result<UpstreamIo, ConnectError> {
+    async fn connect(&self, host: &Host, port: u16, https: bool) -> Result<Stream, ConnectError> {
         let addrs: Vec<IpAddr> = match host {
             Host::V4(ip) => vec![IpAddr::V4(*ip)],
             Host::V6(ip) => vec![IpAddr::V6(*ip)],
@@ -123,7 +128,7 @@ impl UpstreamConnector {
             }
         };
         if !https {
-            return Ok(UpstreamIo(TokioIo::new(Stream::Plain(tcp))));
+            return Ok(Stream::Plain(tcp));
         }
         let name = match host {
             Host::Name(n) => ServerName::try_from(n.clone()).map_err(|_| ConnectError::BadUri)?,
@@ -131,7 +136,7 @@ impl UpstreamConnector {
             Host::V6(ip) => ServerName::IpAddress(IpAddr::V6(*ip).into()),
         };
         let tls = self.tls.connect(name, tcp).await.map_err(ConnectError::Tls)?;
-        Ok(UpstreamIo(TokioIo::new(Stream::Tls(Box::new(tls)))))
+        Ok(Stream::Tls(Box::new(tls)))
     }
 }
 

@@ -11,16 +11,15 @@
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use hyper::client::conn::http1::SendRequest;
 use tokio::time::{Instant, Sleep};
 
+use super::h1::Conn;
 use super::pool::{Origin, Pool};
-use super::Body;
 
 struct Kept {
     pool: Arc<Pool>,
     origin: Origin,
-    sender: SendRequest<Body>,
+    conn: Conn,
     since: Instant,
 }
 
@@ -58,27 +57,27 @@ impl Affinity {
 
     /// The kept upstream connection, if it belongs to `pool`, goes to `origin`, is still open
     /// and has not been idle longer than `idle_timeout`.
-    pub fn take(&self, pool: &Arc<Pool>, origin: &Origin, now: Instant) -> Option<SendRequest<Body>> {
+    pub fn take(&self, pool: &Arc<Pool>, origin: &Origin, now: Instant) -> Option<Conn> {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let usable = kept.as_ref().is_some_and(|k| {
+        let usable = kept.as_mut().is_some_and(|k| {
             Arc::ptr_eq(&k.pool, pool)
                 && k.origin == *origin
-                && !k.sender.is_closed()
                 && now.saturating_duration_since(k.since) < pool.idle_timeout()
+                && k.conn.is_open()
         });
         if usable {
-            return kept.take().map(|k| k.sender);
+            return kept.take().map(|k| k.conn);
         }
         None
     }
 
     /// Keeps a connection whose last answer was read to its end; the one kept before goes
     /// back to its pool.
-    pub fn keep(&self, pool: Arc<Pool>, origin: Origin, sender: SendRequest<Body>) {
-        let new = Kept { pool, origin, sender, since: Instant::now() };
+    pub fn keep(&self, pool: Arc<Pool>, origin: Origin, conn: Conn) {
+        let new = Kept { pool, origin, conn, since: Instant::now() };
         let old = self.kept.lock().unwrap_or_else(|p| p.into_inner()).replace(new);
         if let Some(old) = old {
-            old.pool.put_since(old.origin, old.sender, old.since);
+            old.pool.put_since(old.origin, old.conn, old.since);
         }
     }
 }
@@ -88,7 +87,7 @@ impl Drop for Affinity {
     fn drop(&mut self) {
         let kept = self.kept.get_mut().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(k) = kept {
-            k.pool.put_since(k.origin, k.sender, k.since);
+            k.pool.put_since(k.origin, k.conn, k.since);
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod affinity;
 pub mod context;
 pub mod credentials;
 pub mod error;
+pub mod h1;
 pub mod headers;
 pub mod identity;
 pub mod local;

@@ -6,18 +6,13 @@
 //! than the idle timeout, or closed by the upstream, are dropped when met and by a sweep.
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use hyper::body::{Body as _, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::SendRequest;
 use tokio::time::Instant;
 
 use super::affinity::Affinity;
-use super::{Body, BoxError};
+use super::h1::Conn;
 use crate::domains::{Host, Target};
 
 /// Where a connection goes. Connections are never shared across connectors: each has its
@@ -36,7 +31,7 @@ impl Origin {
 }
 
 struct Idle {
-    sender: SendRequest<Body>,
+    conn: Conn,
     since: Instant,
 }
 
@@ -70,13 +65,13 @@ impl Pool {
     }
 
     /// The most recently used open connection to `origin`, if one is idle.
-    pub fn take(&self, origin: &Origin) -> Option<SendRequest<Body>> {
+    pub fn take(&self, origin: &Origin) -> Option<Conn> {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.by_origin.get_mut(origin)?;
-        while let Some(entry) = list.pop() {
-            if !entry.sender.is_closed() && now.duration_since(entry.since) < self.idle_timeout {
-                return Some(entry.sender);
+        while let Some(mut entry) = list.pop() {
+            if now.duration_since(entry.since) < self.idle_timeout && entry.conn.is_open() {
+                return Some(entry.conn);
             }
         }
         None
@@ -87,28 +82,25 @@ impl Pool {
     }
 
     /// Keeps a connection whose last answer was read to its end.
-    pub fn put(&self, origin: Origin, sender: SendRequest<Body>) {
-        self.put_since(origin, sender, Instant::now());
+    pub fn put(&self, origin: Origin, conn: Conn) {
+        self.put_since(origin, conn, Instant::now());
     }
 
     /// Keeps a connection idle since `since`.
-    pub fn put_since(&self, origin: Origin, sender: SendRequest<Body>, since: Instant) {
-        if sender.is_closed() {
-            return;
-        }
+    pub fn put_since(&self, origin: Origin, conn: Conn, since: Instant) {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.swept.is_none_or(|at| now.duration_since(at) >= SWEEP_EVERY) {
             idle.swept = Some(now);
             let timeout = self.idle_timeout;
             idle.by_origin.retain(|_, list| {
-                list.retain(|e| !e.sender.is_closed() && now.duration_since(e.since) < timeout);
+                list.retain_mut(|e| now.duration_since(e.since) < timeout && e.conn.is_open());
                 !list.is_empty()
             });
         }
         let list = idle.by_origin.entry(origin).or_default();
         if list.len() < MAX_IDLE_PER_ORIGIN && now.saturating_duration_since(since) < self.idle_timeout {
-            list.push(Idle { sender, since });
+            list.push(Idle { conn, since });
         }
     }
 }
@@ -121,58 +113,11 @@ pub struct Back {
     pub affinity: Option<Arc<Affinity>>,
 }
 
-/// An upstream answer's body that gives its connection back once read to the end. Dropped
-/// earlier, the connection is dropped with it (hyper then closes it).
-pub struct Release {
-    inner: Incoming,
-    sender: Option<SendRequest<Body>>,
-    /// `None` for a connection that switched protocols, which is only kept alive until the
-    /// answer is dropped.
-    back: Option<Back>,
-}
-
-impl Release {
-    pub fn new(inner: Incoming, sender: SendRequest<Body>, back: Option<Back>) -> Release {
-        let mut release = Release { inner, sender: Some(sender), back };
-        if release.inner.is_end_stream() {
-            release.give_back();
+impl Back {
+    pub fn give(self, conn: Conn) {
+        match self.affinity {
+            Some(affinity) => affinity.keep(self.pool, self.origin, conn),
+            None => self.pool.put(self.origin, conn),
         }
-        release
-    }
-
-    fn give_back(&mut self) {
-        if let (Some(back), Some(sender)) = (self.back.take(), self.sender.take()) {
-            match back.affinity {
-                Some(affinity) => affinity.keep(back.pool, back.origin, sender),
-                None => back.pool.put(back.origin, sender),
-            }
-        }
-    }
-}
-
-impl hyper::body::Body for Release {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.give_back(),
-            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.give_back(),
-            Poll::Ready(Some(Err(_))) => {
-                // A broken body leaves the connection in an unknown state: never reused.
-                self.back = None;
-            }
-            _ => {}
-        }
-        polled.map_err(Into::into)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

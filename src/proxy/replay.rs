@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Request, Response, StatusCode};
+use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body as _;
 use hyper::body::Incoming;
@@ -27,13 +27,8 @@ fn replayable(body: &Incoming, limit: u64) -> bool {
     body.size_hint().exact().is_some_and(|n| n <= limit)
 }
 
-fn copy(parts: &Parts, body: Bytes) -> Request<Body> {
-    let mut request = Request::new(Full::new(body).map_err(|never| match never {}).boxed());
-    *request.method_mut() = parts.method.clone();
-    *request.uri_mut() = parts.uri.clone();
-    *request.version_mut() = parts.version;
-    *request.headers_mut() = parts.headers.clone();
-    request
+fn full(body: Bytes) -> Body {
+    Full::new(body).map_err(|never| match never {}).boxed()
 }
 
 /// Sends the request; on a 401 to a renewable token, renews once and retries once.
@@ -49,15 +44,15 @@ pub async fn forward(
 ) -> Result<Response<Body>, ProxyError> {
     let limit = state.config.refresh.replay_body_limit;
     let Some((key, version)) = credential.renewal.filter(|_| replayable(&body, limit)) else {
-        let outbound = Request::from_parts(parts, first_frame_checked(body).await?);
-        return Ok(redact::echoed(send(state, affinity, decision, target, outbound).await?, &credential.token));
+        let body = first_frame_checked(body).await?;
+        return Ok(redact::echoed(send(state, affinity, decision, target, &parts, body).await?, &credential.token));
     };
     let bytes = if body.is_end_stream() {
         Bytes::new()
     } else {
         Limited::new(body, limit as usize).collect().await.map_err(|_| ProxyError::RequestBody)?.to_bytes()
     };
-    let response = send(state, affinity, decision, target, copy(&parts, bytes.clone())).await?;
+    let response = send(state, affinity, decision, target, &parts, full(bytes.clone())).await?;
     if response.status() != StatusCode::UNAUTHORIZED {
         return Ok(redact::echoed(response, &credential.token));
     }
@@ -69,7 +64,7 @@ pub async fn forward(
     let value = decision.connector.inject.value(&token).ok_or(ProxyError::Internal)?;
     parts.headers.insert(decision.connector.inject.header.clone(), value);
     tracing::info!(connector = %decision.connector.name, "retrying once with a renewed token after an upstream 401");
-    Ok(redact::echoed(send(state, affinity, decision, target, copy(&parts, bytes)).await?, &token))
+    Ok(redact::echoed(send(state, affinity, decision, target, &parts, full(bytes)).await?, &token))
 }
 
 async fn send(
@@ -77,9 +72,10 @@ async fn send(
     affinity: &Arc<Affinity>,
     decision: &Decision<'_>,
     target: &Target,
-    request: Request<Body>,
+    request: &Parts,
+    body: Body,
 ) -> Result<Response<Body>, ProxyError> {
-    let (response, elapsed) = state.upstream.forward(decision.index, target, request, affinity).await?;
+    let (answer, elapsed) = state.upstream.forward(decision.index, target, request, body, affinity).await?;
     match state.series.get(decision.index) {
         Some(series) => series.upstream_duration.observe(elapsed.as_secs_f64()),
         None => state
@@ -88,7 +84,7 @@ async fn send(
             .with_label_values(&[&decision.connector.name])
             .observe(elapsed.as_secs_f64()),
     }
-    Ok(response)
+    Ok(answer.into_response())
 }
 
 /// Reads the first body frame before anything is dialed, so a body whose framing is broken

@@ -6,15 +6,16 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::request::Parts;
+use http::{Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::client::conn::http1::SendRequest;
 use tokio::time::Instant;
 
 use super::affinity::Affinity;
 use super::error::{PolicyError, ProxyError, UpstreamError};
+use super::h1::{self, Conn, Outbound, ResponseBody, ResponseHead, SendError};
 use super::headers::clean_response;
-use super::pool::{Back, Origin, Pool, Release};
+use super::pool::{Back, Origin, Pool};
 use super::Body;
 use crate::config::Config;
 use crate::domains::Target;
@@ -31,6 +32,19 @@ pub struct Upstream {
     response_timeout: Duration,
 }
 
+/// An upstream answer: its head, with hop-by-hop headers removed, and its body, read from
+/// the connection as it is asked for.
+pub struct Answer {
+    pub head: http::response::Parts,
+    pub body: ResponseBody,
+}
+
+impl Answer {
+    pub fn into_response(self) -> Response<Body> {
+        Response::from_parts(self.head, self.body.boxed())
+    }
+}
+
 impl Upstream {
     /// One pool per connector, from the connectors built by [`connectors`].
     pub fn new(connectors: Vec<UpstreamConnector>, response_timeout: Duration) -> Upstream {
@@ -38,25 +52,31 @@ impl Upstream {
         Upstream { connectors, response_timeout }
     }
 
-    /// Sends the request for connector `index` to `target` and returns the upstream response
-    /// with its hop-by-hop headers removed. The elapsed time to headers is returned too.
-    /// `affinity` is the client connection's: its timer and its last upstream connection.
+    /// Sends the request (method and headers from `request`, already cleaned and with the
+    /// credential; path and query from `target`) for connector `index` and returns the
+    /// upstream's answer and the time it took to its head. `affinity` is the client
+    /// connection's: its timer and its last upstream connection.
     pub async fn forward(
         &self,
         index: usize,
         target: &Target,
-        mut request: Request<Body>,
+        request: &Parts,
+        body: Body,
         affinity: &Arc<Affinity>,
-    ) -> Result<(Response<Body>, Duration), ProxyError> {
+    ) -> Result<(Answer, Duration), ProxyError> {
         let (connector, pool) = self.connectors.get(index).ok_or(ProxyError::Internal)?;
-        *request.uri_mut() = origin_form(request.uri(), target)?;
-        *request.version_mut() = Version::HTTP_11;
+        let out = Outbound {
+            method: &request.method,
+            path: &target.path,
+            query: target.query.as_deref(),
+            headers: &request.headers,
+        };
         let origin = Origin::of(target);
         let started = Instant::now();
         let kept = affinity.take(pool, &origin, started);
         let mut timer = affinity.timer(started + self.response_timeout);
         let outcome = {
-            let mut exchange = std::pin::pin!(exchange(connector, pool, kept, &origin, request));
+            let mut exchange = std::pin::pin!(exchange(connector, pool, kept, &origin, &out, body));
             std::future::poll_fn(|cx| match exchange.as_mut().poll(cx) {
                 Poll::Ready(answer) => Poll::Ready(Some(answer)),
                 Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
@@ -64,48 +84,27 @@ impl Upstream {
             .await
         };
         affinity.keep_timer(timer);
-        let (response, sender) = match outcome {
+        let (head, conn) = match outcome {
             None => return Err(UpstreamError::Timeout(target.without_query(), self.response_timeout.as_secs()).into()),
             Some(Err(failure)) => return Err(failure.classify(target.without_query())),
             Some(Ok(answer)) => answer,
         };
         let elapsed = started.elapsed();
-        let (mut parts, body) = response.into_parts();
+        let ResponseHead { mut parts, framing, keep_alive } = head;
         clean_response(&mut parts.headers);
         let back = (parts.status != StatusCode::SWITCHING_PROTOCOLS).then(|| Back {
             pool: pool.clone(),
             origin,
             affinity: Some(affinity.clone()),
         });
-        Ok((Response::from_parts(parts, Release::new(body, sender, back).boxed()), elapsed))
+        Ok((Answer { head: parts, body: ResponseBody::new(conn, framing, keep_alive, back) }, elapsed))
     }
-}
-
-/// The request target for the upstream: the target's path and query. The caller's own,
-/// already parsed, is reused when it is exactly that (the usual case) instead of parsing again.
-fn origin_form(uri: &Uri, target: &Target) -> Result<Uri, ProxyError> {
-    if let Some(given) = uri.path_and_query() {
-        let text = given.as_str();
-        let same = match &target.query {
-            None => text == target.path,
-            Some(query) => {
-                text.len() == target.path.len() + 1 + query.len()
-                    && text.starts_with(target.path.as_str())
-                    && text.as_bytes()[target.path.len()] == b'?'
-                    && text.ends_with(query.as_str())
-            }
-        };
-        if same {
-            return Ok(Uri::from(given.clone()));
-        }
-    }
-    Uri::try_from(target.path_and_query()).map_err(|_| ProxyError::Internal)
 }
 
 /// Why an exchange failed: before the request could be sent, or while it was.
 enum Failure {
     Connect(ConnectError),
-    Send(hyper::Error),
+    Send(h1::Error),
 }
 
 impl Failure {
@@ -115,52 +114,39 @@ impl Failure {
                 PolicyError::AddressDenied { url, range: range.as_str() }.into()
             }
             Failure::Connect(other) => UpstreamError::Unreachable(url, other.to_string()).into(),
+            Failure::Send(h1::Error::RequestBody) => ProxyError::RequestBody,
+            Failure::Send(h1::Error::Target) => ProxyError::Internal,
             Failure::Send(e) => UpstreamError::Unreachable(url, chain(&e)).into(),
         }
     }
 }
 
-/// Sends on an idle connection when there is one, else on a new one. A request that an idle
-/// connection could not take (the upstream had just closed it) was never written, so it is
-/// sent again on a new connection.
+/// Sends on an idle connection when there is one, else on a new one. A request that a kept
+/// connection turned out too stale to take (the upstream had just closed it) goes on the
+/// next one; a new connection is never stale.
 async fn exchange(
     connector: &UpstreamConnector,
     pool: &Pool,
-    kept: Option<SendRequest<Body>>,
+    kept: Option<Conn>,
     origin: &Origin,
-    request: Request<Body>,
-) -> Result<(Response<hyper::body::Incoming>, SendRequest<Body>), Failure> {
-    let mut request = request;
-    let mut kept = kept;
-    while let Some(mut sender) = kept.take().or_else(|| pool.take(origin)) {
-        if sender.ready().await.is_err() {
-            continue;
-        }
-        match sender.try_send_request(request).await {
-            Ok(response) => return Ok((response, sender)),
-            Err(mut e) => match e.take_message() {
-                Some(unsent) => request = unsent,
-                None => return Err(Failure::Send(e.into_error())),
-            },
+    out: &Outbound<'_>,
+    body: Body,
+) -> Result<(ResponseHead, Conn), Failure> {
+    let mut body = body;
+    let mut next = kept;
+    loop {
+        let mut conn = match next.take().or_else(|| pool.take(origin)) {
+            Some(conn) => conn,
+            None => Conn::new(
+                connector.open_stream(&origin.host, origin.port, origin.https).await.map_err(Failure::Connect)?,
+            ),
+        };
+        match conn.send(out, body).await {
+            Ok(head) => return Ok((head, conn)),
+            Err(SendError::Stale(unsent)) => body = unsent,
+            Err(SendError::Failed(e)) => return Err(Failure::Send(e)),
         }
     }
-    let mut sender = open(connector, origin).await?;
-    sender.ready().await.map_err(Failure::Send)?;
-    let response = sender.send_request(request).await.map_err(Failure::Send)?;
-    Ok((response, sender))
-}
-
-/// A new HTTP/1.1 connection under the connector's address policy. Its driver runs as its own
-/// task, with upgrades, so an allowed WebSocket can take the connection over.
-async fn open(connector: &UpstreamConnector, origin: &Origin) -> Result<SendRequest<Body>, Failure> {
-    let io = connector.open(&origin.host, origin.port, origin.https).await.map_err(Failure::Connect)?;
-    let (sender, connection) = hyper::client::conn::http1::Builder::new().handshake(io).await.map_err(Failure::Send)?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.with_upgrades().await {
-            tracing::debug!(error = %e, "upstream connection ended with an error");
-        }
-    });
-    Ok(sender)
 }
 
 /// One connector (resolver, address policy, dialer, TLS) per configured connector, in order.

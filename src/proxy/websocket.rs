@@ -10,6 +10,7 @@ use hyper_util::rt::TokioIo;
 
 use super::error::ProxyError;
 use super::policy::Decision;
+use super::upstream::Answer;
 use super::{Body, State};
 use crate::domains::Target;
 
@@ -25,30 +26,27 @@ pub async fn forward(
     // Cleaning removed the hop-by-hop upgrade headers; this request asks for the switch itself.
     parts.headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     parts.headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    let request = Request::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed());
-    let (mut response, _) = state.upstream.forward(decision.index, target, request, affinity).await?;
-    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return Ok(response);
+    let empty = Empty::new().map_err(|never| match never {}).boxed();
+    let (answer, _) = state.upstream.forward(decision.index, target, &parts, empty, affinity).await?;
+    if answer.head.status != StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(answer.into_response());
     }
-    let upstream_upgrade = hyper::upgrade::on(&mut response);
+    let Answer { mut head, body } = answer;
+    let mut upstream = body.into_upgraded().ok_or(ProxyError::Internal)?;
     let connector = decision.connector.name.clone();
-    let headers = response.headers_mut();
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    let (parts, upstream_body) = response.into_parts();
+    head.headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    head.headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     tokio::spawn(async move {
-        // The answer's body holds the upstream connection until its upgrade completes.
-        let _held = upstream_body;
-        let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
-            Ok(both) => both,
+        let client = match client_upgrade.await {
+            Ok(client) => client,
             Err(e) => return tracing::debug!(%connector, error = %e, "WebSocket upgrade did not complete"),
         };
-        let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+        let mut client = TokioIo::new(client);
         if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
             tracing::debug!(%connector, error = %e, "WebSocket relay ended with an error");
         }
     });
-    Ok(Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed()))
+    Ok(Response::from_parts(head, Empty::new().map_err(|never| match never {}).boxed()))
 }
 
 /// Takes the caller's side of the upgrade out of the request, before it is taken apart.

@@ -4,7 +4,7 @@
 //! still serves (while its access token is valid) when the store cannot answer, so a Redis
 //! outage does not stop requests whose tokens are cached. Invalidations from any replica
 //! (Redis pub/sub) drop entries at once; an interrupted feed flushes everything when it is
-//! re-established. Keys are [`ConnectionKey::id`] hashes, never principals.
+//! re-established. Keys are `ConnectionKey::id` hashes, never principals.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -50,7 +50,7 @@ impl Keyed {
 
 /// The connection keys of one principal, by connector name, computed on first use: a
 /// request on a cached token then costs no hashing. A few connectors per principal is the
-/// norm; past [`KeyCache::LIMIT`] the cache starts over.
+/// norm; past `KeyCache::LIMIT` entries the cache starts over.
 #[derive(Default)]
 pub struct KeyCache(Mutex<Vec<Arc<Keyed>>>);
 

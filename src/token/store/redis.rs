@@ -5,7 +5,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `tollgate:{<id>}:conn` | hash | `v`: version (plain integer), `d`: the sealed [`StoredConnection`] |
+//! | `tollgate:{<id>}:conn` | hash | `v`: version (plain integer), `d`: the sealed `StoredConnection` |
 //! | `tollgate:{<id>}:lock` | string | the refresh lock: a random owner token, with an expiry |
 //! | channel `tollgate:invalidate` | pub/sub | `<id>` of every connection written or deleted |
 //! | `tollgate:transient:{<name>}` | string | sealed short-lived value (OAuth flow state, used tickets), with an expiry |
