@@ -84,19 +84,52 @@ fn looks_numeric(label: &str) -> bool {
 /// Only the dotted-quad decimal form without leading zeros is an address; every other
 /// numeric form (decimal, octal, hex, short) is refused rather than interpreted.
 pub(super) fn parse_canonical_ipv4(text: &str) -> Result<Ipv4Addr, TargetError> {
-    if text.split('.').count() != 4 {
-        return Err(TargetError::NonCanonicalIpv4);
-    }
     let mut octets = [0u8; 4];
-    for (slot, label) in octets.iter_mut().zip(text.split('.')) {
+    let mut labels = text.as_bytes().split(|&b| b == b'.');
+    for slot in &mut octets {
+        let label = labels.next().ok_or(TargetError::NonCanonicalIpv4)?;
         let canonical = !label.is_empty()
             && label.len() <= 3
-            && label.bytes().all(|b| b.is_ascii_digit())
-            && (label.len() == 1 || !label.starts_with('0'));
+            && label.iter().all(u8::is_ascii_digit)
+            && (label.len() == 1 || label[0] != b'0');
         if !canonical {
             return Err(TargetError::NonCanonicalIpv4);
         }
-        *slot = label.parse().map_err(|_| TargetError::NonCanonicalIpv4)?;
+        let value = label.iter().fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
+        *slot = u8::try_from(value).map_err(|_| TargetError::NonCanonicalIpv4)?;
+    }
+    if labels.next().is_some() {
+        return Err(TargetError::NonCanonicalIpv4);
     }
     Ok(Ipv4Addr::from(octets))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_dotted_quads_without_leading_zeros_are_addresses() {
+        for (text, octets) in [("127.0.0.1", [127, 0, 0, 1]), ("255.255.255.255", [255; 4]), ("0.0.0.0", [0; 4])] {
+            assert_eq!(parse_canonical_ipv4(text).ok(), Some(Ipv4Addr::from(octets)), "{text}");
+        }
+        for text in [
+            "256.0.0.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "1.2.3.04",
+            "1..3.4",
+            "1.2.3.4.",
+            ".1.2.3",
+            "1.2.3.1000",
+            "0x7f.0.0.1",
+            "1.2.3.-4",
+            "+1.2.3.4",
+            "",
+            "1.2.3.a",
+        ] {
+            assert!(parse_canonical_ipv4(text).is_err(), "{text}");
+        }
+    }
 }

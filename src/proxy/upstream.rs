@@ -14,7 +14,6 @@ use tokio::time::Instant;
 use super::affinity::Affinity;
 use super::error::{PolicyError, ProxyError, UpstreamError};
 use super::h1::{self, Conn, Outbound, ResponseBody, ResponseHead, SendError};
-use super::headers::clean_response;
 use super::pool::{Back, Origin, Pool};
 use super::Body;
 use crate::config::Config;
@@ -90,8 +89,7 @@ impl Upstream {
             Some(Ok(answer)) => answer,
         };
         let elapsed = started.elapsed();
-        let ResponseHead { mut parts, framing, keep_alive } = head;
-        clean_response(&mut parts.headers);
+        let ResponseHead { parts, framing, keep_alive } = head;
         let back = (parts.status != StatusCode::SWITCHING_PROTOCOLS).then(|| Back {
             pool: pool.clone(),
             origin,

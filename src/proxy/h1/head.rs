@@ -8,9 +8,10 @@
 
 use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, StatusCode, Version};
+use http::{Method, StatusCode};
 
 use super::Error;
+use crate::proxy::headers::response_drops;
 
 /// Largest response head accepted from an upstream.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -131,13 +132,28 @@ pub struct ResponseHead {
     pub keep_alive: bool,
 }
 
+/// Where one header field's name and value sit in the head, so the values can share its
+/// memory once the head is split off the read buffer.
+pub type Span = [u32; 4];
+
 /// Parses the response head at the front of `read`, removing it. Interim answers (1xx other
-/// than 101) are read past. `None` until the head is complete.
-pub fn parse_response(read: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>, Error> {
+/// than 101) are read past. `None` until the head is complete. `spans` is scratch space kept
+/// by the connection.
+///
+/// The head comes back cleaned (SPEC section 4): hop-by-hop fields, those the upstream names
+/// in `Connection`, and `X-Tollgate-Error` never enter the map. The framing fields are read
+/// on the way, so nothing is looked up twice.
+pub fn parse_response(
+    read: &mut BytesMut,
+    method: &Method,
+    spans: &mut Vec<Span>,
+) -> Result<Option<ResponseHead>, Error> {
     loop {
-        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut fields);
-        let length = match response.parse(&read[..]) {
+        let mut fields = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut []);
+        let parsed =
+            httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut response, &read[..], &mut fields);
+        let length = match parsed {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) if read.len() > MAX_HEAD => return Err(Error::HeadTooLarge),
             Ok(httparse::Status::Partial) => return Ok(None),
@@ -153,29 +169,32 @@ pub fn parse_response(read: &mut BytesMut, method: &Method) -> Result<Option<Res
             let _ = read.split_to(length);
             continue;
         }
-        let version = match response.version {
-            Some(0) => Version::HTTP_10,
-            _ => Version::HTTP_11,
-        };
-        // Where each name and value sits in the head, so the values can share its memory.
+        let version = response.version.unwrap_or(1);
         let base = read.as_ptr() as usize;
-        let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
-        let count = response.headers.len();
-        for (span, field) in spans.iter_mut().zip(response.headers.iter()) {
-            let name = field.name.as_ptr() as usize - base;
-            let value = field.value.as_ptr() as usize - base;
-            *span = (name, name + field.name.len(), value, value + field.value.len());
-        }
+        let offset = |part: &[u8]| (part.as_ptr() as usize - base) as u32;
+        spans.clear();
+        spans.extend(response.headers.iter().map(|field| {
+            let (name, value) = (offset(field.name.as_bytes()), offset(field.value));
+            [name, name + field.name.len() as u32, value, value + field.value.len() as u32]
+        }));
         let head = read.split_to(length).freeze();
-        let mut headers = HeaderMap::with_capacity(count);
-        for &(name_start, name_end, value_start, value_end) in &spans[..count] {
-            let name =
-                HeaderName::from_bytes(&head[name_start..name_end]).map_err(|_| Error::Head("bad field name"))?;
-            let value = HeaderValue::from_maybe_shared(head.slice(value_start..value_end))
+        let mut fields = Fields::default();
+        let mut headers = HeaderMap::with_capacity(spans.len());
+        for &[name_start, name_end, value_start, value_end] in spans.iter() {
+            let name = HeaderName::from_bytes(&head[name_start as usize..name_end as usize])
+                .map_err(|_| Error::Head("bad field name"))?;
+            let value = &head[value_start as usize..value_end as usize];
+            if fields.note(&name, value)? {
+                continue;
+            }
+            let value = HeaderValue::from_maybe_shared(head.slice(value_start as usize..value_end as usize))
                 .map_err(|_| Error::Head("bad field value"))?;
             headers.append(name, value);
         }
-        let (framing, keep_alive) = framing(status, version, method, &mut headers)?;
+        for name in &fields.nominated {
+            headers.remove(name);
+        }
+        let (framing, keep_alive) = fields.framing(status, version == 0, method, &mut headers);
         // The caller's answer is Tollgate's own HTTP/1.1 message whatever the upstream spoke:
         // the upstream's version only decides whether its connection stays open.
         let mut parts = http::Response::new(()).into_parts().0;
@@ -185,86 +204,92 @@ pub fn parse_response(read: &mut BytesMut, method: &Method) -> Result<Option<Res
     }
 }
 
-/// The body's framing and whether the connection stays open, by RFC 9112 section 6.3. A
-/// `Content-Length` beside `Transfer-Encoding` is removed (the encoding wins, and the
-/// connection is not reused), so the caller never sees a length that does not hold.
-fn framing(
-    status: StatusCode,
-    version: Version,
-    method: &Method,
-    headers: &mut HeaderMap,
-) -> Result<(Framing, bool), Error> {
-    let mut keep_alive = match version {
-        Version::HTTP_10 => connection_has(headers, b"keep-alive"),
-        _ => !connection_has(headers, b"close"),
-    };
-    if status == StatusCode::SWITCHING_PROTOCOLS {
-        return Ok((Framing::Upgrade, false));
-    }
-    if *method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        return Ok((Framing::None, keep_alive));
-    }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        let chunked = last_coding_is_chunked(headers)?;
-        if headers.remove(header::CONTENT_LENGTH).is_some() || version == Version::HTTP_10 {
-            keep_alive = false;
-        }
-        return Ok(match chunked {
-            true => (Framing::Chunked, keep_alive),
-            false => (Framing::UntilClose, false),
-        });
-    }
-    match content_length(headers)? {
-        Some(n) => Ok((Framing::Length(n), keep_alive)),
-        None => Ok((Framing::UntilClose, false)),
-    }
+/// What the framing and connection fields of a response head said.
+#[derive(Default)]
+struct Fields {
+    close: bool,
+    keep_alive: bool,
+    /// Field names the upstream listed in `Connection`, to be removed.
+    nominated: Vec<HeaderName>,
+    /// `Transfer-Encoding` was present, and whether its last coding was `chunked`.
+    transfer_encoding: Option<bool>,
+    /// The one length every `Content-Length` field and list member agreed on.
+    length: Option<u64>,
 }
 
-fn connection_has(headers: &HeaderMap, option: &[u8]) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .any(|v| v.as_bytes().split(|&b| b == b',').any(|o| o.trim_ascii().eq_ignore_ascii_case(option)))
-}
-
-/// Whether the last transfer coding is `chunked`; `chunked` anywhere before it is refused.
-fn last_coding_is_chunked(headers: &HeaderMap) -> Result<bool, Error> {
-    let mut codings = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|c| !c.is_empty())
-        .peekable();
-    while let Some(coding) = codings.next() {
-        let chunked = coding.eq_ignore_ascii_case(b"chunked");
-        if codings.peek().is_none() {
-            return Ok(chunked);
+impl Fields {
+    /// Takes note of one field; true when the field is not passed on.
+    fn note(&mut self, name: &HeaderName, value: &[u8]) -> Result<bool, Error> {
+        if *name == header::CONTENT_LENGTH {
+            self.note_length(value)?;
+            return Ok(false);
         }
-        if chunked {
-            return Err(Error::Head("chunked applied more than once"));
+        if *name == header::CONNECTION {
+            for option in value.split(|&b| b == b',').map(<[u8]>::trim_ascii).filter(|o| !o.is_empty()) {
+                if option.eq_ignore_ascii_case(b"close") {
+                    self.close = true;
+                } else if option.eq_ignore_ascii_case(b"keep-alive") {
+                    self.keep_alive = true;
+                } else if let Ok(nominated) = HeaderName::from_bytes(option) {
+                    self.nominated.push(nominated);
+                }
+            }
+            return Ok(true);
         }
+        if *name == header::TRANSFER_ENCODING {
+            for coding in value.split(|&b| b == b',').map(<[u8]>::trim_ascii).filter(|c| !c.is_empty()) {
+                if self.transfer_encoding == Some(true) {
+                    return Err(Error::Head("chunked is not the last transfer coding"));
+                }
+                self.transfer_encoding = Some(coding.eq_ignore_ascii_case(b"chunked"));
+            }
+            self.transfer_encoding.get_or_insert(false);
+            return Ok(true);
+        }
+        Ok(response_drops(name))
     }
-    Ok(false)
-}
 
-/// The one length every `Content-Length` field and list member agrees on.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Error> {
-    let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for member in value.as_bytes().split(|&b| b == b',') {
+    fn note_length(&mut self, value: &[u8]) -> Result<(), Error> {
+        for member in value.split(|&b| b == b',') {
             let member = member.trim_ascii();
             if member.is_empty() || member.len() > 19 || !member.iter().all(u8::is_ascii_digit) {
                 return Err(Error::Head("bad Content-Length"));
             }
             let n = member.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
-            if length.is_some_and(|l| l != n) {
+            if self.length.is_some_and(|l| l != n) {
                 return Err(Error::Head("conflicting Content-Length values"));
             }
-            length = Some(n);
+            self.length = Some(n);
+        }
+        Ok(())
+    }
+
+    /// The body's framing and whether the connection stays open, by RFC 9112 section 6.3. A
+    /// `Content-Length` beside `Transfer-Encoding` is removed (the encoding wins, and the
+    /// connection is not reused), so the caller never sees a length that does not hold.
+    fn framing(&self, status: StatusCode, http10: bool, method: &Method, headers: &mut HeaderMap) -> (Framing, bool) {
+        let keep_alive = match http10 {
+            true => self.keep_alive,
+            false => !self.close,
+        };
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            return (Framing::Upgrade, false);
+        }
+        if *method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            return (Framing::None, keep_alive);
+        }
+        if let Some(chunked) = self.transfer_encoding {
+            let both = headers.remove(header::CONTENT_LENGTH).is_some();
+            return match chunked {
+                true => (Framing::Chunked, keep_alive && !both && !http10),
+                false => (Framing::UntilClose, false),
+            };
+        }
+        match self.length {
+            Some(n) => (Framing::Length(n), keep_alive),
+            None => (Framing::UntilClose, false),
         }
     }
-    Ok(length)
 }
 
 #[cfg(test)]
@@ -272,7 +297,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str, method: Method) -> Result<Option<ResponseHead>, Error> {
-        parse_response(&mut BytesMut::from(text.as_bytes()), &method)
+        parse_response(&mut BytesMut::from(text.as_bytes()), &method, &mut Vec::new())
     }
 
     fn framing_of(text: &str) -> Result<(Framing, bool), Error> {
@@ -363,22 +388,41 @@ mod tests {
     #[test]
     fn interim_answers_and_limits() {
         let mut read = BytesMut::from(&b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early\r\nlink: </a>\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 2\r\nx-v: \xe9t\xe9\r\n\r\nok"[..]);
-        let head = parse_response(&mut read, &Method::POST).ok().flatten();
+        let head = parse_response(&mut read, &Method::POST, &mut Vec::new()).ok().flatten();
         let Some(head) = head else { panic!("no head") };
         assert_eq!(head.parts.status, StatusCode::CREATED);
         assert_eq!(head.parts.headers.get("x-v").map(|v| v.as_bytes()), Some(&b"\xe9t\xe9"[..]));
         assert_eq!(&read[..], b"ok");
         // Partial: nothing is consumed.
         let mut read = BytesMut::from(&b"HTTP/1.1 200 OK\r\ncontent-le"[..]);
-        assert!(matches!(parse_response(&mut read, &Method::GET), Ok(None)));
+        assert!(matches!(parse_response(&mut read, &Method::GET, &mut Vec::new()), Ok(None)));
         assert_eq!(read.len(), 27);
         let mut huge = BytesMut::from(&b"HTTP/1.1 200 OK\r\nx-filler: "[..]);
         huge.resize(MAX_HEAD + 1, b'a');
-        assert!(matches!(parse_response(&mut huge, &Method::GET), Err(Error::HeadTooLarge)));
+        assert!(matches!(parse_response(&mut huge, &Method::GET, &mut Vec::new()), Err(Error::HeadTooLarge)));
         let many: String = (0..200).map(|i| format!("x-{i}: v\r\n")).collect();
         assert!(matches!(parse(&format!("HTTP/1.1 200 OK\r\n{many}\r\n"), Method::GET), Err(Error::Head(_))));
         for bad in ["HTTP/1.1 200 OK\r\nbad name: v\r\n\r\n", "HTTP/2 200 OK\r\n\r\n", "SSH-2.0-x\r\n\r\n"] {
             assert!(matches!(parse(bad, Method::GET), Err(Error::Head(_))), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn response_cleaning() {
+        let text = "HTTP/1.1 200 OK\r\nconnection: keep-alive, X-Hop\r\nx-hop: 1\r\nkeep-alive: timeout=5\r\nx-tollgate-error: endpoint_not_allowed\r\ncontent-type: application/json\r\nset-cookie: a=1\r\nset-cookie: b=2\r\nproxy-authenticate: Basic\r\ncontent-length: 0\r\n\r\n";
+        let Ok(Some(head)) = parse(text, Method::GET) else { panic!("no head") };
+        let mut left: Vec<(&str, &str)> =
+            head.parts.headers.iter().map(|(k, v)| (k.as_str(), v.to_str().unwrap_or(""))).collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ("content-length", "0"),
+                ("content-type", "application/json"),
+                ("set-cookie", "a=1"),
+                ("set-cookie", "b=2")
+            ]
+        );
+        assert!(head.keep_alive);
     }
 }

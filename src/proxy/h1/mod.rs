@@ -65,6 +65,7 @@ pub struct Conn {
     io: Stream,
     read: BytesMut,
     write: Vec<u8>,
+    spans: Vec<head::Span>,
     /// Answers read on this connection so far.
     answered: u64,
 }
@@ -77,7 +78,7 @@ impl std::fmt::Debug for Conn {
 
 impl Conn {
     pub fn new(io: Stream) -> Conn {
-        Conn { io, read: BytesMut::new(), write: Vec::new(), answered: 0 }
+        Conn { io, read: BytesMut::new(), write: Vec::new(), spans: Vec::new(), answered: 0 }
     }
 
     /// Whether an idle connection can take a request: the upstream has not closed it and has
@@ -167,7 +168,7 @@ impl Conn {
         }
         loop {
             if !self.read.is_empty() {
-                if let Some(head) = head::parse_response(&mut self.read, method)? {
+                if let Some(head) = head::parse_response(&mut self.read, method, &mut self.spans)? {
                     return Poll::Ready(Ok(head));
                 }
             }
