@@ -78,21 +78,6 @@ pub struct Injection {
     pub suffix: String,
 }
 
-impl Injection {
-    /// The header value for a token. `None` if the token holds bytes a header cannot carry.
-    pub fn value(&self, token: &Secret) -> Option<HeaderValue> {
-        let token = token.expose();
-        let mut bytes = bytes::BytesMut::with_capacity(self.prefix.len() + token.len() + self.suffix.len());
-        bytes.extend_from_slice(self.prefix.as_bytes());
-        bytes.extend_from_slice(token.as_bytes());
-        bytes.extend_from_slice(self.suffix.as_bytes());
-        // Validated in place, without another copy.
-        let mut v = HeaderValue::from_maybe_shared(bytes.freeze()).ok()?;
-        v.set_sensitive(true);
-        Some(v)
-    }
-}
-
 /// A validated connector.
 #[derive(Debug)]
 pub struct Connector {

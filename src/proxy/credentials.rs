@@ -1,14 +1,15 @@
-//! Phase `attach_credentials`: clean the caller's headers, then add the connector's
-//! credential and the Host of the normalized target. Cleaning comes first so nothing the
-//! caller sends can remove or duplicate what Tollgate adds.
+//! Phase `attach_credentials`: the caller's headers filtered, then the Host of the normalized
+//! target and the connector's credential. Tollgate's own come last, after the filter, so
+//! nothing the caller sends can remove or duplicate what Tollgate adds.
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap};
+use http::request::Parts;
+use http::Method;
 
 use super::error::ProxyError;
-use super::headers::clean_request;
-use crate::config::Connector;
+use super::headers::RequestFilter;
+use crate::config::{Connector, Injection};
 use crate::domains::Target;
-use crate::secret::Secret;
 
 /// Refuses methods whose answer echoes the request: TRACE and TRACK would hand the injected
 /// credential back to the caller.
@@ -35,19 +36,29 @@ pub fn refuse_upgrades(headers: &HeaderMap, connector: &Connector) -> Result<boo
     Ok(true)
 }
 
-/// Rewrites the headers for the upstream: cleaned, `Host` rebuilt, credential injected.
-pub fn attach_credentials(
-    headers: &mut HeaderMap,
-    connector: &Connector,
-    target: &Target,
-    token: &Secret,
-) -> Result<(), ProxyError> {
-    clean_request(headers, &connector.inject.header, &connector.strip_headers);
-    // Replaces whatever Host the caller sent.
-    let host = HeaderValue::from_str(target.authority()).map_err(|_| ProxyError::Internal)?;
-    headers.insert(header::HOST, host);
-    // A token that cannot be a header value is a broken connection record, not the caller's fault.
-    let value = connector.inject.value(token).ok_or(ProxyError::Internal)?;
-    headers.insert(connector.inject.header.clone(), value);
-    Ok(())
+/// The request as it goes upstream, described rather than rewritten: the caller's method
+/// and headers (filtered as the head is written, proxy/headers.rs), the target's `Host`, and
+/// the connector's credential, written last. The token itself is given at each send, so a
+/// retry after renewal writes the new one.
+pub struct Outgoing<'a> {
+    pub method: &'a Method,
+    pub headers: &'a HeaderMap,
+    pub filter: RequestFilter<'a>,
+    pub host: &'a str,
+    pub injection: &'a Injection,
+    /// An allowed WebSocket upgrade: the request asks for the switch itself (the caller's
+    /// own `Connection` and `Upgrade` are hop-by-hop and never pass).
+    pub upgrade: bool,
+}
+
+/// The request for the upstream: cleaned, `Host` rebuilt, credential injected.
+pub fn attach_credentials<'a>(parts: &'a Parts, connector: &'a Connector, target: &'a Target) -> Outgoing<'a> {
+    Outgoing {
+        method: &parts.method,
+        headers: &parts.headers,
+        filter: RequestFilter::new(&parts.headers, &connector.inject.header, &connector.strip_headers),
+        host: target.authority(),
+        injection: &connector.inject,
+        upgrade: false,
+    }
 }

@@ -1,8 +1,9 @@
 //! Which request and response headers cross Tollgate (SPEC section 4).
 //!
 //! Caller credentials, hop-by-hop headers (and any the caller nominates in `Connection`),
-//! routing overrides and Tollgate's own headers never reach the upstream; the injected
-//! credential is added only after this cleaning, so `Connection: Authorization` cannot remove it.
+//! routing overrides and Tollgate's own headers never reach the upstream. The injected
+//! credential and `Host` are written by Tollgate after the caller's filtered headers, so
+//! nothing the caller sends (`Connection: Authorization`, say) can remove or repeat them.
 
 use http::header::{self, HeaderMap, HeaderName};
 
@@ -70,42 +71,36 @@ fn nominated(headers: &HeaderMap) -> Vec<&str> {
     names
 }
 
-/// Removes every hop-by-hop header (listed, or nominated in `Connection`) and every other
-/// header `doomed` picks. The map's own names are walked once (a handful) and compared with
-/// the lists, rather than looking each listed name up: the lookups, and turning each listed
-/// `&str` into a `HeaderName`, showed up in profiles. Nothing is allocated unless a header goes.
-fn remove_hop_by_hop_and(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
-    let names: Vec<HeaderName> = {
-        let nominated = nominated(headers);
-        headers
-            .keys()
-            .filter(|name| {
-                is_listed_hop_by_hop(name.as_str())
-                    || nominated.iter().any(|n| n.eq_ignore_ascii_case(name.as_str()))
-                    || doomed(name)
-            })
-            .cloned()
-            .collect()
-    };
-    for name in names {
-        headers.remove(name);
-    }
+/// Which of a caller's request headers go upstream, decided name by name as the request head
+/// is written: nothing is removed from the caller's map, nothing allocated unless the caller
+/// nominates headers in `Connection`. Caller credentials, hop-by-hop headers (listed or
+/// nominated), routing overrides, identity assertions, the connector's `strip_headers`,
+/// Tollgate's own headers and `Host` (Tollgate writes the target's) stay behind.
+pub struct RequestFilter<'a> {
+    injected: &'a HeaderName,
+    strip: &'a [HeaderName],
+    nominated: Vec<&'a str>,
 }
 
-/// Cleans a caller's request headers before the credential is injected. `Host` is left for
-/// the caller of this function to replace (inserting it replaces every value, so removing it
-/// first would only cost a second lookup).
-pub fn clean_request(headers: &mut HeaderMap, injected: &HeaderName, strip: &[HeaderName]) {
-    remove_hop_by_hop_and(headers, |name| {
+impl<'a> RequestFilter<'a> {
+    pub fn new(headers: &'a HeaderMap, injected: &'a HeaderName, strip: &'a [HeaderName]) -> RequestFilter<'a> {
+        RequestFilter { injected, strip, nominated: nominated(headers) }
+    }
+
+    /// Whether the caller's header `name` goes upstream.
+    pub fn forwards(&self, name: &HeaderName) -> bool {
         let text = name.as_str();
-        name == header::AUTHORIZATION
-            || name == injected
+        !(is_listed_hop_by_hop(text)
+            || name == header::AUTHORIZATION
+            || name == header::HOST
+            || name == self.injected
             || is_routing_override(text)
             || is_identity_assertion(text)
-            || strip.contains(name)
+            || self.strip.contains(name)
             || text.starts_with("x-tollgate-")
             || text.starts_with("x-forwarded-")
-    });
+            || self.nominated.iter().any(|n| n.eq_ignore_ascii_case(text)))
+    }
 }
 
 /// Whether an upstream response header is dropped: hop-by-hop headers go, and an upstream
@@ -143,11 +138,15 @@ mod tests {
             ("x-request-id", "r-1"),
             ("upgrade", "h2c"),
             ("cookie", "a=b"),
+            ("host", "caller.example"),
+            ("x-user-id", "admin"),
         ] {
             h.append(k, HeaderValue::from_static(v));
         }
-        clean_request(&mut h, &HeaderName::from_static("x-api-key"), &[HeaderName::from_static("cookie")]);
-        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        let injected = HeaderName::from_static("x-api-key");
+        let strip = [HeaderName::from_static("cookie")];
+        let filter = RequestFilter::new(&h, &injected, &strip);
+        let mut left: Vec<&str> = h.keys().filter(|k| filter.forwards(k)).map(|k| k.as_str()).collect();
         left.sort();
         assert_eq!(left, ["accept", "x-request-id"]);
     }

@@ -63,13 +63,24 @@ pub async fn run(
 
     let credential = state.broker.token_for(decision.index, decision.connector, &caller, &target, now).await?;
     let client_upgrade = websocket.then(|| super::websocket::client_side(&mut request));
-    let (mut parts, body) = request.into_parts();
-    attach_credentials(&mut parts.headers, decision.connector, &target, &credential.token)?;
+    let (parts, body) = request.into_parts();
+    let mut outgoing = attach_credentials(&parts, decision.connector, &target);
     if let Some(client_upgrade) = client_upgrade {
-        return super::websocket::forward(state, &session.upstream, &decision, &target, parts, client_upgrade).await;
+        outgoing.upgrade = true;
+        let token = &credential.token;
+        return super::websocket::forward(
+            state,
+            &session.upstream,
+            &decision,
+            &target,
+            &outgoing,
+            token,
+            client_upgrade,
+        )
+        .await;
     }
 
-    replay::forward(state, &session.upstream, &decision, &target, parts, body, credential).await
+    replay::forward(state, &session.upstream, &decision, &target, &outgoing, body, credential).await
 }
 
 /// Refuses requests whose headers exceed the configured limit.

@@ -17,7 +17,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
 use memchr::memmem::Finder;
 
-use super::Body;
+use super::{Body, BoxError};
 use crate::secret::Secret;
 
 /// Shorter credentials are not redacted.
@@ -61,9 +61,12 @@ impl Needle {
 }
 
 /// Replaces the credential wherever the response repeats it.
-pub fn echoed(mut response: Response<Body>, token: &Secret) -> Response<Body> {
+pub fn echoed<B>(mut response: Response<B>, token: &Secret) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes, Error = BoxError> + Send + Sync + Unpin + 'static,
+{
     if token.expose().len() < MIN_LEN {
-        return response;
+        return response.map(BodyExt::boxed);
     }
     let mut needle = Needle { token: token.clone(), finder: None };
     for value in response.headers_mut().values_mut() {
@@ -76,7 +79,7 @@ pub fn echoed(mut response: Response<Body>, token: &Secret) -> Response<Body> {
         }
     }
     if response.headers().contains_key(http::header::CONTENT_ENCODING) {
-        return response;
+        return response.map(BodyExt::boxed);
     }
     response
         .map(|body| Redacting { inner: body, needle, pending: BytesMut::new(), trailers: None, done: false }.boxed())
@@ -106,8 +109,8 @@ fn partial_tail(needle: &[u8], data: &[u8], from: usize) -> usize {
         .unwrap_or(0)
 }
 
-struct Redacting {
-    inner: Body,
+struct Redacting<B> {
+    inner: B,
     needle: Needle,
     /// A tail held back because it could be the start of the credential.
     pending: BytesMut,
@@ -116,9 +119,12 @@ struct Redacting {
     done: bool,
 }
 
-impl hyper::body::Body for Redacting {
+impl<B> hyper::body::Body for Redacting<B>
+where
+    B: hyper::body::Body<Data = Bytes, Error = BoxError> + Unpin,
+{
     type Data = Bytes;
-    type Error = super::BoxError;
+    type Error = BoxError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;

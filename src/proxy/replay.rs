@@ -1,24 +1,27 @@
 //! Phase `forward` for renewable credentials: when the upstream answers 401 to a token that
 //! Tollgate thought valid (revoked early, clock skew), renew it once and send the request
-//! again. Only requests whose whole body is known and small (`refresh.replay_body_limit`,
+//! again (the credential is written as the head is, so the retry carries the new token). Only
+//! requests whose whole body is known and small (`refresh.replay_body_limit`,
 //! from `Content-Length`) are kept for a second send; streams are never replayed.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::request::Parts;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body as _;
 use hyper::body::Incoming;
 
 use super::affinity::Affinity;
+use super::credentials::Outgoing;
 use super::error::ProxyError;
+use super::h1::ResponseBody;
 use super::pipeline::unix_now;
 use super::policy::Decision;
 use super::redact;
 use super::{Body, State};
 use crate::domains::Target;
+use crate::secret::Secret;
 use crate::token::broker::Credential;
 
 /// Whether the body can be held for a second send: its length is known from the framing
@@ -38,33 +41,34 @@ pub async fn forward(
     affinity: &Arc<Affinity>,
     decision: &Decision<'_>,
     target: &Target,
-    mut parts: Parts,
+    request: &Outgoing<'_>,
     body: Incoming,
     credential: Credential,
 ) -> Result<Response<Body>, ProxyError> {
     let limit = state.config.refresh.replay_body_limit;
+    let token = &credential.token;
     let Some((key, version)) = credential.renewal.filter(|_| replayable(&body, limit)) else {
         let body = first_frame_checked(body).await?;
-        return Ok(redact::echoed(send(state, affinity, decision, target, &parts, body).await?, &credential.token));
+        return Ok(redact::echoed(send(state, affinity, decision, target, request, token, body).await?, token));
     };
     let bytes = if body.is_end_stream() {
         Bytes::new()
     } else {
         Limited::new(body, limit as usize).collect().await.map_err(|_| ProxyError::RequestBody)?.to_bytes()
     };
-    let response = send(state, affinity, decision, target, &parts, full(bytes.clone())).await?;
+    let response = send(state, affinity, decision, target, request, token, full(bytes.clone())).await?;
     if response.status() != StatusCode::UNAUTHORIZED {
-        return Ok(redact::echoed(response, &credential.token));
+        return Ok(redact::echoed(response, token));
     }
-    let Some(token) =
+    let Some(renewed) =
         state.broker.renew_refused(decision.index, decision.connector, &key.key, version, unix_now()).await
     else {
-        return Ok(redact::echoed(response, &credential.token));
+        return Ok(redact::echoed(response, token));
     };
-    let value = decision.connector.inject.value(&token).ok_or(ProxyError::Internal)?;
-    parts.headers.insert(decision.connector.inject.header.clone(), value);
+    drop(response);
     tracing::info!(connector = %decision.connector.name, "retrying once with a renewed token after an upstream 401");
-    Ok(redact::echoed(send(state, affinity, decision, target, &parts, full(bytes)).await?, &token))
+    let response = send(state, affinity, decision, target, request, &renewed, full(bytes)).await?;
+    Ok(redact::echoed(response, &renewed))
 }
 
 async fn send(
@@ -72,10 +76,11 @@ async fn send(
     affinity: &Arc<Affinity>,
     decision: &Decision<'_>,
     target: &Target,
-    request: &Parts,
+    request: &Outgoing<'_>,
+    token: &Secret,
     body: Body,
-) -> Result<Response<Body>, ProxyError> {
-    let (answer, elapsed) = state.upstream.forward(decision.index, target, request, body, affinity).await?;
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let (answer, elapsed) = state.upstream.forward(decision.index, target, request, token, body, affinity).await?;
     match state.series.get(decision.index) {
         Some(series) => series.upstream_duration.observe(elapsed.as_secs_f64()),
         None => state
@@ -84,7 +89,7 @@ async fn send(
             .with_label_values(&[&decision.connector.name])
             .observe(elapsed.as_secs_f64()),
     }
-    Ok(answer.into_response())
+    Ok(Response::from_parts(answer.head, answer.body))
 }
 
 /// Reads the first body frame before anything is dialed, so a body whose framing is broken

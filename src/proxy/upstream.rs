@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use http::request::Parts;
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
 use super::affinity::Affinity;
+use super::credentials::Outgoing;
 use super::error::{PolicyError, ProxyError, UpstreamError};
 use super::h1::{self, Conn, Outbound, ResponseBody, ResponseHead, SendError};
 use super::pool::{Back, Origin, Pool};
@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::domains::Target;
 use crate::net::connect::{tls_config, ConnectError, UpstreamConnector};
 use crate::net::{Dialer, Resolver};
+use crate::secret::Secret;
 
 /// How long an upstream connection may stay idle in the pool.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -51,24 +52,30 @@ impl Upstream {
         Upstream { connectors, response_timeout }
     }
 
-    /// Sends the request (method and headers from `request`, already cleaned and with the
-    /// credential; path and query from `target`) for connector `index` and returns the
-    /// upstream's answer and the time it took to its head. `affinity` is the client
+    /// Sends the request (method, headers and credential from `request`, with `token`; path
+    /// and query from `target`) for connector `index` and returns the upstream's answer and
+    /// the time it took to its head. `affinity` is the client
     /// connection's: its timer and its last upstream connection.
     pub async fn forward(
         &self,
         index: usize,
         target: &Target,
-        request: &Parts,
+        request: &Outgoing<'_>,
+        token: &Secret,
         body: Body,
         affinity: &Arc<Affinity>,
     ) -> Result<(Answer, Duration), ProxyError> {
         let (connector, pool) = self.connectors.get(index).ok_or(ProxyError::Internal)?;
+        let injection = request.injection;
         let out = Outbound {
-            method: &request.method,
+            method: request.method,
             path: &target.path,
             query: target.query.as_deref(),
-            headers: &request.headers,
+            headers: request.headers,
+            filter: &request.filter,
+            host: request.host,
+            credential: (&injection.header, &injection.prefix, token.expose(), &injection.suffix),
+            upgrade: request.upgrade,
         };
         let origin = Origin::of(target);
         let started = Instant::now();
@@ -113,7 +120,9 @@ impl Failure {
             }
             Failure::Connect(other) => UpstreamError::Unreachable(url, other.to_string()).into(),
             Failure::Send(h1::Error::RequestBody) => ProxyError::RequestBody,
-            Failure::Send(h1::Error::Target) => ProxyError::Internal,
+            // A token that cannot be a header value is a broken connection record, not the
+            // caller's fault.
+            Failure::Send(h1::Error::Target | h1::Error::Credential) => ProxyError::Internal,
             Failure::Send(e) => UpstreamError::Unreachable(url, chain(&e)).into(),
         }
     }

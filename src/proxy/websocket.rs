@@ -8,11 +8,13 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
+use super::credentials::Outgoing;
 use super::error::ProxyError;
 use super::policy::Decision;
 use super::upstream::Answer;
 use super::{Body, State};
 use crate::domains::Target;
+use crate::secret::Secret;
 
 /// Sends the upgrade request and, on 101, relays bytes between the caller and the upstream.
 pub async fn forward(
@@ -20,16 +22,14 @@ pub async fn forward(
     affinity: &std::sync::Arc<super::affinity::Affinity>,
     decision: &Decision<'_>,
     target: &Target,
-    mut parts: http::request::Parts,
+    request: &Outgoing<'_>,
+    token: &Secret,
     client_upgrade: hyper::upgrade::OnUpgrade,
 ) -> Result<Response<Body>, ProxyError> {
-    // Cleaning removed the hop-by-hop upgrade headers; this request asks for the switch itself.
-    parts.headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    parts.headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     let empty = Empty::new().map_err(|never| match never {}).boxed();
-    let (answer, _) = state.upstream.forward(decision.index, target, &parts, empty, affinity).await?;
+    let (answer, _) = state.upstream.forward(decision.index, target, request, token, empty, affinity).await?;
     if answer.head.status != StatusCode::SWITCHING_PROTOCOLS {
-        return Ok(answer.into_response());
+        return Ok(super::redact::echoed(Response::from_parts(answer.head, answer.body), token));
     }
     let Answer { mut head, body } = answer;
     let mut upstream = body.into_upgraded().ok_or(ProxyError::Internal)?;

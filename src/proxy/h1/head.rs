@@ -11,7 +11,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
 use super::Error;
-use crate::proxy::headers::response_drops;
+use crate::proxy::headers::{response_drops, RequestFilter};
 
 /// Largest response head accepted from an upstream.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -24,9 +24,16 @@ pub struct Outbound<'a> {
     pub method: &'a Method,
     pub path: &'a str,
     pub query: Option<&'a str>,
-    /// Already cleaned, with `Host` and the credential in place. `Content-Length` and
-    /// `Transfer-Encoding` are left out: the framing below decides them.
+    /// The caller's headers, written if `filter` forwards them. `Content-Length` and
+    /// `Transfer-Encoding` never are: the framing below decides them.
     pub headers: &'a HeaderMap,
+    pub filter: &'a RequestFilter<'a>,
+    /// `host[:port]` of the target.
+    pub host: &'a str,
+    /// The credential's header and its value in three parts: `prefix{token}suffix`.
+    pub credential: (&'a HeaderName, &'a str, &'a str, &'a str),
+    /// Asks for a WebSocket upgrade (`Connection: Upgrade`, `Upgrade: websocket`).
+    pub upgrade: bool,
 }
 
 /// How a request body goes on the wire.
@@ -64,8 +71,16 @@ fn is_request_target(text: &str) -> bool {
 
 /// Appends the request head to `buf`.
 pub fn write_request(buf: &mut Vec<u8>, out: &Outbound<'_>, framing: RequestFraming) -> Result<(), Error> {
-    if !out.path.starts_with('/') || !is_request_target(out.path) || !out.query.is_none_or(is_request_target) {
+    if !out.path.starts_with('/')
+        || !is_request_target(out.path)
+        || !out.query.is_none_or(is_request_target)
+        || !is_request_target(out.host)
+    {
         return Err(Error::Target);
+    }
+    let (credential, prefix, token, suffix) = out.credential;
+    if ![prefix, token, suffix].iter().all(|part| is_field_value(part.as_bytes())) {
+        return Err(Error::Credential);
     }
     buf.extend_from_slice(out.method.as_str().as_bytes());
     buf.push(b' ');
@@ -76,13 +91,15 @@ pub fn write_request(buf: &mut Vec<u8>, out: &Outbound<'_>, framing: RequestFram
     }
     buf.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in out.headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING || !out.filter.forwards(name) {
             continue;
         }
-        buf.extend_from_slice(name.as_str().as_bytes());
-        buf.extend_from_slice(b": ");
-        buf.extend_from_slice(value.as_bytes());
-        buf.extend_from_slice(b"\r\n");
+        field(buf, name.as_str(), &[value.as_bytes()]);
+    }
+    field(buf, "host", &[out.host.as_bytes()]);
+    field(buf, credential.as_str(), &[prefix.as_bytes(), token.as_bytes(), suffix.as_bytes()]);
+    if out.upgrade {
+        buf.extend_from_slice(b"connection: Upgrade\r\nupgrade: websocket\r\n");
     }
     match framing {
         RequestFraming::Empty => {}
@@ -95,6 +112,21 @@ pub fn write_request(buf: &mut Vec<u8>, out: &Outbound<'_>, framing: RequestFram
     }
     buf.extend_from_slice(b"\r\n");
     Ok(())
+}
+
+fn field(buf: &mut Vec<u8>, name: &str, value: &[&[u8]]) {
+    buf.extend_from_slice(name.as_bytes());
+    buf.extend_from_slice(b": ");
+    for part in value {
+        buf.extend_from_slice(part);
+    }
+    buf.extend_from_slice(b"\r\n");
+}
+
+/// What a field value may hold (`HeaderValue`'s rule): no control bytes but tab, so no CR or
+/// LF can end the field early.
+fn is_field_value(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
 }
 
 /// `n` in decimal, written at the end of `scratch`.
@@ -308,23 +340,52 @@ mod tests {
     #[test]
     fn request_head() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_static("api.example.com"));
+        headers.insert(header::HOST, HeaderValue::from_static("caller.example"));
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
         headers.append("x-a", HeaderValue::from_static("1"));
         headers.append("x-a", HeaderValue::from_static("2"));
-        let out = Outbound { method: &Method::POST, path: "/v1/q", query: Some("a=1"), headers: &headers };
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer caller"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("x-a"));
+        let injected = header::AUTHORIZATION;
+        let filter = RequestFilter::new(&headers, &injected, &[]);
+        let mut out = Outbound {
+            method: &Method::POST,
+            path: "/v1/q",
+            query: Some("a=1"),
+            headers: &headers,
+            filter: &filter,
+            host: "api.example.com",
+            credential: (&injected, "Bearer ", "tok-1", ""),
+            upgrade: false,
+        };
         let mut buf = Vec::new();
         assert!(write_request(&mut buf, &out, RequestFraming::Length(5)).is_ok());
         assert_eq!(
             String::from_utf8_lossy(&buf),
-            "POST /v1/q?a=1 HTTP/1.1\r\nhost: api.example.com\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 5\r\n\r\n"
+            "POST /v1/q?a=1 HTTP/1.1\r\nhost: api.example.com\r\nauthorization: Bearer tok-1\r\ncontent-length: 5\r\n\r\n"
         );
-        for (path, query) in [("/a b", None), ("/a\r\nx: y", None), ("/a", Some("q=\n")), ("a", None), ("/é", None)] {
-            let out = Outbound { method: &Method::GET, path, query, headers: &headers };
+        out.upgrade = true;
+        buf.clear();
+        assert!(write_request(&mut buf, &out, RequestFraming::Empty).is_ok());
+        assert!(String::from_utf8_lossy(&buf).ends_with("\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\r\n"));
+        for (path, query, host) in [
+            ("/a b", None, "h"),
+            ("/a\r\nx: y", None, "h"),
+            ("/a", Some("q=\n"), "h"),
+            ("a", None, "h"),
+            ("/é", None, "h"),
+            ("/", None, "h\r\nx: y"),
+            ("/", None, "h h"),
+        ] {
+            let out = Outbound { path, query, host, ..out };
             assert!(
                 matches!(write_request(&mut Vec::new(), &out, RequestFraming::Empty), Err(Error::Target)),
-                "{path}"
+                "{path} {host}"
             );
+        }
+        for token in ["a\r\nx-injected: 1", "a\nb", "nul\0"] {
+            let out = Outbound { credential: (&injected, "Bearer ", token, ""), ..out };
+            assert!(matches!(write_request(&mut Vec::new(), &out, RequestFraming::Empty), Err(Error::Credential)));
         }
         assert_eq!(itoa_u64(0, &mut [0; 20]), b"0");
         assert_eq!(itoa_u64(u64::MAX, &mut [0; 20]), u64::MAX.to_string().as_bytes());

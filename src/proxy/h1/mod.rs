@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{header, Method};
+use http::Method;
 use hyper::body::Body as _;
 use tokio::io::AsyncWrite;
 
@@ -34,6 +34,8 @@ const READ_MAX: usize = 64 * 1024;
 pub enum Error {
     #[error("the target cannot be written in a request line")]
     Target,
+    #[error("the credential cannot be written in a header field")]
+    Credential,
     #[error("the upstream closed the connection before answering")]
     Closed,
     #[error("{0}")]
@@ -116,7 +118,7 @@ impl Conn {
         let mut heard = false;
         let answer = poll_fn(|cx| self.poll_answer(cx, &mut sending, out.method, &mut heard)).await;
         match answer {
-            Ok(head) if head.framing == Framing::Upgrade && !out.headers.contains_key(header::UPGRADE) => {
+            Ok(head) if head.framing == Framing::Upgrade && !out.upgrade => {
                 Err(SendError::Failed(Error::UnaskedUpgrade))
             }
             Ok(mut head) => {
