@@ -4,14 +4,18 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use crate::proxy::Body;
 
@@ -38,7 +42,7 @@ pub async fn serve<M, F, Fut>(
     // Each connection task holds a sender; when all are dropped, every connection is done.
     let (alive, mut drained) = mpsc::channel::<()>(1);
     // Each connection holds a permit; without one, a new connection is closed at once.
-    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     // hyper answers 431 itself past its buffer; the pipeline's own check (with the JSON error)
     // runs below that, so the buffer is kept comfortably above the configured limit.
     let buffer = (limits.max_header_bytes * 2).max(16 * 1024);
@@ -62,18 +66,27 @@ pub async fn serve<M, F, Fut>(
         };
         let _ = stream.set_nodelay(true);
         let handler = per_connection();
+        let clock = Arc::new(HeadClock::new());
+        let service = {
+            let clock = clock.clone();
+            service_fn(move |request| {
+                let busy = Busy::begin(&clock);
+                let answer = handler(request);
+                async move {
+                    let response = answer.await?;
+                    Ok::<_, Infallible>(response.map(|body| Timed { body, _busy: busy }))
+                }
+            })
+        };
         let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(buffer)
-            .keep_alive(true);
-        let conn = builder.serve_connection(TokioIo::new(stream), service_fn(handler)).with_upgrades();
+        builder.max_buf_size(buffer).keep_alive(true);
+        let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
         let alive = alive.clone();
         let stop = shutdown.clone();
+        let timeout = limits.header_read_timeout;
         tokio::spawn(async move {
             let (_alive, _permit) = (alive, permit);
-            if let Err(e) = until_shutdown(conn, stop).await {
+            if let Err(e) = until_shutdown(conn, stop, &clock, timeout).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
@@ -84,14 +97,26 @@ pub async fn serve<M, F, Fut>(
 }
 
 /// Drives a connection; once `stop` changes, lets it finish the request in flight and close.
+/// A connection that has not sent a whole request head within `timeout` of connecting or of
+/// its previous answer's end is closed (`limits.header_read_timeout`: slow heads, idle
+/// keep-alive).
 ///
 /// The shutdown signal is registered for a wake-up once, on the first poll, and afterwards
 /// only read (one atomic load per poll): polling `changed()` every time the connection makes
-/// progress takes the signal's lock twice per request.
-async fn until_shutdown<C>(conn: C, stop: watch::Receiver<bool>) -> Result<(), hyper::Error>
+/// progress takes the signal's lock twice per request. Likewise the head timer is one per
+/// connection and looked at only when it fires: per request, the connection's [`HeadClock`]
+/// takes two atomic writes and a clock read, where a timer per request head would be
+/// inserted into and removed from the runtime's timer wheel.
+async fn until_shutdown<C>(
+    conn: C,
+    stop: watch::Receiver<bool>,
+    clock: &HeadClock,
+    timeout: Duration,
+) -> Result<(), hyper::Error>
 where
     C: Future<Output = Result<(), hyper::Error>> + GracefulConnection,
 {
+    let mut timer = std::pin::pin!(tokio::time::sleep(timeout));
     let mut conn = std::pin::pin!(conn);
     let mut waiter = stop.clone();
     // Wakes this task when the signal changes. A task's waker stays the same across polls,
@@ -102,6 +127,20 @@ where
     let mut registered = false;
     let mut stopping = false;
     std::future::poll_fn(|cx| {
+        if !registered || timer.is_elapsed() {
+            // A fired timer, or the first poll: see whether the head is overdue; if not,
+            // sleep until it would be (the first poll registers the timer).
+            loop {
+                let deadline = clock.head_deadline(timeout);
+                if deadline <= Instant::now() {
+                    return Poll::Ready(Ok(()));
+                }
+                timer.as_mut().reset(deadline);
+                if timer.as_mut().poll(cx).is_pending() {
+                    break;
+                }
+            }
+        }
         if !stopping {
             let signalled = stop.has_changed().unwrap_or(true);
             if !registered {
@@ -118,6 +157,76 @@ where
         conn.as_mut().poll(cx)
     })
     .await
+}
+
+/// When a connection's next request head is due: `timeout` after the end of its previous
+/// answer (or its start), unless a request is in flight.
+#[derive(Debug)]
+struct HeadClock {
+    start: Instant,
+    /// Requests whose answer has not ended.
+    busy: AtomicUsize,
+    /// When the last answer ended, in nanoseconds after `start`.
+    idle_since: AtomicU64,
+}
+
+impl HeadClock {
+    fn new() -> HeadClock {
+        HeadClock { start: Instant::now(), busy: AtomicUsize::new(0), idle_since: AtomicU64::new(0) }
+    }
+
+    /// The deadline for the next head; a request in flight pushes it a whole timeout away.
+    fn head_deadline(&self, timeout: Duration) -> Instant {
+        if self.busy.load(Ordering::Acquire) > 0 {
+            return Instant::now() + timeout;
+        }
+        self.start + Duration::from_nanos(self.idle_since.load(Ordering::Acquire)) + timeout
+    }
+}
+
+/// One request in flight, from its head to the end (or drop) of its answer's body.
+struct Busy(Arc<HeadClock>);
+
+impl Busy {
+    fn begin(clock: &Arc<HeadClock>) -> Busy {
+        clock.busy.fetch_add(1, Ordering::AcqRel);
+        Busy(clock.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let since = u64::try_from(self.0.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.0.idle_since.store(since, Ordering::Release);
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// An answer's body that ends its request's [`Busy`] when it is dropped (hyper drops it once
+/// written, or when the connection goes).
+struct Timed {
+    body: Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for Timed {
+    type Data = bytes::Bytes;
+    type Error = crate::proxy::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// A connection that can be asked to close once its request in flight is answered.

@@ -122,3 +122,26 @@ async fn idle_keep_alive_connections_are_closed() {
     // waits for the next request: idle connections go after `limits.header_read_timeout`.
     assert!(idle_since.elapsed() >= Duration::from_millis(1500), "closed before the idle timeout");
 }
+
+#[tokio::test]
+async fn an_answer_streaming_longer_than_the_header_timeout_is_not_cut() {
+    let ca = TestCa::new(&["api.test"]);
+    let (upstream, second) = two_event_upstream(&ca).await;
+    let yaml = format!(
+        "{}\nlimits: {{ header_read_timeout: \"1s\" }}\nconnectors:\n  - name: weather\n    token: \"k\"\n    allowed_domains: [\"https://api.test:{}/*\"]\n",
+        base_config(&ca),
+        upstream.port
+    );
+    let proxy = TestProxy::start(&yaml).await;
+    let auth = bearer(&jwt("alice", serde_json::json!({})));
+    let url = format!("https://api.test:{}/events", upstream.port);
+    let mut body = get_streaming(proxy.addr(), &url, &auth).await.into_body();
+    let first = http_body_util::BodyExt::frame(&mut body).await.and_then(|f| f.ok()).and_then(|f| f.into_data().ok());
+    assert_eq!(first.as_deref(), Some(&b"data: one\n\n"[..]));
+    // The header timeout bounds waiting for a request head, not an answer in flight.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    second.send(()).unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), http_body_util::BodyExt::frame(&mut body)).await;
+    let next = next.ok().flatten().and_then(|f| f.ok()).and_then(|f| f.into_data().ok());
+    assert_eq!(next.as_deref(), Some(&b"data: two\n\n"[..]), "the stream was cut while it was answering");
+}
