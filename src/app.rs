@@ -19,7 +19,7 @@ use crate::net::{Dialer, Resolver, SystemResolver, TcpDialer};
 use crate::oauth::link::LinkSigner;
 use crate::proxy::upstream::{self, Upstream};
 use crate::proxy::State;
-use crate::server::{serve, ConnLimits};
+use crate::server::{serve, Busy, ConnLimits};
 use crate::token::broker::{Broker, RefreshPolicy};
 use crate::token::cache::TokenCache;
 use crate::token::crypto::Sealer;
@@ -367,11 +367,17 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
     let s = shared.clone();
     let per_connection = move || {
         let (s, session) = (s.clone(), Arc::new(crate::proxy::Session::default()));
-        move |r| crate::proxy::handle(s.clone(), session.clone(), r)
+        move |r, busy| crate::proxy::handle(s.clone(), session.clone(), r, busy)
     };
     tasks.spawn(serve(proxy, limits, per_connection, watcher.clone()));
     let s = shared.clone();
-    let admin_handler = move |r| crate::admin::handle(s.clone(), r);
+    let admin_handler = move |r, busy: Busy| {
+        let answer = crate::admin::handle(s.clone(), r);
+        async move {
+            let Ok(response) = answer.await;
+            Ok::<_, std::convert::Infallible>(busy.answer(response))
+        }
+    };
     tasks.spawn(serve(admin, limits, move || admin_handler.clone(), watcher.clone()));
     tasks.spawn(follow_stored(shared.clone(), changed, stored_failing, watcher.clone()));
     if ca_missing {
@@ -380,9 +386,12 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
     if let Some(public) = public {
         // Only the OAuth pages face browsers.
         let s = shared.clone();
-        let pages = move |request: http::Request<hyper::body::Incoming>| {
+        let pages = move |request: http::Request<hyper::body::Incoming>, busy: Busy| {
             let state = s.current();
-            async move { Ok::<_, std::convert::Infallible>(crate::oauth::flow::handle(&state, request).await) }
+            async move {
+                let response = crate::oauth::flow::handle(&state, request).await;
+                Ok::<_, std::convert::Infallible>(busy.answer(response))
+            }
         };
         tasks.spawn(serve(public, limits, move || pages.clone(), watcher.clone()));
     }

@@ -29,6 +29,8 @@ pub struct ConnLimits {
 
 /// Serves `listener` until `shutdown` turns true. `per_connection` makes the request handler
 /// of each accepted connection, so a handler can keep what its connection's requests share.
+/// A handler is given its request's [`Busy`] and hands it back in its answer
+/// ([`Busy::answer`]), which ends it when the answer's body is done.
 pub async fn serve<M, F, Fut>(
     listener: TcpListener,
     limits: ConnLimits,
@@ -36,8 +38,8 @@ pub async fn serve<M, F, Fut>(
     mut shutdown: watch::Receiver<bool>,
 ) where
     M: Fn() -> F + Send + 'static,
-    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+    F: Fn(Request<Incoming>, Busy) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<Timed>, Infallible>> + Send + 'static,
 {
     // Each connection task holds a sender; when all are dropped, every connection is done.
     let (alive, mut drained) = mpsc::channel::<()>(1);
@@ -69,14 +71,9 @@ pub async fn serve<M, F, Fut>(
         let clock = Arc::new(HeadClock::new());
         let service = {
             let clock = clock.clone();
-            service_fn(move |request| {
-                let busy = Busy::begin(&clock);
-                let answer = handler(request);
-                async move {
-                    let response = answer.await?;
-                    Ok::<_, Infallible>(response.map(|body| Timed { body, _busy: busy }))
-                }
-            })
+            // The handler's future goes to hyper as it is: a wrapping future would be one
+            // more copy of it per request.
+            service_fn(move |request| handler(request, Busy::begin(&clock)))
         };
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder.max_buf_size(buffer).keep_alive(true);
@@ -185,12 +182,17 @@ impl HeadClock {
 }
 
 /// One request in flight, from its head to the end (or drop) of its answer's body.
-struct Busy(Arc<HeadClock>);
+pub struct Busy(Arc<HeadClock>);
 
 impl Busy {
     fn begin(clock: &Arc<HeadClock>) -> Busy {
         clock.busy.fetch_add(1, Ordering::AcqRel);
         Busy(clock.clone())
+    }
+
+    /// The answer, holding this request in flight until its body is done.
+    pub fn answer(self, response: Response<Body>) -> Response<Timed> {
+        response.map(|body| Timed { body, _busy: self })
     }
 }
 
@@ -204,7 +206,7 @@ impl Drop for Busy {
 
 /// An answer's body that ends its request's [`Busy`] when it is dropped (hyper drops it once
 /// written, or when the connection goes).
-struct Timed {
+pub struct Timed {
     body: Body,
     _busy: Busy,
 }

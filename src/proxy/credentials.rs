@@ -7,7 +7,7 @@ use http::request::Parts;
 use http::Method;
 
 use super::error::ProxyError;
-use super::headers::RequestFilter;
+use super::headers::{first, RequestFilter};
 use crate::config::{Connector, Injection};
 use crate::domains::Target;
 
@@ -23,7 +23,7 @@ pub fn refuse_echo_methods(method: &http::Method) -> Result<(), ProxyError> {
 /// Refuses protocol switches: h2c always, WebSocket unless the connector allows it.
 /// `Ok(true)` is an allowed WebSocket upgrade.
 pub fn refuse_upgrades(headers: &HeaderMap, connector: &Connector) -> Result<bool, ProxyError> {
-    let Some(upgrade) = headers.get(header::UPGRADE) else {
+    let Some(upgrade) = first(headers, &header::UPGRADE) else {
         return Ok(false);
     };
     let text = upgrade.to_str().unwrap_or("").to_ascii_lowercase();

@@ -53,11 +53,22 @@ fn is_identity_assertion(name: &str) -> bool {
     )
 }
 
+/// The first value of `name`. A request carries a handful of headers: walking them and
+/// comparing names costs less than hashing the name for a lookup, which showed up in
+/// profiles once per phase. Larger maps are looked up.
+pub fn first<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a http::HeaderValue> {
+    if headers.keys_len() > 16 {
+        return headers.get(name);
+    }
+    headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+}
+
 /// Names listed in `Connection` headers, as written. `keep-alive` is left out: it is removed
 /// as a listed hop-by-hop header anyway, and it is the one name almost every upstream sends.
 fn nominated(headers: &HeaderMap) -> Vec<&str> {
     let mut names = Vec::new();
-    for value in headers.get_all(header::CONNECTION) {
+    let values = headers.iter().filter(|(n, _)| *n == header::CONNECTION).map(|(_, v)| v);
+    for value in values {
         for name in value.as_bytes().split(|&b| b == b',') {
             let name = name.trim_ascii();
             if !name.is_empty() && !name.eq_ignore_ascii_case(b"keep-alive") {

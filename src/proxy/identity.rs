@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use http::{header, HeaderMap};
 
+use super::headers::first;
 use crate::caller::{Caller, IdentityError, Memo};
 use crate::config::Config;
 
@@ -17,9 +18,8 @@ pub fn identify(
     memo: &Memo,
     now: u64,
 ) -> Result<Arc<Caller>, IdentityError> {
-    let value = headers
-        .get(header::PROXY_AUTHORIZATION)
-        .or_else(|| gateway.then(|| headers.get(header::AUTHORIZATION)).flatten())
+    let value = first(headers, &header::PROXY_AUTHORIZATION)
+        .or_else(|| gateway.then(|| first(headers, &header::AUTHORIZATION)).flatten())
         .ok_or(IdentityError::Missing)?;
     memo.identify(value, config, now)
 }

@@ -28,6 +28,7 @@ use hyper::body::Incoming;
 use crate::caller::Memo;
 use crate::config::Config;
 use crate::metrics::{ConnectorSeries, Metrics};
+use crate::server::{Busy, Timed};
 use crate::token::broker::Broker;
 use context::Record;
 use error::{error_response, ErrorContext, ProxyError};
@@ -69,23 +70,26 @@ pub async fn handle(
     shared: Arc<crate::app::Shared>,
     session: Arc<Session>,
     request: Request<Incoming>,
-) -> Result<Response<Body>, std::convert::Infallible> {
+    busy: Busy,
+) -> Result<Response<Timed>, std::convert::Infallible> {
     let state = shared.current();
     if request.uri().scheme().is_none() && request.uri().path().starts_with("/oauth/") {
-        return Ok(crate::oauth::flow::handle(&state, request).await);
+        return Ok(busy.answer(Box::pin(crate::oauth::flow::handle(&state, request)).await));
     }
     let mut record = Record::start(request.method(), &state);
     let route = route(request.method(), request.uri(), &state.config);
     record.gateway = matches!(route, Route::Gateway { .. });
     let result = match route {
-        Route::Connect => crate::intercept::tunnel::open(&shared, &state, request, &mut record).await,
+        // The rare routes are boxed: their futures are large, and this one is moved a few
+        // times for every request.
+        Route::Connect => Box::pin(crate::intercept::tunnel::open(&shared, &state, request, &mut record)).await,
         Route::Local(path) => {
             record.gateway = true;
-            local::handle_local(&state, &session, request, &path, &mut record).await
+            Box::pin(local::handle_local(&state, &session, request, &path, &mut record)).await
         }
         route => pipeline::run(&state, &session, request, route, &mut record, None).await,
     };
-    Ok(respond(record, result))
+    Ok(busy.answer(respond(record, result)))
 }
 
 /// The one edge where a result becomes a response: refusals rendered, the audit line and

@@ -67,20 +67,15 @@ pub async fn run(
     let mut outgoing = attach_credentials(&parts, decision.connector, &target);
     if let Some(client_upgrade) = client_upgrade {
         outgoing.upgrade = true;
-        let token = &credential.token;
-        return super::websocket::forward(
-            state,
-            &session.upstream,
-            &decision,
-            &target,
-            &outgoing,
-            token,
-            client_upgrade,
-        )
-        .await;
+        let (upstream, token) = (&session.upstream, &credential.token);
+        // Boxed: a rare path's large future would enlarge every request's.
+        let upgrade = super::websocket::forward(state, upstream, &decision, &target, &outgoing, token, client_upgrade);
+        return Box::pin(upgrade).await;
     }
 
-    replay::forward(state, &session.upstream, &decision, &target, &outgoing, body, credential).await
+    // Boxed: the rest of the path is the largest part of this future, which is moved a few
+    // times per request (a copy of its whole size each time); behind a box it moves once.
+    Box::pin(replay::forward(state, &session.upstream, &decision, &target, &outgoing, body, credential)).await
 }
 
 /// Refuses requests whose headers exceed the configured limit.

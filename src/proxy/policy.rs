@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 
 use super::error::PolicyError;
-use super::headers::{X_TOLLGATE_CONNECTOR, X_TOLLGATE_TOOL};
+use super::headers::{first, X_TOLLGATE_CONNECTOR, X_TOLLGATE_TOOL};
 use crate::caller::Caller;
 use crate::config::{Config, Connector};
 use crate::domains::{Pattern, Target};
@@ -23,7 +23,7 @@ pub struct Decision<'a> {
 /// Where a connector name came from, for messages.
 fn named(headers: &HeaderMap, caller: &Caller, gateway_name: Option<&str>) -> Vec<(&'static str, String)> {
     let mut names = Vec::new();
-    let header = |h: &http::HeaderName| headers.get(h).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string());
+    let header = |h: &http::HeaderName| first(headers, h).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string());
     if let Some(n) = header(&X_TOLLGATE_CONNECTOR) {
         names.push(("X-Tollgate-Connector", n));
     }

@@ -69,7 +69,9 @@ where
         return response.map(BodyExt::boxed);
     }
     let mut needle = Needle { token: token.clone(), finder: None };
-    for value in response.headers_mut().values_mut() {
+    let mut compressed = false;
+    for (name, value) in response.headers_mut().iter_mut() {
+        compressed |= name == http::header::CONTENT_ENCODING;
         let bytes = value.as_bytes();
         if memchr::memchr(needle.bytes()[0], bytes).is_some() && needle.finder().find(bytes).is_some() {
             let (replaced, _) = replace(needle.finder(), &marker(token.expose().len()), value.as_bytes());
@@ -78,7 +80,7 @@ where
             }
         }
     }
-    if response.headers().contains_key(http::header::CONTENT_ENCODING) {
+    if compressed {
         return response.map(BodyExt::boxed);
     }
     response

@@ -60,9 +60,9 @@ pub async fn forward(
     if response.status() != StatusCode::UNAUTHORIZED {
         return Ok(redact::echoed(response, token));
     }
-    let Some(renewed) =
-        state.broker.renew_refused(decision.index, decision.connector, &key.key, version, unix_now()).await
-    else {
+    // Boxed: a large future on a rare path would enlarge every request's future.
+    let renewal = state.broker.renew_refused(decision.index, decision.connector, &key.key, version, unix_now());
+    let Some(renewed) = Box::pin(renewal).await else {
         return Ok(redact::echoed(response, token));
     };
     drop(response);

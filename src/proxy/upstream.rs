@@ -144,8 +144,12 @@ async fn exchange(
     loop {
         let mut conn = match next.take().or_else(|| pool.take(origin)) {
             Some(conn) => conn,
+            // Boxed: dialing and the TLS handshake make a large future, awaited only for a
+            // new connection; inline, every request's future would carry its size.
             None => Conn::new(
-                connector.open_stream(&origin.host, origin.port, origin.https).await.map_err(Failure::Connect)?,
+                Box::pin(connector.open_stream(&origin.host, origin.port, origin.https))
+                    .await
+                    .map_err(Failure::Connect)?,
             ),
         };
         match conn.send(out, body).await {

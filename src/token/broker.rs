@@ -182,9 +182,9 @@ impl Broker {
                     connect_url: link(),
                 });
             }
-            let fresh = self
-                .renewal
-                .renew(index, connector, key, None, now, None)
+            // Renewal futures are large and rarely awaited: boxed, they do not make every
+            // request's future (moved a few times per request) that much larger.
+            let fresh = Box::pin(self.renewal.renew(index, connector, key, None, now, None))
                 .await
                 .map_err(|e| self.renew_failed(e, connector))?;
             return Ok(Credential { token: fresh.access_token, renewal: Some((keyed, fresh.version)) });
@@ -194,7 +194,9 @@ impl Broker {
         }
         let renewable = client_credentials || current.refresh_token.is_some();
         let connection = if renewable && current.expires_within(now, self.renewal.skew_secs()) {
-            match self.renewal.renew(index, connector, key, Some(Connection::clone(&current)), now, None).await {
+            match Box::pin(self.renewal.renew(index, connector, key, Some(Connection::clone(&current)), now, None))
+                .await
+            {
                 Ok(fresh) => Arc::new(fresh),
                 Err(RenewError::Permanent) => return Err(reauth("was refused by the provider's token endpoint")),
                 // A token that has not expired yet is still injected while renewal is failing.

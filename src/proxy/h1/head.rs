@@ -11,7 +11,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
 use super::Error;
-use crate::proxy::headers::{response_drops, RequestFilter};
+use crate::proxy::headers::{first, response_drops, RequestFilter};
 
 /// Largest response head accepted from an upstream.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -51,7 +51,7 @@ impl RequestFraming {
     pub fn of(method: &Method, headers: &HeaderMap, at_end: bool, exact: Option<u64>) -> RequestFraming {
         if at_end {
             let expects_body = *method == Method::POST || *method == Method::PUT || *method == Method::PATCH;
-            return match headers.contains_key(header::CONTENT_LENGTH) || expects_body {
+            return match first(headers, &header::CONTENT_LENGTH).is_some() || expects_body {
                 true => RequestFraming::Length(0),
                 false => RequestFraming::Empty,
             };
