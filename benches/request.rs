@@ -33,8 +33,9 @@ fn cache_hit(c: &mut Criterion) {
     // As on the request path: the caller's key cache gives the id (hashed on first use only),
     // then the token cache is read.
     let keys = KeyCache::default();
+    let at = tokio::time::Instant::now();
     c.bench_function("token_lookup_cache_hit", |b| {
-        b.iter(|| match cache.get(&keys.get(black_box("crm"), black_box("user-4242@example.com")).id) {
+        b.iter(|| match cache.get(&keys.get(black_box("crm"), black_box("user-4242@example.com")).id, at) {
             Cached::Fresh(c) => c.version,
             _ => unreachable!("the entry is fresh"),
         })

@@ -79,6 +79,11 @@ pub struct Record {
 }
 
 impl Record {
+    /// When the request started: the one monotonic clock read its phases share.
+    pub fn started(&self) -> Instant {
+        self.start
+    }
+
     pub fn start(method: &Method, state: &Arc<State>) -> Record {
         state.metrics.inflight.inc();
         Record {

@@ -81,14 +81,14 @@ pub fn authorize<'a>(
         return Err(PolicyError::NotCovered { url: url(), scope: "any connector this caller may use".into() });
     };
     // Another owner covering the same URL makes it ambiguous; more patterns of one owner do not.
-    let mut owners = vec![first.owner];
+    let Some(second) = usable.find(|c| c.owner != first.owner) else {
+        return Ok(Decision { index: first.owner, connector: &config.connectors[first.owner], pattern: first.pattern });
+    };
+    let mut owners = vec![first.owner, second.owner];
     for covered in usable {
         if !owners.contains(&covered.owner) {
             owners.push(covered.owner);
         }
-    }
-    if let [index] = owners.as_slice() {
-        return Ok(Decision { index: *index, connector: &config.connectors[*index], pattern: first.pattern });
     }
     let names: Vec<&str> = owners.iter().map(|i| config.connectors[*i].name.as_str()).collect();
     Err(PolicyError::Ambiguous(format!(

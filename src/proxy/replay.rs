@@ -30,7 +30,11 @@ fn replayable(body: &Incoming, limit: u64) -> bool {
     body.size_hint().exact().is_some_and(|n| n <= limit)
 }
 
+/// The kept body, for one send. An empty one is boxed without allocating.
 fn full(body: Bytes) -> Body {
+    if body.is_empty() {
+        return http_body_util::Empty::new().map_err(|never| match never {}).boxed();
+    }
     Full::new(body).map_err(|never| match never {}).boxed()
 }
 

@@ -157,6 +157,7 @@ impl Broker {
         caller: &Caller,
         target: &Target,
         now: u64,
+        at: tokio::time::Instant,
     ) -> Result<Credential, CredentialError> {
         let principal = caller.principal.as_str();
         let keyed = match &connector.grant {
@@ -173,7 +174,7 @@ impl Broker {
             connect_url: link(),
         };
         let client_credentials = matches!(connector.grant, Grant::ClientCredentials(_));
-        let current = self.lookup(&keyed, connector, now).await?;
+        let current = self.lookup(&keyed, connector, now, at).await?;
         let Some(current) = current else {
             if !client_credentials {
                 return Err(CredentialError::ConnectionRequired {
@@ -260,9 +261,10 @@ impl Broker {
         keyed: &Keyed,
         connector: &Connector,
         now: u64,
+        at: tokio::time::Instant,
     ) -> Result<Option<Arc<Connection>>, CredentialError> {
         let Keyed { key, id } = keyed;
-        let stale = match self.cache.get(id) {
+        let stale = match self.cache.get(id, at) {
             Cached::Fresh(c) => {
                 self.metrics.memory_hits.inc();
                 return Ok(Some(c));

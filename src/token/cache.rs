@@ -46,10 +46,12 @@ impl TokenCache {
         TokenCache { ttl, entries: Mutex::new(HashMap::default()) }
     }
 
-    pub fn get(&self, id: &str) -> Cached {
+    /// The entry for `id`, fresh or stale as of `at` (the request's start: the clock is
+    /// read once per request).
+    pub fn get(&self, id: &str, at: Instant) -> Cached {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         match entries.get(id) {
-            Some(e) if e.fresh_until > Instant::now() => Cached::Fresh(e.connection.clone()),
+            Some(e) if e.fresh_until > at => Cached::Fresh(e.connection.clone()),
             Some(e) => Cached::Stale(e.connection.clone()),
             None => Cached::Miss,
         }
