@@ -80,7 +80,9 @@ where
             }
         }
     }
-    if compressed {
+    // A body shorter than the credential cannot hold it.
+    let short = response.body().size_hint().exact().is_some_and(|n| n < token.expose().len() as u64);
+    if compressed || short {
         return response.map(BodyExt::boxed);
     }
     response
