@@ -70,6 +70,11 @@ pub struct Conn {
     spans: Vec<head::Span>,
     /// Answers read on this connection so far.
     answered: u64,
+    /// Bytes read for the answer in progress, and for the one before it: the next read asks
+    /// for that much room, so an upstream that answers the same size each time is read in one
+    /// call (and its body passed on in one frame).
+    pulled: usize,
+    hint: usize,
 }
 
 impl std::fmt::Debug for Conn {
@@ -80,7 +85,7 @@ impl std::fmt::Debug for Conn {
 
 impl Conn {
     pub fn new(io: Stream) -> Conn {
-        Conn { io, read: BytesMut::new(), write: Vec::new(), spans: Vec::new(), answered: 0 }
+        Conn { io, read: BytesMut::new(), write: Vec::new(), spans: Vec::new(), answered: 0, pulled: 0, hint: 0 }
     }
 
     /// Whether an idle connection can take a request: the upstream has not closed it and has
@@ -95,8 +100,12 @@ impl Conn {
 
     /// Reads more of the answer into the read buffer; `Ok(0)` at the end of the stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
-        self.read.reserve(want.clamp(READ_MIN, READ_MAX));
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
+        self.read.reserve(want.max(self.hint).clamp(READ_MIN, READ_MAX));
+        let read = tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read);
+        if let Poll::Ready(Ok(n)) = read {
+            self.pulled = self.pulled.saturating_add(n);
+        }
+        read
     }
 
     /// Writes the request and reads the answer's head. The body is sent while the answer is
@@ -108,6 +117,7 @@ impl Conn {
             return Err(SendError::Failed(e));
         }
         let reused = self.answered > 0;
+        self.hint = std::mem::take(&mut self.pulled).min(READ_MAX);
         if let Err(e) = poll_fn(|cx| self.poll_write_head(cx)).await {
             return Err(match reused {
                 true => SendError::Stale(body),
