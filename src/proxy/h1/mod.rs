@@ -7,7 +7,8 @@
 //! close, and nothing arrived that was not asked for.
 
 mod body;
-mod head;
+mod request;
+mod response;
 
 use std::future::poll_fn;
 use std::io;
@@ -20,7 +21,8 @@ use hyper::body::Body as _;
 use tokio::io::AsyncWrite;
 
 pub use body::{ResponseBody, Upgraded};
-pub use head::{Framing, Outbound, RequestFraming, ResponseHead};
+pub use request::{Outbound, RequestFraming};
+pub use response::{Framing, ResponseHead};
 
 use super::Body;
 use crate::net::connect::Stream;
@@ -42,7 +44,7 @@ pub enum Error {
     Io(#[from] io::Error),
     #[error("malformed answer head: {0}")]
     Head(&'static str),
-    #[error("answer head larger than {} KiB", head::MAX_HEAD / 1024)]
+    #[error("answer head larger than {} KiB", response::MAX_HEAD / 1024)]
     HeadTooLarge,
     #[error("the upstream switched protocols though no upgrade was asked for")]
     UnaskedUpgrade,
@@ -67,7 +69,7 @@ pub struct Conn {
     io: Stream,
     read: BytesMut,
     write: Vec<u8>,
-    spans: Vec<head::Span>,
+    spans: Vec<response::Span>,
     /// Answers read on this connection so far.
     answered: u64,
     /// Bytes read for the answer in progress, and for the one before it: the next read asks
@@ -113,7 +115,7 @@ impl Conn {
     pub async fn send(&mut self, out: &Outbound<'_>, body: Body) -> Result<ResponseHead, SendError> {
         let framing = RequestFraming::of(out.method, out.headers, body.is_end_stream(), body.size_hint().exact());
         self.write.clear();
-        if let Err(e) = head::write_request(&mut self.write, out, framing) {
+        if let Err(e) = request::write_request(&mut self.write, out, framing) {
             return Err(SendError::Failed(e));
         }
         let reused = self.answered > 0;
@@ -180,7 +182,7 @@ impl Conn {
         }
         loop {
             if !self.read.is_empty() {
-                if let Some(head) = head::parse_response(&mut self.read, method, &mut self.spans)? {
+                if let Some(head) = response::parse_response(&mut self.read, method, &mut self.spans)? {
                     return Poll::Ready(Ok(head));
                 }
             }
