@@ -14,29 +14,12 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-fn config(ca: &TestCa, port: u16) -> String {
-    format!(
-        r#"{}
-connectors:
-  - name: weather
-    grant: static
-    token: "weather-key"
-    allowed_domains: ["https://api.weather.test:{port}/*"]
-"#,
-        base_config(ca)
-    )
-}
-
-fn auth() -> String {
-    bearer(&jwt("alice", serde_json::json!({})))
-}
-
 #[tokio::test]
 async fn sequential_requests_share_one_upstream_connection() {
     let ca = TestCa::new(&["api.weather.test"]);
     let upstream = Upstream::ok(&ca).await;
-    let proxy = TestProxy::start(&config(&ca, upstream.port)).await;
-    let auth = auth();
+    let proxy = TestProxy::start(&weather_static_config(&ca, upstream.port)).await;
+    let auth = alice_bearer();
     for i in 0..5 {
         // Each request comes on its own client connection: reuse is Tollgate's, not the caller's.
         let answer = get(
@@ -67,8 +50,8 @@ async fn a_streaming_answer_does_not_hold_up_other_requests() {
         }
     })
     .await;
-    let proxy = TestProxy::start(&config(&ca, upstream.port)).await;
-    let auth = auth();
+    let proxy = TestProxy::start(&weather_static_config(&ca, upstream.port)).await;
+    let auth = alice_bearer();
 
     let url = format!("https://api.weather.test:{}/stream", upstream.port);
     let mut streaming = get_streaming(proxy.addr(), &url, &auth).await.into_body();
@@ -130,8 +113,8 @@ async fn closing_upstream(ca: &TestCa) -> (u16, Arc<std::sync::Mutex<usize>>) {
 async fn a_connection_the_upstream_closed_while_idle_is_replaced() {
     let ca = TestCa::new(&["api.weather.test"]);
     let (port, accepted) = closing_upstream(&ca).await;
-    let proxy = TestProxy::start(&config(&ca, port)).await;
-    let auth = auth();
+    let proxy = TestProxy::start(&weather_static_config(&ca, port)).await;
+    let auth = alice_bearer();
     let url = format!("https://api.weather.test:{port}/x");
     for _ in 0..3 {
         let answer = get(proxy.addr(), &url, &[("proxy-authorization", &auth)]).await;
@@ -157,8 +140,8 @@ async fn get_on(stream: &mut tokio::net::TcpStream, url: &str, host: &str, auth:
 async fn each_client_connection_keeps_its_upstream_connection_and_hands_it_back_when_it_closes() {
     let ca = TestCa::new(&["api.weather.test"]);
     let upstream = Upstream::ok(&ca).await;
-    let proxy = TestProxy::start(&config(&ca, upstream.port)).await;
-    let auth = auth();
+    let proxy = TestProxy::start(&weather_static_config(&ca, upstream.port)).await;
+    let auth = alice_bearer();
     let host = format!("api.weather.test:{}", upstream.port);
     let url = format!("https://{host}/x");
     let mut a = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();

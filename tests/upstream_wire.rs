@@ -13,23 +13,6 @@ use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-fn config(ca: &TestCa, port: u16) -> String {
-    format!(
-        r#"{}
-connectors:
-  - name: weather
-    grant: static
-    token: "weather-key"
-    allowed_domains: ["https://api.weather.test:{port}/*"]
-"#,
-        base_config(ca)
-    )
-}
-
-fn auth() -> String {
-    bearer(&jwt("alice", serde_json::json!({})))
-}
-
 /// What the scripted upstream does with one request.
 enum Reply {
     /// Writes these bytes in pieces of the given size (0: all at once), then reads the next
@@ -160,7 +143,7 @@ impl Caller {
         let stream = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
         let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
         tokio::spawn(conn);
-        Caller { sender, auth: auth() }
+        Caller { sender, auth: alice_bearer() }
     }
 
     async fn send(&mut self, method: &str, url: &str, body: &'static str) -> Answer {
@@ -203,7 +186,7 @@ async fn every_body_framing_reaches_the_caller_and_only_certain_ends_reuse_the_c
         }
     })
     .await;
-    let proxy = TestProxy::start(&config(&ca, upstream.port)).await;
+    let proxy = TestProxy::start(&weather_static_config(&ca, upstream.port)).await;
     let mut caller = Caller::new(&proxy).await;
     let port = upstream.port;
 
@@ -264,7 +247,7 @@ async fn answers_whose_framing_cannot_be_trusted_are_refused() {
         Reply::Bytes(bytes, 0)
     })
     .await;
-    let proxy = TestProxy::start(&config(&ca, upstream.port)).await;
+    let proxy = TestProxy::start(&weather_static_config(&ca, upstream.port)).await;
     let mut caller = Caller::new(&proxy).await;
     for path in ["/two-lengths", "/signed-length", "/not-http", "/huge-head", "/switch"] {
         let answer = caller.get(&url(upstream.port, path)).await;
@@ -292,7 +275,7 @@ async fn a_chunked_body_cut_short_or_malformed_aborts_the_callers_answer() {
         }
     })
     .await;
-    let proxy = TestProxy::start(&config(&ca, upstream.port)).await;
+    let proxy = TestProxy::start(&weather_static_config(&ca, upstream.port)).await;
     for path in ["/bad-size", "/cut"] {
         // The head may or may not have left before the break; either way the caller must
         // not see a clean end.
@@ -317,8 +300,8 @@ async fn request_bodies_go_out_in_their_framing() {
     let ca = TestCa::new(&["api.weather.test"]);
     let upstream =
         Scripted::start(&ca, |_, _| Reply::Bytes(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(), 0)).await;
-    let proxy = TestProxy::start(&config(&ca, upstream.port)).await;
-    let auth = auth();
+    let proxy = TestProxy::start(&weather_static_config(&ca, upstream.port)).await;
+    let auth = alice_bearer();
     let host = format!("api.weather.test:{}", upstream.port);
 
     // A body with a length goes with that length.
@@ -364,8 +347,8 @@ async fn an_early_answer_to_an_unfinished_upload_reaches_the_caller() {
         )
     })
     .await;
-    let proxy = TestProxy::start(&config(&ca, upstream.port)).await;
-    let auth = auth();
+    let proxy = TestProxy::start(&weather_static_config(&ca, upstream.port)).await;
+    let auth = alice_bearer();
     let host = format!("api.weather.test:{}", upstream.port);
     let mut client = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
     // The upstream answers after the head; the caller has sent only part of its body.
@@ -389,7 +372,7 @@ async fn a_kept_connection_closed_as_a_request_arrives_is_retried_only_when_that
         _ => Reply::Hang,
     })
     .await;
-    let proxy = TestProxy::start(&config(&ca, upstream.port)).await;
+    let proxy = TestProxy::start(&weather_static_config(&ca, upstream.port)).await;
     let mut caller = Caller::new(&proxy).await;
 
     // Warm: one connection, kept.

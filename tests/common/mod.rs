@@ -268,6 +268,25 @@ impl TestProxy {
     }
 }
 
+/// A test config with one static connector, `weather`, for `https://api.weather.test:{port}/*`.
+pub fn weather_static_config(ca: &TestCa, port: u16) -> String {
+    format!(
+        r#"{}
+connectors:
+  - name: weather
+    grant: static
+    token: "weather-key"
+    allowed_domains: ["https://api.weather.test:{port}/*"]
+"#,
+        base_config(ca)
+    )
+}
+
+/// `Bearer <JWT for alice>`, the caller of most tests.
+pub fn alice_bearer() -> String {
+    bearer(&jwt("alice", serde_json::json!({})))
+}
+
 /// An HS256 caller JWT with `sub` and extra claims, valid for an hour.
 pub fn jwt(sub: &str, extra: serde_json::Value) -> String {
     let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600;
