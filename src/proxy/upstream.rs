@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use http::{Response, StatusCode};
-use http_body_util::BodyExt;
+use http::StatusCode;
 use tokio::time::Instant;
 
 use super::affinity::Affinity;
@@ -39,12 +38,6 @@ pub struct Answer {
     pub body: ResponseBody,
 }
 
-impl Answer {
-    pub fn into_response(self) -> Response<Body> {
-        Response::from_parts(self.head, self.body.boxed())
-    }
-}
-
 impl Upstream {
     /// One pool per connector, from the connectors built by [`connectors`].
     pub fn new(connectors: Vec<UpstreamConnector>, response_timeout: Duration) -> Upstream {
@@ -54,8 +47,8 @@ impl Upstream {
 
     /// Sends the request (method, headers and credential from `request`, with `token`; path
     /// and query from `target`) for connector `index` and returns the upstream's answer and
-    /// the time it took to its head. `affinity` is the client
-    /// connection's: its timer and its last upstream connection.
+    /// the time it took to its head. `affinity` is the client connection's: its timer and its
+    /// last upstream connection.
     pub async fn forward(
         &self,
         index: usize,
@@ -180,7 +173,7 @@ pub fn connectors(
         .collect())
 }
 
-/// The error and its causes, as hyper describes them (no headers, no bodies, no secrets).
+/// The error and its causes (no headers, no bodies, no secrets).
 fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
