@@ -19,7 +19,7 @@ use crate::net::{Dialer, Resolver, SystemResolver, TcpDialer};
 use crate::oauth::link::LinkSigner;
 use crate::proxy::upstream::{self, Upstream};
 use crate::proxy::State;
-use crate::server::{serve, Busy, ConnLimits};
+use crate::server::{answering, serve, ConnLimits};
 use crate::token::broker::{Broker, RefreshPolicy};
 use crate::token::cache::TokenCache;
 use crate::token::crypto::Sealer;
@@ -371,13 +371,7 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
     };
     tasks.spawn(serve(proxy, limits, per_connection, watcher.clone()));
     let s = shared.clone();
-    let admin_handler = move |r, busy: Busy| {
-        let answer = crate::admin::handle(s.clone(), r);
-        async move {
-            let Ok(response) = answer.await;
-            Ok::<_, std::convert::Infallible>(busy.answer(response))
-        }
-    };
+    let admin_handler = move |r, busy| answering(busy, crate::admin::handle(s.clone(), r));
     tasks.spawn(serve(admin, limits, move || admin_handler.clone(), watcher.clone()));
     tasks.spawn(follow_stored(shared.clone(), changed, stored_failing, watcher.clone()));
     if ca_missing {
@@ -386,12 +380,9 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
     if let Some(public) = public {
         // Only the OAuth pages face browsers.
         let s = shared.clone();
-        let pages = move |request: http::Request<hyper::body::Incoming>, busy: Busy| {
+        let pages = move |request: http::Request<hyper::body::Incoming>, busy| {
             let state = s.current();
-            async move {
-                let response = crate::oauth::flow::handle(&state, request).await;
-                Ok::<_, std::convert::Infallible>(busy.answer(response))
-            }
+            answering(busy, async move { Ok(crate::oauth::flow::handle(&state, request).await) })
         };
         tasks.spawn(serve(public, limits, move || pages.clone(), watcher.clone()));
     }

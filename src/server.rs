@@ -207,6 +207,16 @@ impl Drop for Busy {
     }
 }
 
+/// A handler's answer, holding its request in flight (`busy`) until the answer's body is done:
+/// for the listeners whose handlers do not take the [`Busy`] themselves.
+pub async fn answering<Fut>(busy: Busy, answer: Fut) -> Result<Response<Timed>, Infallible>
+where
+    Fut: Future<Output = Result<Response<Body>, Infallible>>,
+{
+    let Ok(response) = answer.await;
+    Ok(busy.answer(response))
+}
+
 /// An answer's body that ends its request's [`Busy`] when it is dropped (hyper drops it once
 /// written, or when the connection goes).
 pub struct Timed {
