@@ -105,7 +105,7 @@ pub async fn serve<M, F, Fut>(
 /// only read (one atomic load per poll): polling `changed()` every time the connection makes
 /// progress takes the signal's lock twice per request. Likewise the head timer is one per
 /// connection and looked at only when it fires: per request, the connection's [`HeadClock`]
-/// takes two atomic writes and a clock read, where a timer per request head would be
+/// takes three atomic operations and a clock read, where a timer per request head would be
 /// inserted into and removed from the runtime's timer wheel.
 async fn until_shutdown<C>(
     conn: C,
