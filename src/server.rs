@@ -79,7 +79,12 @@ pub async fn serve<M, F, Fut>(
         // Each answer goes out in one plain write (head and body copied into one buffer)
         // rather than a vectored one: measured cheaper in the kernel for the small answers
         // tool calls mostly get, and no slower for 16 KiB ones (BENCHMARKS.md, round five).
-        builder.max_buf_size(buffer).keep_alive(true).writev(false);
+        // Half-close: a caller that shuts its sending side after its request still gets the
+        // answer, and the connection is not read while a request is in flight (a read then
+        // would only look for the caller's end, at the cost of a fresh read buffer per request,
+        // since the request's head still holds the old one). A caller that is gone is noticed
+        // when its answer is written; the upstream call is bounded by `upstream.response_timeout`.
+        builder.max_buf_size(buffer).keep_alive(true).writev(false).half_close(true);
         let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
         let alive = alive.clone();
         let stop = shutdown.clone();

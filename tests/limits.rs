@@ -145,3 +145,29 @@ async fn an_answer_streaming_longer_than_the_header_timeout_is_not_cut() {
     let next = next.ok().flatten().and_then(|f| f.ok()).and_then(|f| f.into_data().ok());
     assert_eq!(next.as_deref(), Some(&b"data: two\n\n"[..]), "the stream was cut while it was answering");
 }
+
+#[tokio::test]
+async fn a_caller_that_half_closes_after_its_request_still_gets_the_answer() {
+    let ca = TestCa::new(&["api.weather.test"]);
+    // The answer comes after the caller has shut its sending side, so the proxy sees the
+    // end of the caller's stream while the request is in flight.
+    let upstream = Upstream::with(&ca, |_req| async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        http::Response::new(full(r#"{"ok":true}"#))
+    })
+    .await;
+    let proxy = TestProxy::start(&weather_static_config(&ca, upstream.port)).await;
+    let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
+    let head = format!(
+        "GET https://api.weather.test:{}/x HTTP/1.1\r\nHost: api.weather.test:{}\r\nProxy-Authorization: {}\r\nConnection: close\r\n\r\n",
+        upstream.port,
+        upstream.port,
+        alice_bearer()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let answer = read_until_quiet(&mut stream, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "no answer after a half-close: {answer:?}");
+    assert!(answer.ends_with(r#"{"ok":true}"#), "{answer:?}");
+    assert_eq!(upstream.requests().len(), 1);
+}
