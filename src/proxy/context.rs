@@ -46,21 +46,28 @@ impl fmt::Debug for RequestId {
 }
 
 pub fn next_request_id() -> RequestId {
-    static PREFIX: OnceLock<u32> = OnceLock::new();
+    static PREFIX: OnceLock<[u8; 8]> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(1);
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let prefix = *PREFIX.get_or_init(|| {
+    // 8 digits of a random prefix (written once), then the low 48 bits of the counter in 12.
+    let prefix = PREFIX.get_or_init(|| {
         let mut bytes = [0u8; 4];
         let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
-        u32::from_be_bytes(bytes)
+        let mut digits = [0u8; 8];
+        hex_digits(&mut digits, u64::from(u32::from_be_bytes(bytes)));
+        digits
     });
-    // 8 digits of prefix, then the low 48 bits of the counter in 12 digits.
-    let value = (u128::from(prefix) << 48) | u128::from(COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff_ffff);
     let mut id = [0u8; 20];
-    for (i, digit) in id.iter_mut().enumerate() {
-        *digit = HEX[((value >> (4 * (19 - i))) & 0xf) as usize];
-    }
+    id[..8].copy_from_slice(prefix);
+    hex_digits(&mut id[8..], COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff_ffff);
     RequestId(id)
+}
+
+/// The low `4 * out.len()` bits of `value` in lowercase hex, most significant digit first.
+fn hex_digits(out: &mut [u8], value: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, digit) in out.iter_mut().rev().enumerate() {
+        *digit = HEX[((value >> (4 * i)) & 0xf) as usize];
+    }
 }
 
 #[derive(Debug)]
@@ -191,5 +198,10 @@ mod tests {
             assert!(id.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{id}");
         }
         assert_eq!(&a[..8], &b[..8], "same process prefix");
+        let counter = |id: &RequestId| u64::from_str_radix(&id[8..], 16).unwrap();
+        assert!(counter(&b) > counter(&a));
+        let mut digits = [0u8; 4];
+        hex_digits(&mut digits, 0x12_beef);
+        assert_eq!(&digits, b"beef");
     }
 }

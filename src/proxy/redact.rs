@@ -68,12 +68,18 @@ where
     if token.expose().len() < MIN_LEN {
         return response.map(BodyExt::boxed);
     }
-    let mut needle = Needle { token: token.clone(), finder: None };
+    // The needle (a copy of the credential) is made only once something could hold it.
+    let mut needle: Option<Needle> = None;
+    let first = token.expose().as_bytes()[0];
     let mut compressed = false;
     for (name, value) in response.headers_mut().iter_mut() {
         compressed |= name == http::header::CONTENT_ENCODING;
         let bytes = value.as_bytes();
-        if memchr::memchr(needle.bytes()[0], bytes).is_some() && needle.finder().find(bytes).is_some() {
+        if memchr::memchr(first, bytes).is_none() {
+            continue;
+        }
+        let needle = needle.get_or_insert_with(|| Needle { token: token.clone(), finder: None });
+        if needle.finder().find(bytes).is_some() {
             let (replaced, _) = replace(needle.finder(), &marker(token.expose().len()), value.as_bytes());
             if let Ok(clean) = HeaderValue::from_bytes(&replaced) {
                 *value = clean;
@@ -85,6 +91,7 @@ where
     if compressed || short {
         return response.map(BodyExt::boxed);
     }
+    let needle = needle.unwrap_or_else(|| Needle { token: token.clone(), finder: None });
     response
         .map(|body| Redacting { inner: body, needle, pending: BytesMut::new(), trailers: None, done: false }.boxed())
 }

@@ -69,7 +69,7 @@ pub struct Conn {
     io: Stream,
     read: BytesMut,
     write: Vec<u8>,
-    spans: Vec<response::Span>,
+    scratch: response::Scratch,
     /// Answers read on this connection so far.
     answered: u64,
     /// Bytes read for the answer in progress, and for the one before it: the next read asks
@@ -87,7 +87,15 @@ impl std::fmt::Debug for Conn {
 
 impl Conn {
     pub fn new(io: Stream) -> Conn {
-        Conn { io, read: BytesMut::new(), write: Vec::new(), spans: Vec::new(), answered: 0, pulled: 0, hint: 0 }
+        Conn {
+            io,
+            read: BytesMut::new(),
+            write: Vec::new(),
+            scratch: response::Scratch::default(),
+            answered: 0,
+            pulled: 0,
+            hint: 0,
+        }
     }
 
     /// Whether an idle connection can take a request: the upstream has not closed it and has
@@ -182,7 +190,7 @@ impl Conn {
         }
         loop {
             if !self.read.is_empty() {
-                if let Some(head) = response::parse_response(&mut self.read, method, &mut self.spans)? {
+                if let Some(head) = response::parse_response(&mut self.read, method, &mut self.scratch)? {
                     return Poll::Ready(Ok(head));
                 }
             }

@@ -39,11 +39,43 @@ pub struct ResponseHead {
 
 /// Where one header field's name and value sit in the head, so the values can share its
 /// memory once the head is split off the read buffer.
-pub type Span = [u32; 4];
+type Span = [u32; 4];
+
+/// Most field names remembered from one answer to the next.
+const KNOWN_NAMES: usize = 32;
+
+/// What a connection keeps from one response head to the next.
+#[derive(Default)]
+pub struct Scratch {
+    spans: Vec<Span>,
+    /// The field names of the last answer, in order, as written and parsed. An upstream
+    /// sends the same fields in the same order answer after answer, so a name written as its
+    /// place's was last time is taken as it is instead of parsed again.
+    names: Vec<(Vec<u8>, HeaderName)>,
+}
+
+/// The name of field number `at`, written `raw`, taken from `names` when the field there
+/// was written the same way in the last answer.
+fn known_name(names: &mut Vec<(Vec<u8>, HeaderName)>, at: usize, raw: &[u8]) -> Result<HeaderName, Error> {
+    if let Some((written, known)) = names.get(at) {
+        if written.as_slice() == raw {
+            return Ok(known.clone());
+        }
+    }
+    let name = HeaderName::from_bytes(raw).map_err(|_| Error::Head("bad field name"))?;
+    if let Some((written, known)) = names.get_mut(at) {
+        written.clear();
+        written.extend_from_slice(raw);
+        *known = name.clone();
+    } else if at == names.len() && at < KNOWN_NAMES {
+        names.push((raw.to_vec(), name.clone()));
+    }
+    Ok(name)
+}
 
 /// Parses the response head at the front of `read`, removing it. Interim answers (1xx other
-/// than 101) are read past. `None` until the head is complete. `spans` is scratch space kept
-/// by the connection.
+/// than 101) are read past. `None` until the head is complete. `scratch` is kept by the
+/// connection.
 ///
 /// The head comes back cleaned (SPEC section 4): hop-by-hop fields, those the upstream names
 /// in `Connection`, and `X-Tollgate-Error` never enter the map. The framing fields are read
@@ -51,7 +83,7 @@ pub type Span = [u32; 4];
 pub fn parse_response(
     read: &mut BytesMut,
     method: &Method,
-    spans: &mut Vec<Span>,
+    scratch: &mut Scratch,
 ) -> Result<Option<ResponseHead>, Error> {
     loop {
         let mut fields = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
@@ -77,6 +109,7 @@ pub fn parse_response(
         let version = response.version.unwrap_or(1);
         let base = read.as_ptr() as usize;
         let offset = |part: &[u8]| (part.as_ptr() as usize - base) as u32;
+        let Scratch { spans, names } = &mut *scratch;
         spans.clear();
         spans.extend(response.headers.iter().map(|field| {
             let (name, value) = (offset(field.name.as_bytes()), offset(field.value));
@@ -85,9 +118,8 @@ pub fn parse_response(
         let head = read.split_to(length).freeze();
         let mut fields = Fields::default();
         let mut headers = HeaderMap::with_capacity(spans.len());
-        for &[name_start, name_end, value_start, value_end] in spans.iter() {
-            let name = HeaderName::from_bytes(&head[name_start as usize..name_end as usize])
-                .map_err(|_| Error::Head("bad field name"))?;
+        for (at, &[name_start, name_end, value_start, value_end]) in spans.iter().enumerate() {
+            let name = known_name(names, at, &head[name_start as usize..name_end as usize])?;
             let value = &head[value_start as usize..value_end as usize];
             if fields.note(&name, value)? {
                 continue;
@@ -202,7 +234,36 @@ mod tests {
     use super::*;
 
     fn parse(text: &str, method: Method) -> Result<Option<ResponseHead>, Error> {
-        parse_response(&mut BytesMut::from(text.as_bytes()), &method, &mut Vec::new())
+        parse_response(&mut BytesMut::from(text.as_bytes()), &method, &mut Scratch::default())
+    }
+
+    #[test]
+    fn names_are_reused_only_where_they_match() {
+        let mut scratch = Scratch::default();
+        let mut answer = |text: &str| {
+            let head = parse_response(&mut BytesMut::from(text.as_bytes()), &Method::GET, &mut scratch);
+            let mut fields: Vec<(String, String)> = head
+                .ok()
+                .flatten()
+                .map(|h| h.parts.headers)
+                .unwrap_or_default()
+                .iter()
+                .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .collect();
+            fields.sort();
+            fields
+        };
+        let pairs =
+            |list: &[(&str, &str)]| list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect::<Vec<_>>();
+        let first = answer("HTTP/1.1 200 OK\r\nContent-Type: a\r\nX-One: 1\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(first, pairs(&[("content-length", "0"), ("content-type", "a"), ("x-one", "1")]));
+        // Same places, other case; a different name in the middle; one more at the end.
+        let second =
+            answer("HTTP/1.1 200 OK\r\ncontent-type: b\r\nX-Two: 2\r\nCONTENT-LENGTH: 0\r\nX-Three: 3\r\n\r\n");
+        assert_eq!(second, pairs(&[("content-length", "0"), ("content-type", "b"), ("x-three", "3"), ("x-two", "2")]));
+        let third = answer("HTTP/1.1 200 OK\r\nX-Two: 9\r\n\r\n");
+        assert_eq!(third, pairs(&[("x-two", "9")]));
+        assert_eq!(scratch.names.len(), 4);
     }
 
     fn framing_of(text: &str) -> Result<(Framing, bool), Error> {
@@ -256,18 +317,18 @@ mod tests {
     #[test]
     fn interim_answers_and_limits() {
         let mut read = BytesMut::from(&b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early\r\nlink: </a>\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 2\r\nx-v: \xe9t\xe9\r\n\r\nok"[..]);
-        let head = parse_response(&mut read, &Method::POST, &mut Vec::new()).ok().flatten();
+        let head = parse_response(&mut read, &Method::POST, &mut Scratch::default()).ok().flatten();
         let Some(head) = head else { panic!("no head") };
         assert_eq!(head.parts.status, StatusCode::CREATED);
         assert_eq!(head.parts.headers.get("x-v").map(|v| v.as_bytes()), Some(&b"\xe9t\xe9"[..]));
         assert_eq!(&read[..], b"ok");
         // Partial: nothing is consumed.
         let mut read = BytesMut::from(&b"HTTP/1.1 200 OK\r\ncontent-le"[..]);
-        assert!(matches!(parse_response(&mut read, &Method::GET, &mut Vec::new()), Ok(None)));
+        assert!(matches!(parse_response(&mut read, &Method::GET, &mut Scratch::default()), Ok(None)));
         assert_eq!(read.len(), 27);
         let mut huge = BytesMut::from(&b"HTTP/1.1 200 OK\r\nx-filler: "[..]);
         huge.resize(MAX_HEAD + 1, b'a');
-        assert!(matches!(parse_response(&mut huge, &Method::GET, &mut Vec::new()), Err(Error::HeadTooLarge)));
+        assert!(matches!(parse_response(&mut huge, &Method::GET, &mut Scratch::default()), Err(Error::HeadTooLarge)));
         let many: String = (0..200).map(|i| format!("x-{i}: v\r\n")).collect();
         assert!(matches!(parse(&format!("HTTP/1.1 200 OK\r\n{many}\r\n"), Method::GET), Err(Error::Head(_))));
         for bad in ["HTTP/1.1 200 OK\r\nbad name: v\r\n\r\n", "HTTP/2 200 OK\r\n\r\n", "SSH-2.0-x\r\n\r\n"] {
