@@ -77,10 +77,11 @@ async fn a_streaming_answer_does_not_hold_up_other_requests() {
     assert_eq!(*upstream.connections.lock().unwrap(), 2, "no connection was opened once both were idle");
 }
 
-/// A TLS upstream that answers one request per connection with keep-alive, then closes the
-/// connection a moment later, as servers with a short idle timeout do.
-async fn closing_upstream(ca: &TestCa) -> (u16, Arc<std::sync::Mutex<usize>>) {
-    let acceptor = ca.acceptor();
+/// An upstream (TLS, or plain without `ca`) that answers one request per connection with
+/// keep-alive, then closes the connection a moment later, as servers with a short idle
+/// timeout do.
+async fn closing_upstream(ca: Option<&TestCa>) -> (u16, Arc<std::sync::Mutex<usize>>) {
+    let acceptor = ca.map(TestCa::acceptor);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let accepted = Arc::new(std::sync::Mutex::new(0));
@@ -90,29 +91,51 @@ async fn closing_upstream(ca: &TestCa) -> (u16, Arc<std::sync::Mutex<usize>>) {
             *counter.lock().unwrap() += 1;
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tls.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                match acceptor {
+                    Some(acceptor) => {
+                        if let Ok(tls) = acceptor.accept(tcp).await {
+                            answer_once_then_close(tls).await;
+                        }
                     }
+                    None => answer_once_then_close(tcp).await,
                 }
-                let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
-                let _ = tls.flush().await;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let _ = tls.shutdown().await;
             });
         }
     });
     (port, accepted)
 }
 
+/// Reads one request (head and `content-length` body), answers `ok` and closes 50 ms later.
+async fn answer_once_then_close(mut io: impl AsyncReadExt + AsyncWriteExt + Unpin) {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if seen.len() >= end + 4 + length {
+                break;
+            }
+        }
+        match io.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = io.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+    let _ = io.flush().await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let _ = io.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_connection_the_upstream_closed_while_idle_is_replaced() {
     let ca = TestCa::new(&["api.weather.test"]);
-    let (port, accepted) = closing_upstream(&ca).await;
+    let (port, accepted) = closing_upstream(Some(&ca)).await;
     let proxy = TestProxy::start(&weather_static_config(&ca, port)).await;
     let auth = alice_bearer();
     let url = format!("https://api.weather.test:{port}/x");
@@ -123,6 +146,41 @@ async fn a_connection_the_upstream_closed_while_idle_is_replaced() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(*accepted.lock().unwrap(), 3, "each request needed a new connection");
+}
+
+/// A POST is never sent twice, so it only succeeds after an upstream's idle close if the
+/// closed connection is seen to be closed before it is used: over plain TCP and over TLS,
+/// from one client connection (its kept upstream connection) and from fresh ones (the pool).
+#[tokio::test]
+async fn a_post_never_goes_to_a_connection_the_upstream_closed() {
+    let ca = TestCa::new(&["api.weather.test"]);
+    for tls in [false, true] {
+        let (port, accepted) = closing_upstream(tls.then_some(&ca)).await;
+        let scheme = if tls { "https" } else { "http" };
+        let yaml = format!(
+            "{}\nconnectors:\n  - name: weather\n    grant: static\n    token: \"weather-key\"\n    unsafe_allow_http: true\n    allowed_domains: [\"{scheme}://api.weather.test:{port}/*\"]\n",
+            base_config(&ca)
+        );
+        let proxy = TestProxy::start(&yaml).await;
+        let auth = alice_bearer();
+        let url = format!("{scheme}://api.weather.test:{port}/x");
+        let host = format!("api.weather.test:{port}");
+        let mut kept = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+        for round in 0..3 {
+            let request = format!(
+                "POST {url} HTTP/1.1\r\nHost: {host}\r\nProxy-Authorization: {auth}\r\ncontent-length: 4\r\n\r\nping"
+            );
+            kept.write_all(request.as_bytes()).await.unwrap();
+            let head = read_head(&mut kept).await;
+            assert!(head.starts_with("HTTP/1.1 200"), "{scheme} round {round}, kept connection: {head}");
+            let mut body = [0u8; 2];
+            kept.read_exact(&mut body).await.unwrap();
+            let fresh = send(proxy.addr(), "POST", &url, &[("proxy-authorization", &auth)], Bytes::from("ping")).await;
+            assert_eq!((fresh.status.as_u16(), &fresh.body[..]), (200, &b"ok"[..]), "{scheme} round {round}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(*accepted.lock().unwrap(), 6, "{scheme}: each POST needed a new connection");
+    }
 }
 
 /// One GET on an open keep-alive connection; the answer must be 200 `{"ok":true}`.

@@ -104,8 +104,18 @@ impl Conn {
         if !self.read.is_empty() {
             return false;
         }
-        let mut cx = Context::from_waker(Waker::noop());
-        self.poll_fill(&mut cx, 1).is_pending()
+        match &self.io {
+            // A plain socket is only looked at: without a readiness signal since the last
+            // read, nothing has arrived, and no waker is registered for the look.
+            Stream::Plain(tcp) => {
+                matches!(tcp.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+            // Under TLS whatever arrived (a closing alert, say) is the TLS layer's to read.
+            Stream::Tls(_) => {
+                let mut cx = Context::from_waker(Waker::noop());
+                self.poll_fill(&mut cx, 1).is_pending()
+            }
+        }
     }
 
     /// Reads more of the answer into the read buffer; `Ok(0)` at the end of the stream.
