@@ -175,7 +175,8 @@ impl Record {
 }
 
 impl Drop for Record {
-    /// The caller went away before an answer was ready: hyper dropped the request. The
+    /// The request was dropped before an answer was ready: its connection was torn down
+    /// (a caller that merely stops sending is still answered, see `server::serve`). The
     /// request may already have reached the upstream, so it is still logged.
     fn drop(&mut self) {
         if !self.finished {
