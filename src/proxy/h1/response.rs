@@ -41,8 +41,10 @@ pub struct ResponseHead {
 /// memory once the head is split off the read buffer.
 type Span = [u32; 4];
 
-/// Most field names remembered from one answer to the next.
+/// Most field names remembered from one answer to the next, and the longest one: at most
+/// 2 KiB kept per connection, whatever an upstream sends.
 const KNOWN_NAMES: usize = 32;
+const KNOWN_NAME_LEN: usize = 64;
 
 /// What a connection keeps from one response head to the next.
 #[derive(Default)]
@@ -63,6 +65,9 @@ fn known_name(names: &mut Vec<(Vec<u8>, HeaderName)>, at: usize, raw: &[u8]) -> 
         }
     }
     let name = HeaderName::from_bytes(raw).map_err(|_| Error::Head("bad field name"))?;
+    if raw.len() > KNOWN_NAME_LEN {
+        return Ok(name);
+    }
     if let Some((written, known)) = names.get_mut(at) {
         written.clear();
         written.extend_from_slice(raw);
@@ -240,8 +245,8 @@ mod tests {
     #[test]
     fn names_are_reused_only_where_they_match() {
         let mut scratch = Scratch::default();
-        let mut answer = |text: &str| {
-            let head = parse_response(&mut BytesMut::from(text.as_bytes()), &Method::GET, &mut scratch);
+        let answer = |scratch: &mut Scratch, text: &str| {
+            let head = parse_response(&mut BytesMut::from(text.as_bytes()), &Method::GET, scratch);
             let mut fields: Vec<(String, String)> = head
                 .ok()
                 .flatten()
@@ -255,15 +260,22 @@ mod tests {
         };
         let pairs =
             |list: &[(&str, &str)]| list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect::<Vec<_>>();
-        let first = answer("HTTP/1.1 200 OK\r\nContent-Type: a\r\nX-One: 1\r\nContent-Length: 0\r\n\r\n");
+        let first = answer(&mut scratch, "HTTP/1.1 200 OK\r\nContent-Type: a\r\nX-One: 1\r\nContent-Length: 0\r\n\r\n");
         assert_eq!(first, pairs(&[("content-length", "0"), ("content-type", "a"), ("x-one", "1")]));
         // Same places, other case; a different name in the middle; one more at the end.
-        let second =
-            answer("HTTP/1.1 200 OK\r\ncontent-type: b\r\nX-Two: 2\r\nCONTENT-LENGTH: 0\r\nX-Three: 3\r\n\r\n");
+        let second = answer(
+            &mut scratch,
+            "HTTP/1.1 200 OK\r\ncontent-type: b\r\nX-Two: 2\r\nCONTENT-LENGTH: 0\r\nX-Three: 3\r\n\r\n",
+        );
         assert_eq!(second, pairs(&[("content-length", "0"), ("content-type", "b"), ("x-three", "3"), ("x-two", "2")]));
-        let third = answer("HTTP/1.1 200 OK\r\nX-Two: 9\r\n\r\n");
+        let third = answer(&mut scratch, "HTTP/1.1 200 OK\r\nX-Two: 9\r\n\r\n");
         assert_eq!(third, pairs(&[("x-two", "9")]));
         assert_eq!(scratch.names.len(), 4);
+        // A long name is parsed every time and not kept.
+        let long = "x".repeat(KNOWN_NAME_LEN + 1);
+        let fourth = answer(&mut scratch, &format!("HTTP/1.1 200 OK\r\n{long}: 1\r\n\r\n"));
+        assert_eq!(fourth, pairs(&[(&long, "1")]));
+        assert_eq!(scratch.names[0].1.as_str(), "x-two");
     }
 
     fn framing_of(text: &str) -> Result<(Framing, bool), Error> {
