@@ -40,6 +40,10 @@ struct Needle {
 }
 
 impl Needle {
+    fn new(token: &Secret) -> Needle {
+        Needle { token: token.clone(), finder: None }
+    }
+
     fn bytes(&self) -> &[u8] {
         self.token.expose().as_bytes()
     }
@@ -78,7 +82,7 @@ where
         if memchr::memchr(first, bytes).is_none() {
             continue;
         }
-        let needle = needle.get_or_insert_with(|| Needle { token: token.clone(), finder: None });
+        let needle = needle.get_or_insert_with(|| Needle::new(token));
         if needle.finder().find(bytes).is_some() {
             let (replaced, _) = replace(needle.finder(), &marker(token.expose().len()), value.as_bytes());
             if let Ok(clean) = HeaderValue::from_bytes(&replaced) {
@@ -91,7 +95,7 @@ where
     if compressed || short {
         return response.map(BodyExt::boxed);
     }
-    let needle = needle.unwrap_or_else(|| Needle { token: token.clone(), finder: None });
+    let needle = needle.unwrap_or_else(|| Needle::new(token));
     response
         .map(|body| Redacting { inner: body, needle, pending: BytesMut::new(), trailers: None, done: false }.boxed())
 }
