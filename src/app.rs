@@ -380,7 +380,7 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
     if let Some(public) = public {
         // Only the OAuth pages face browsers.
         let s = shared.clone();
-        let pages = move |request: http::Request<hyper::body::Incoming>, busy| {
+        let pages = move |request: http::Request<crate::server::Inbound>, busy| {
             let state = s.current();
             answering(busy, async move { Ok(crate::oauth::flow::handle(&state, request).await) })
         };

@@ -3,10 +3,10 @@
 //! Every route is listed in [`ROUTES`] and documented in docs/admin-openapi.yaml; a test
 //! keeps the two equal.
 
+use crate::server::Inbound;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -82,14 +82,14 @@ fn view(state: &State, index: usize) -> Value {
     v
 }
 
-fn query_param(request: &Request<Incoming>, name: &str) -> Option<String> {
+fn query_param(request: &Request<Inbound>, name: &str) -> Option<String> {
     request.uri().query().and_then(|q| {
         crate::oauth::form::url_pairs(q).into_iter().find(|(k, _)| k == name).map(|(_, v)| v).filter(|v| !v.is_empty())
     })
 }
 
 /// Serves an authenticated `/admin/...` request.
-pub async fn handle(shared: &Shared, state: &State, request: Request<Incoming>) -> Response<Body> {
+pub async fn handle(shared: &Shared, state: &State, request: Request<Inbound>) -> Response<Body> {
     let path = request.uri().path().to_string();
     let segments: Vec<String> =
         path.trim_start_matches("/admin/").split('/').map(crate::oauth::form::decode_path).collect();
@@ -147,7 +147,7 @@ fn change_refused(error: ChangeError) -> Response<Body> {
 
 /// `PUT /admin/connectors/{name}`: creates or replaces a stored connector. Secrets omitted
 /// from the body keep their stored values. Answers the connector as `GET` shows it.
-async fn put_connector(shared: &Shared, state: &State, name: &str, request: Request<Incoming>) -> Response<Body> {
+async fn put_connector(shared: &Shared, state: &State, name: &str, request: Request<Inbound>) -> Response<Body> {
     if let Err(e) = check_writable(state, name) {
         return refuse(&e);
     }
@@ -222,7 +222,7 @@ async fn delete_connector(shared: &Shared, state: &State, name: &str) -> Respons
     }
 }
 
-async fn connections(state: &State, request: &Request<Incoming>) -> Response<Body> {
+async fn connections(state: &State, request: &Request<Inbound>) -> Response<Body> {
     let connector = query_param(request, "connector");
     let principal = query_param(request, "principal");
     let name = connector
@@ -274,7 +274,7 @@ struct ExplainRequest {
     connector: Option<String>,
 }
 
-async fn explain(state: &State, request: Request<Incoming>) -> Response<Body> {
+async fn explain(state: &State, request: Request<Inbound>) -> Response<Body> {
     let body = Limited::new(request.into_body(), 16 * 1024)
         .collect()
         .await

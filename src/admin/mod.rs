@@ -6,10 +6,10 @@ pub mod api;
 
 use std::sync::Arc;
 
+use crate::server::Inbound;
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 
 use crate::proxy::context::next_request_id;
 use crate::proxy::error::{error_response, ErrorContext, ProxyError};
@@ -23,7 +23,7 @@ pub(crate) fn text(status: StatusCode, content_type: &'static str, body: String)
 }
 
 /// Whether the request carries one of the admin tokens. Every token is compared in full.
-fn is_admin(request: &Request<Incoming>, state: &State) -> bool {
+fn is_admin(request: &Request<Inbound>, state: &State) -> bool {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -45,7 +45,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 pub async fn handle(
     shared: Arc<crate::app::Shared>,
-    request: Request<Incoming>,
+    request: Request<Inbound>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let state = shared.current();
     let path = request.uri().path().to_string();

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use crate::server::Inbound;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
@@ -30,7 +31,7 @@ use crate::token::StoreError;
 pub async fn open(
     shared: &Arc<Shared>,
     state: &Arc<State>,
-    request: Request<Incoming>,
+    request: Request<Inbound>,
     record: &mut Record,
 ) -> Result<Response<Body>, ProxyError> {
     let header = request.headers().get(http::header::PROXY_AUTHORIZATION).ok_or(IdentityError::Missing)?.clone();
@@ -74,7 +75,11 @@ pub async fn open(
         };
         let service = hyper::service::service_fn(move |inner: Request<Incoming>| {
             let (shared, session, header, target) = (shared.clone(), session.clone(), header.clone(), target.clone());
-            async move { Ok::<_, std::convert::Infallible>(inner_request(&shared, &session, &header, &target, inner).await) }
+            async move {
+                Ok::<_, std::convert::Infallible>(
+                    inner_request(&shared, &session, &header, &target, inner.map(Inbound::from)).await,
+                )
+            }
         });
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         builder
@@ -141,7 +146,7 @@ async fn inner_request(
     session: &Session,
     header: &http::HeaderValue,
     target: &Target,
-    request: Request<Incoming>,
+    request: Request<Inbound>,
 ) -> Response<Body> {
     let state = shared.current();
     let mut record = Record::start(request.method(), &state);

@@ -8,8 +8,8 @@
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
 use super::form::{field, form, url_pairs};
+use crate::server::Inbound;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use oauth2::{AuthUrl, CsrfToken, PkceCodeChallenge, RedirectUrl, Scope};
 use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
@@ -55,7 +55,7 @@ pub(super) fn cookie_name(state: &str) -> String {
 }
 
 /// Serves `/oauth/*`. Never fails: every problem is a page that says what to fix.
-pub async fn handle(state: &State, request: Request<Incoming>) -> Response<Body> {
+pub async fn handle(state: &State, request: Request<Inbound>) -> Response<Body> {
     let path = request.uri().path().to_string();
     let query = url_pairs(request.uri().query().unwrap_or(""));
     match (request.method().clone(), path.as_str()) {

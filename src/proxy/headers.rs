@@ -122,6 +122,41 @@ pub fn response_drops(name: &HeaderName) -> bool {
     is_listed_hop_by_hop(name.as_str()) || name == X_TOLLGATE_ERROR
 }
 
+/// Most field names remembered from one head to the next, and the longest one: at most 2 KiB
+/// kept per connection, whatever its peer sends.
+const KNOWN_NAMES: usize = 32;
+const KNOWN_NAME_LEN: usize = 64;
+
+/// The field names of a connection's last head, in order, as written and parsed. A peer sends
+/// the same fields in the same order head after head, so a name written as its place's was
+/// last time is taken as it is instead of parsed (and, for names the `http` crate does not
+/// know, allocated) again.
+#[derive(Debug, Default)]
+pub struct KnownNames(Vec<(Vec<u8>, HeaderName)>);
+
+impl KnownNames {
+    /// The name of field number `at`, written `raw`; `None` when `raw` is not a field name.
+    pub fn name(&mut self, at: usize, raw: &[u8]) -> Option<HeaderName> {
+        if let Some((written, known)) = self.0.get(at) {
+            if written.as_slice() == raw {
+                return Some(known.clone());
+            }
+        }
+        let name = HeaderName::from_bytes(raw).ok()?;
+        if raw.len() > KNOWN_NAME_LEN {
+            return Some(name);
+        }
+        if let Some((written, known)) = self.0.get_mut(at) {
+            written.clear();
+            written.extend_from_slice(raw);
+            *known = name.clone();
+        } else if at == self.0.len() && at < KNOWN_NAMES {
+            self.0.push((raw.to_vec(), name.clone()));
+        }
+        Some(name)
+    }
+}
+
 /// Total size of the request headers as they appeared on the wire (name, value, separators).
 pub fn header_bytes(headers: &HeaderMap) -> usize {
     headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum()
@@ -160,5 +195,35 @@ mod tests {
         let mut left: Vec<&str> = h.keys().filter(|k| filter.forwards(k)).map(|k| k.as_str()).collect();
         left.sort();
         assert_eq!(left, ["accept", "x-request-id"]);
+    }
+
+    #[test]
+    fn names_are_reused_only_where_they_match() {
+        let mut known = KnownNames::default();
+        let mut names = |list: &[&str]| -> Vec<String> {
+            list.iter()
+                .enumerate()
+                .filter_map(|(at, raw)| known.name(at, raw.as_bytes()))
+                .map(|n| n.to_string())
+                .collect()
+        };
+        assert_eq!(names(&["Content-Type", "X-One"]), ["content-type", "x-one"]);
+        // Same places, other case; a different name in the second place; one more at the end.
+        assert_eq!(names(&["content-type", "X-Two", "X-Three"]), ["content-type", "x-two", "x-three"]);
+        assert_eq!(names(&["X-Two"]), ["x-two"]);
+        assert_eq!(known.0.len(), 3);
+        assert_eq!(known.0[0].1.as_str(), "x-two");
+        // Not a name: refused, and nothing kept changes.
+        assert!(known.name(0, b"bad name").is_none());
+        assert_eq!(known.0[0].1.as_str(), "x-two");
+        // A long name is parsed every time and not kept.
+        let long = "x".repeat(KNOWN_NAME_LEN + 1);
+        assert_eq!(known.name(1, long.as_bytes()).map(|n| n.to_string()), Some(long.clone()));
+        assert_eq!(known.0[1].1.as_str(), "x-two");
+        // At most KNOWN_NAMES places are kept.
+        for at in 0..KNOWN_NAMES + 5 {
+            assert_eq!(known.name(at, format!("x-{at}").as_bytes()).map(|n| n.to_string()), Some(format!("x-{at}")));
+        }
+        assert_eq!(known.0.len(), KNOWN_NAMES);
     }
 }

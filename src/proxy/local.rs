@@ -1,10 +1,10 @@
 //! Tollgate's own paths on the proxy listener: `POST /connect` hands an authenticated caller
 //! a connect link; every other non-proxy path is `not_found`.
 
+use crate::server::Inbound;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::context::Record;
@@ -26,7 +26,7 @@ struct ConnectRequest {
 pub async fn handle_local(
     state: &State,
     session: &Session,
-    request: Request<Incoming>,
+    request: Request<Inbound>,
     path: &str,
     record: &mut Record,
 ) -> Result<Response<Body>, ProxyError> {

@@ -20,10 +20,10 @@ pub mod websocket;
 
 use std::sync::Arc;
 
+use crate::server::Inbound;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::combinators::BoxBody;
-use hyper::body::Incoming;
 
 use crate::caller::Memo;
 use crate::config::Config;
@@ -69,7 +69,7 @@ pub struct Session {
 pub async fn handle(
     shared: Arc<crate::app::Shared>,
     session: Arc<Session>,
-    request: Request<Incoming>,
+    request: Request<Inbound>,
     busy: Busy,
 ) -> Result<Response<Timed>, std::convert::Infallible> {
     let state = shared.current();

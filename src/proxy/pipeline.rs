@@ -12,8 +12,8 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::server::Inbound;
 use http::{Request, Response};
-use hyper::body::Incoming;
 
 use super::context::Record;
 use super::credentials::{attach_credentials, refuse_echo_methods, refuse_upgrades};
@@ -36,7 +36,7 @@ pub fn unix_now() -> u64 {
 pub async fn run(
     state: &State,
     session: &Session,
-    mut request: Request<Incoming>,
+    mut request: Request<Inbound>,
     route: Route,
     record: &mut Record,
     caller: Option<Arc<Caller>>,

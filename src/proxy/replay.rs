@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
+use crate::server::Inbound;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body as _;
-use hyper::body::Incoming;
 
 use super::affinity::Affinity;
 use super::credentials::Outgoing;
@@ -26,7 +26,7 @@ use crate::token::broker::Credential;
 
 /// Whether the body can be held for a second send: its length is known from the framing
 /// (`Content-Length`, or no body) and within the limit. A chunked body is a stream.
-fn replayable(body: &Incoming, limit: u64) -> bool {
+fn replayable(body: &Inbound, limit: u64) -> bool {
     body.size_hint().exact().is_some_and(|n| n <= limit)
 }
 
@@ -46,7 +46,7 @@ pub async fn forward(
     decision: &Decision<'_>,
     target: &Target,
     request: &Outgoing<'_>,
-    body: Incoming,
+    body: Inbound,
     credential: Credential,
 ) -> Result<Response<Body>, ProxyError> {
     let limit = state.config.refresh.replay_body_limit;
@@ -99,7 +99,7 @@ async fn send(
 /// Reads the first body frame before anything is dialed, so a body whose framing is broken
 /// from the start (a smuggling attempt) is refused without reaching the upstream; the rest
 /// still streams.
-async fn first_frame_checked(mut body: Incoming) -> Result<Body, ProxyError> {
+async fn first_frame_checked(mut body: Inbound) -> Result<Body, ProxyError> {
     use hyper::body::Body as _;
     if body.is_end_stream() {
         return Ok(body.map_err(Into::into).boxed());
@@ -116,7 +116,7 @@ async fn first_frame_checked(mut body: Incoming) -> Result<Body, ProxyError> {
 /// A body that yields one already-read frame, then the rest of the stream.
 struct Prepend {
     head: Option<hyper::body::Frame<Bytes>>,
-    rest: Incoming,
+    rest: Inbound,
 }
 
 impl hyper::body::Body for Prepend {

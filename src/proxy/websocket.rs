@@ -3,9 +3,9 @@
 //! answers `101 Switching Protocols` are the two connections joined and bytes relayed. Any
 //! other answer is relayed as it came and no bytes flow.
 
+use crate::server::Inbound;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use super::credentials::Outgoing;
@@ -50,6 +50,6 @@ pub async fn forward(
 }
 
 /// Takes the caller's side of the upgrade out of the request, before it is taken apart.
-pub fn client_side(request: &mut Request<Incoming>) -> hyper::upgrade::OnUpgrade {
+pub fn client_side(request: &mut Request<Inbound>) -> hyper::upgrade::OnUpgrade {
     hyper::upgrade::on(request)
 }

@@ -7,7 +7,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
 use super::Error;
-use crate::proxy::headers::response_drops;
+use crate::proxy::headers::{response_drops, KnownNames};
 
 /// Largest response head accepted from an upstream.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -41,41 +41,11 @@ pub struct ResponseHead {
 /// memory once the head is split off the read buffer.
 type Span = [u32; 4];
 
-/// Most field names remembered from one answer to the next, and the longest one: at most
-/// 2 KiB kept per connection, whatever an upstream sends.
-const KNOWN_NAMES: usize = 32;
-const KNOWN_NAME_LEN: usize = 64;
-
 /// What a connection keeps from one response head to the next.
 #[derive(Default)]
 pub struct Scratch {
     spans: Vec<Span>,
-    /// The field names of the last answer, in order, as written and parsed. An upstream
-    /// sends the same fields in the same order answer after answer, so a name written as its
-    /// place's was last time is taken as it is instead of parsed again.
-    names: Vec<(Vec<u8>, HeaderName)>,
-}
-
-/// The name of field number `at`, written `raw`, taken from `names` when the field there
-/// was written the same way in the last answer.
-fn known_name(names: &mut Vec<(Vec<u8>, HeaderName)>, at: usize, raw: &[u8]) -> Result<HeaderName, Error> {
-    if let Some((written, known)) = names.get(at) {
-        if written.as_slice() == raw {
-            return Ok(known.clone());
-        }
-    }
-    let name = HeaderName::from_bytes(raw).map_err(|_| Error::Head("bad field name"))?;
-    if raw.len() > KNOWN_NAME_LEN {
-        return Ok(name);
-    }
-    if let Some((written, known)) = names.get_mut(at) {
-        written.clear();
-        written.extend_from_slice(raw);
-        *known = name.clone();
-    } else if at == names.len() && at < KNOWN_NAMES {
-        names.push((raw.to_vec(), name.clone()));
-    }
-    Ok(name)
+    names: KnownNames,
 }
 
 /// Parses the response head at the front of `read`, removing it. Interim answers (1xx other
@@ -124,7 +94,8 @@ pub fn parse_response(
         let mut fields = Fields::default();
         let mut headers = HeaderMap::with_capacity(spans.len());
         for (at, &[name_start, name_end, value_start, value_end]) in spans.iter().enumerate() {
-            let name = known_name(names, at, &head[name_start as usize..name_end as usize])?;
+            let name =
+                names.name(at, &head[name_start as usize..name_end as usize]).ok_or(Error::Head("bad field name"))?;
             let value = &head[value_start as usize..value_end as usize];
             if fields.note(&name, value)? {
                 continue;
@@ -240,42 +211,6 @@ mod tests {
 
     fn parse(text: &str, method: Method) -> Result<Option<ResponseHead>, Error> {
         parse_response(&mut BytesMut::from(text.as_bytes()), &method, &mut Scratch::default())
-    }
-
-    #[test]
-    fn names_are_reused_only_where_they_match() {
-        let mut scratch = Scratch::default();
-        let answer = |scratch: &mut Scratch, text: &str| {
-            let head = parse_response(&mut BytesMut::from(text.as_bytes()), &Method::GET, scratch);
-            let mut fields: Vec<(String, String)> = head
-                .ok()
-                .flatten()
-                .map(|h| h.parts.headers)
-                .unwrap_or_default()
-                .iter()
-                .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-                .collect();
-            fields.sort();
-            fields
-        };
-        let pairs =
-            |list: &[(&str, &str)]| list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect::<Vec<_>>();
-        let first = answer(&mut scratch, "HTTP/1.1 200 OK\r\nContent-Type: a\r\nX-One: 1\r\nContent-Length: 0\r\n\r\n");
-        assert_eq!(first, pairs(&[("content-length", "0"), ("content-type", "a"), ("x-one", "1")]));
-        // Same places, other case; a different name in the middle; one more at the end.
-        let second = answer(
-            &mut scratch,
-            "HTTP/1.1 200 OK\r\ncontent-type: b\r\nX-Two: 2\r\nCONTENT-LENGTH: 0\r\nX-Three: 3\r\n\r\n",
-        );
-        assert_eq!(second, pairs(&[("content-length", "0"), ("content-type", "b"), ("x-three", "3"), ("x-two", "2")]));
-        let third = answer(&mut scratch, "HTTP/1.1 200 OK\r\nX-Two: 9\r\n\r\n");
-        assert_eq!(third, pairs(&[("x-two", "9")]));
-        assert_eq!(scratch.names.len(), 4);
-        // A long name is parsed every time and not kept.
-        let long = "x".repeat(KNOWN_NAME_LEN + 1);
-        let fourth = answer(&mut scratch, &format!("HTTP/1.1 200 OK\r\n{long}: 1\r\n\r\n"));
-        assert_eq!(fourth, pairs(&[(&long, "1")]));
-        assert_eq!(scratch.names[0].1.as_str(), "x-two");
     }
 
     fn framing_of(text: &str) -> Result<(Framing, bool), Error> {

@@ -1,16 +1,30 @@
-//! The accept loop shared by every listener: HTTP/1.1 connections served by hyper with the
-//! configured limits, until shutdown is signalled; then accepting stops and open connections
-//! finish their current request before closing (graceful shutdown).
+//! The accept loop shared by every listener: HTTP/1.1 connections served with the configured
+//! limits, until shutdown is signalled; then accepting stops and open connections finish their
+//! current request before closing (graceful shutdown).
+//!
+//! Each connection starts on the fast path (fast.rs), which reads, dispatches and answers the
+//! plain requests that are most of the traffic itself. The first request it does not take
+//! (a streamed or large body, an upgrade, `CONNECT`, `Expect`, HTTP/1.0, a head hyper would
+//! refuse) hands the connection to hyper, with the bytes already read in front.
+
+mod answer;
+mod fast;
+mod head;
+mod inbound;
+
+pub use inbound::Inbound;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper::server::conn::http1::UpgradeableConnection;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
@@ -18,6 +32,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::proxy::Body;
+use fast::Ended;
+use inbound::Rewind;
 
 /// Per-connection limits.
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +54,7 @@ pub async fn serve<M, F, Fut>(
     mut shutdown: watch::Receiver<bool>,
 ) where
     M: Fn() -> F + Send + 'static,
-    F: Fn(Request<Incoming>, Busy) -> Fut + Send + Sync + 'static,
+    F: Fn(Request<Inbound>, Busy) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<Timed>, Infallible>> + Send + 'static,
 {
     // Each connection task holds a sender; when all are dropped, every connection is done.
@@ -69,29 +85,37 @@ pub async fn serve<M, F, Fut>(
         let _ = stream.set_nodelay(true);
         let handler = per_connection();
         let clock = Arc::new(HeadClock::new());
-        let service = {
-            let clock = clock.clone();
-            // The handler's future goes to hyper as it is: a wrapping future would be one
-            // more copy of it per request.
-            service_fn(move |request| handler(request, Busy::begin(&clock)))
-        };
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        // Each answer goes out in one plain write (head and body copied into one buffer)
-        // rather than a vectored one: measured cheaper in the kernel for the small answers
-        // tool calls mostly get, and no slower for 16 KiB ones (BENCHMARKS.md, round five).
-        // Half-close: a caller that shuts its sending side after its request still gets the
-        // answer, and the connection is not read while a request is in flight (a read then
-        // would only look for the caller's end, at the cost of a fresh read buffer per request,
-        // since the request's head still holds the old one). A caller that is gone is noticed
-        // when its answer is written; the upstream call is bounded by `upstream.response_timeout`.
-        builder.max_buf_size(buffer).keep_alive(true).writev(false).half_close(true);
-        let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
         let alive = alive.clone();
         let stop = shutdown.clone();
         let timeout = limits.header_read_timeout;
         tokio::spawn(async move {
             let (_alive, _permit) = (alive, permit);
-            if let Err(e) = until_shutdown(conn, stop, &clock, timeout).await {
+            let mut stream = stream;
+            let fast = fast::serve(&mut stream, &handler, &clock, buffer);
+            let Some(Ended::HandOff(read)) =
+                until_shutdown(fast, |_| clock.close(), stop.clone(), &clock, timeout).await
+            else {
+                return;
+            };
+            let service = {
+                let clock = clock.clone();
+                // The handler's future goes to hyper as it is: a wrapping future would be one
+                // more copy of it per request.
+                service_fn(move |request: Request<Incoming>| handler(request.map(Inbound::from), Busy::begin(&clock)))
+            };
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            // Each answer goes out in one plain write (head and body copied into one buffer)
+            // rather than a vectored one, as on the fast path for small answers.
+            // Half-close: a caller that shuts its sending side after its request still gets the
+            // answer, and the connection is not read while a request is in flight (a read then
+            // would only look for the caller's end, at the cost of a fresh read buffer per
+            // request). A caller that is gone is noticed when its answer is written; the
+            // upstream call is bounded by `upstream.response_timeout`.
+            builder.max_buf_size(buffer).keep_alive(true).writev(false).half_close(true);
+            let io = TokioIo::new(Rewind::new(read, stream));
+            let conn = builder.serve_connection(io, service).with_upgrades();
+            let graceful = |conn: Pin<&mut UpgradeableConnection<_, _>>| conn.graceful_shutdown();
+            if let Some(Err(e)) = until_shutdown(conn, graceful, stop, &clock, timeout).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
@@ -101,10 +125,10 @@ pub async fn serve<M, F, Fut>(
     let _ = drained.recv().await;
 }
 
-/// Drives a connection; once `stop` changes, lets it finish the request in flight and close.
-/// A connection that has not sent a whole request head within `timeout` of connecting or of
-/// its previous answer's end is closed (`limits.header_read_timeout`: slow heads, idle
-/// keep-alive).
+/// Drives a connection; once `stop` changes, calls `graceful` so that it finishes the request
+/// in flight and closes. A connection that has not sent a whole request head within `timeout`
+/// of connecting or of its previous answer's end is closed (`limits.header_read_timeout`: slow
+/// heads, idle keep-alive): then the answer is `None`.
 ///
 /// The shutdown signal is registered for a wake-up once, on the first poll, and afterwards
 /// only read (one atomic load per poll): polling `changed()` every time the connection makes
@@ -112,17 +136,16 @@ pub async fn serve<M, F, Fut>(
 /// connection and looked at only when it fires: per request, the connection's [`HeadClock`]
 /// takes three atomic operations and a clock read, where a timer per request head would be
 /// inserted into and removed from the runtime's timer wheel.
-async fn until_shutdown<C>(
+async fn until_shutdown<C: Future>(
     conn: C,
+    graceful: impl FnOnce(Pin<&mut C>),
     stop: watch::Receiver<bool>,
     clock: &HeadClock,
     timeout: Duration,
-) -> Result<(), hyper::Error>
-where
-    C: Future<Output = Result<(), hyper::Error>> + GracefulConnection,
-{
+) -> Option<C::Output> {
     let mut timer = std::pin::pin!(tokio::time::sleep(timeout));
     let mut conn = std::pin::pin!(conn);
+    let mut graceful = Some(graceful);
     let mut waiter = stop.clone();
     // Wakes this task when the signal changes. A task's waker stays the same across polls,
     // so the registration made by the first poll stays good.
@@ -130,7 +153,6 @@ where
         let _ = waiter.changed().await;
     });
     let mut registered = false;
-    let mut stopping = false;
     std::future::poll_fn(|cx| {
         if !registered || timer.is_elapsed() {
             // A fired timer, or the first poll: see whether the head is overdue; if not,
@@ -138,7 +160,7 @@ where
             loop {
                 let deadline = clock.head_deadline(timeout);
                 if deadline <= Instant::now() {
-                    return Poll::Ready(Ok(()));
+                    return Poll::Ready(None);
                 }
                 timer.as_mut().reset(deadline);
                 if timer.as_mut().poll(cx).is_pending() {
@@ -146,20 +168,20 @@ where
                 }
             }
         }
-        if !stopping {
-            let signalled = stop.has_changed().unwrap_or(true);
+        if graceful.is_some() {
+            let mut stopping = stop.has_changed().unwrap_or(true);
             if !registered {
                 registered = true;
-                stopping = signalled || changed.as_mut().poll(cx).is_ready();
-            } else {
-                stopping = signalled;
+                stopping = stopping || changed.as_mut().poll(cx).is_ready();
             }
             if stopping {
                 // Finish the request in flight, then close.
-                conn.as_mut().shutdown_gracefully();
+                if let Some(graceful) = graceful.take() {
+                    graceful(conn.as_mut());
+                }
             }
         }
-        conn.as_mut().poll(cx)
+        conn.as_mut().poll(cx).map(Some)
     })
     .await
 }
@@ -173,11 +195,26 @@ struct HeadClock {
     busy: AtomicUsize,
     /// When the last answer ended, in nanoseconds after `start`.
     idle_since: AtomicU64,
+    /// The server is closing: the connection ends after the answer in flight.
+    closing: AtomicBool,
 }
 
 impl HeadClock {
     fn new() -> HeadClock {
-        HeadClock { start: Instant::now(), busy: AtomicUsize::new(0), idle_since: AtomicU64::new(0) }
+        HeadClock {
+            start: Instant::now(),
+            busy: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
+        }
+    }
+
+    fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+    }
+
+    fn closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
     }
 
     /// The deadline for the next head; a request in flight pushes it a whole timeout away.
@@ -246,22 +283,5 @@ impl http_body::Body for Timed {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
-    }
-}
-
-/// A connection that can be asked to close once its request in flight is answered.
-trait GracefulConnection {
-    fn shutdown_gracefully(self: std::pin::Pin<&mut Self>);
-}
-
-impl<I, S> GracefulConnection for hyper::server::conn::http1::UpgradeableConnection<I, S>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: hyper::service::HttpService<Incoming>,
-    S::ResBody: 'static,
-    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn shutdown_gracefully(self: std::pin::Pin<&mut Self>) {
-        self.graceful_shutdown();
     }
 }

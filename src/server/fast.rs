@@ -1,0 +1,97 @@
+//! The fast path: a connection's plain requests (head.rs says which) are read, handed to the
+//! handler and answered here, one after another, pipelined ones included. The first request
+//! it does not take ends it: hyper serves the connection from there, reading the bytes
+//! already read first. Limits, the head timeout and graceful shutdown hold as on hyper's side:
+//! the same [`HeadClock`] times heads, and a closing server ends the connection after the
+//! answer in flight.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use bytes::{Bytes, BytesMut};
+use http::{Method, Request, Response};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::head::{self, NotFast, Scratch, Taken};
+use super::inbound::Inbound;
+use super::{answer, Busy, HeadClock, Timed};
+
+/// A connection's read buffer: its first size, and the room below which it is grown before
+/// a read.
+const READ_SIZE: usize = 8 * 1024;
+const READ_ROOM: usize = 1024;
+
+/// How the fast path left a connection.
+pub enum Ended {
+    /// Closed, or to be closed: the caller went, the answer said so, or the server is closing.
+    Closed,
+    /// A request it does not take: these bytes, read already, are where hyper starts.
+    HandOff(Bytes),
+}
+
+/// Serves `stream` until it closes or holds a request for hyper. `limit` is the largest head
+/// read here.
+pub async fn serve<F, Fut>(stream: &mut TcpStream, handler: &F, clock: &Arc<HeadClock>, limit: usize) -> Ended
+where
+    F: Fn(Request<Inbound>, Busy) -> Fut,
+    Fut: Future<Output = Result<Response<Timed>, Infallible>>,
+{
+    let mut read = BytesMut::with_capacity(READ_SIZE);
+    let mut scratch = Scratch::default();
+    let mut out = Vec::new();
+    loop {
+        let (request, close) = loop {
+            if !read.is_empty() {
+                match head::parse(&mut read, &mut scratch, limit) {
+                    Ok(Some(Taken { request, close })) => break (request, close),
+                    Ok(None) => {}
+                    Err(NotFast) => return Ended::HandOff(read.freeze()),
+                }
+            }
+            if !fill(stream, &mut read, clock).await {
+                return Ended::Closed;
+            }
+        };
+        let head_only = request.method() == Method::HEAD;
+        let Ok(response) = handler(request, Busy::begin(clock)).await;
+        let keep = !close && !clock.closing();
+        match answer::write(stream, response, head_only, keep, &mut out).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = stream.shutdown().await;
+                return Ended::Closed;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "connection ended while an answer was written");
+                return Ended::Closed;
+            }
+        }
+    }
+}
+
+/// Reads more of the connection into `read`; false when it ended or failed, or when the
+/// server is closing (a head not yet complete is not waited for).
+async fn fill(stream: &mut TcpStream, read: &mut BytesMut, clock: &HeadClock) -> bool {
+    if read.capacity() - read.len() < READ_ROOM {
+        // Takes back the room of heads already answered, once nothing holds them.
+        read.reserve(READ_SIZE);
+    }
+    std::future::poll_fn(|cx| {
+        if clock.closing() {
+            return Poll::Ready(false);
+        }
+        match tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, read) {
+            Poll::Ready(Ok(n)) => Poll::Ready(n > 0),
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(error = %e, "connection ended with an error");
+                Poll::Ready(false)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
