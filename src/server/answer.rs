@@ -16,6 +16,9 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 /// Data frames up to this size are copied after the head; larger ones are written beside it.
 const COPY_MAX: usize = 4 * 1024;
 
+/// What is gathered is written once it reaches this size, however fast the body comes.
+const GATHER_MAX: usize = 16 * 1024;
+
 /// How an answer's body is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Framing {
@@ -86,6 +89,9 @@ where
         if framing == Framing::Chunked {
             out.extend_from_slice(b"\r\n");
         }
+        if out.len() >= GATHER_MAX {
+            send(io, out, &[]).await?;
+        }
     }
     let keep = match framing {
         Framing::Chunked => {
@@ -100,6 +106,8 @@ where
 
 async fn finish<W: AsyncWrite + Unpin>(io: &mut W, out: &mut Vec<u8>, keep: bool) -> io::Result<bool> {
     send(io, out, &[]).await?;
+    // A connection keeps a buffer the size of a usual answer, not of its largest.
+    out.shrink_to(2 * GATHER_MAX);
     Ok(keep)
 }
 
@@ -276,6 +284,44 @@ mod tests {
             written(200, &[DATE], frames(&[Some(b"ab"), Some(big)], Some(2 + big.len() as u64)), false, true).await;
         assert!(wire.ends_with(&format!("\r\n\r\nab{}", "x".repeat(COPY_MAX * 3))), "{}", &wire[..120]);
         assert!(kept);
+    }
+
+    /// Records the size of every write.
+    #[derive(Default)]
+    struct Writes(Vec<usize>, Vec<u8>);
+
+    impl AsyncWrite for Writes {
+        fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            self.0.push(buf.len());
+            self.1.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fast_body_of_small_frames_goes_out_in_bounded_writes() {
+        let frame: &'static [u8] = &[b'y'; 1000];
+        let body = frames(&vec![Some(frame); 200], None);
+        let mut writes = Writes::default();
+        let mut out = Vec::new();
+        let kept = write(&mut writes, Response::new(body), false, true, &mut out).await;
+        assert!(kept.unwrap_or(false));
+        assert!(writes.0.len() > 10, "{:?}", writes.0);
+        assert!(writes.0.iter().all(|&n| n < GATHER_MAX + 1100), "{:?}", writes.0);
+        let wire = String::from_utf8_lossy(&writes.1);
+        let body = wire.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        assert_eq!(body.matches("3e8\r\n").count(), 200);
+        assert_eq!(body.matches('y').count(), 200_000);
+        assert!(body.ends_with("\r\n0\r\n\r\n"));
+        assert!(out.capacity() <= 2 * GATHER_MAX);
     }
 
     #[tokio::test]

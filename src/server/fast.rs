@@ -60,7 +60,12 @@ where
         let Ok(response) = handler(request, Busy::begin(clock)).await;
         let keep = !close && !clock.closing();
         match answer::write(stream, response, head_only, keep, &mut out).await {
-            Ok(true) => {}
+            Ok(true) => {
+                if read.is_empty() && read.capacity() > 4 * READ_SIZE {
+                    // The room a large body took is given back.
+                    read = BytesMut::with_capacity(READ_SIZE);
+                }
+            }
             Ok(false) => {
                 let _ = stream.shutdown().await;
                 return Ended::Closed;

@@ -79,7 +79,7 @@ pub fn parse(read: &mut BytesMut, scratch: &mut Scratch, limit: usize) -> Result
         return Err(NotFast);
     }
     let head = read.split_to(length).freeze();
-    let body = read.split_to(body as usize).freeze();
+    let body = if body == 0 { Bytes::new() } else { read.split_to(body as usize).freeze() };
     let Some(request) = build(&head, target, fields, body.clone()) else {
         // Not something the `http` types hold (an over-long target, say): hyper decides.
         let mut again = BytesMut::with_capacity(head.len() + body.len() + read.len());
