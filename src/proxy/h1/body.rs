@@ -65,7 +65,10 @@ impl ResponseBody {
     /// The connection of a `101 Switching Protocols` answer, for the new protocol.
     pub fn into_upgraded(mut self) -> Option<Upgraded> {
         match self.decode {
-            Decode::Upgrade => self.conn.take().map(|c| Upgraded { io: c.io, leftover: c.read }),
+            Decode::Upgrade => self.conn.take().map(|c| {
+                let c = *c.0;
+                Upgraded { io: c.io, leftover: c.read }
+            }),
             _ => None,
         }
     }

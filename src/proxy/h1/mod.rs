@@ -64,8 +64,13 @@ pub enum SendError {
     Failed(Error),
 }
 
-/// One upstream connection (plain TCP or TLS) with its read buffer and head buffer.
-pub struct Conn {
+/// One upstream connection (plain TCP or TLS) with its read buffer and head buffer. Boxed:
+/// handing it between the pool, the request and its answer's body moves a pointer, not the
+/// whole state.
+pub struct Conn(Box<ConnState>);
+
+/// What an upstream connection holds.
+pub struct ConnState {
     io: Stream,
     read: BytesMut,
     write: Vec<u8>,
@@ -81,13 +86,13 @@ pub struct Conn {
 
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Conn").field("answered", &self.answered).finish_non_exhaustive()
+        f.debug_struct("Conn").field("answered", &self.0.answered).finish_non_exhaustive()
     }
 }
 
 impl Conn {
     pub fn new(io: Stream) -> Conn {
-        Conn {
+        Conn(Box::new(ConnState {
             io,
             read: BytesMut::new(),
             write: Vec::new(),
@@ -95,9 +100,25 @@ impl Conn {
             answered: 0,
             pulled: 0,
             hint: 0,
-        }
+        }))
     }
+}
 
+impl std::ops::Deref for Conn {
+    type Target = ConnState;
+
+    fn deref(&self) -> &ConnState {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut ConnState {
+        &mut self.0
+    }
+}
+
+impl ConnState {
     /// Whether an idle connection can take a request: the upstream has not closed it and has
     /// sent nothing unasked. Costs no system call unless the socket was signalled readable.
     pub fn is_open(&mut self) -> bool {
