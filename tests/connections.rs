@@ -1,6 +1,6 @@
 //! Client connections as callers use them, over real sockets: pipelined requests, bodies that
 //! come with their head or after it, chunked uploads, `HEAD`, heads sent a few bytes at a
-//! time, streamed answers, and a connection that changes from plain requests to ones the
+//! time, a head larger than the first read buffer, streamed answers, and a connection that changes from plain requests to ones the
 //! server reads as streams (the fast path hands it over) and goes on working.
 
 mod common;
@@ -155,4 +155,23 @@ async fn an_answer_of_unknown_length_is_sent_chunked_as_it_comes() {
     second.send(()).unwrap();
     let rest = read_until_quiet(&mut stream, Duration::from_millis(500)).await;
     assert_eq!(rest, "b\r\ndata: two\n\n\r\n0\r\n\r\n");
+}
+
+#[tokio::test]
+async fn a_large_head_sent_in_pieces_is_read_and_the_connection_goes_on() {
+    let (upstream, proxy) = echo().await;
+    let port = upstream.port;
+    let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
+    // 20 KiB of fields, under the 32 KiB default limit, past the first read buffer.
+    let filler = format!("X-Filler: {}\r\n", "f".repeat(20 * 1024));
+    let wire = head("GET", port, "/big", &filler);
+    for piece in wire.as_bytes().chunks(3000) {
+        stream.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(answer(&mut stream).await.1, "GET /big ");
+    stream.write_all(head("GET", port, "/after", "").as_bytes()).await.unwrap();
+    assert_eq!(answer(&mut stream).await.1, "GET /after ");
+    let seen = upstream.requests();
+    assert_eq!(seen.first().and_then(|s| s.headers.get("x-filler")).map(|v| v.len()), Some(20 * 1024));
 }

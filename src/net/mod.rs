@@ -4,6 +4,7 @@
 pub mod addr;
 pub mod connect;
 pub mod http;
+pub mod prefixed;
 pub mod resolve;
 
 pub use resolve::{Dialer, Resolver, SystemResolver, TcpDialer};

@@ -43,6 +43,8 @@ where
     let mut read = BytesMut::with_capacity(READ_SIZE);
     let mut scratch = Scratch::default();
     let mut out = Vec::new();
+    // Whether the read buffer has grown past its first size.
+    let mut grown = false;
     loop {
         let (request, close) = loop {
             if !read.is_empty() {
@@ -52,7 +54,7 @@ where
                     Err(NotFast) => return Ended::HandOff(read.freeze()),
                 }
             }
-            if !fill(stream, &mut read, clock).await {
+            if !fill(stream, &mut read, clock, &mut grown).await {
                 return Ended::Closed;
             }
         };
@@ -61,9 +63,10 @@ where
         let keep = !close && !clock.closing();
         match answer::write(stream, response, head_only, keep, &mut out).await {
             Ok(true) => {
-                if read.is_empty() && read.capacity() > 4 * READ_SIZE {
-                    // The room a large body took is given back.
+                if grown && read.is_empty() {
+                    // The room a large head or body took is given back.
                     read = BytesMut::with_capacity(READ_SIZE);
+                    grown = false;
                 }
             }
             Ok(false) => {
@@ -79,11 +82,15 @@ where
 }
 
 /// Reads more of the connection into `read`; false when it ended or failed, or when the
-/// server is closing (a head not yet complete is not waited for).
-async fn fill(stream: &mut TcpStream, read: &mut BytesMut, clock: &HeadClock) -> bool {
+/// server is closing (a head not yet complete is not waited for). `grown` is set when the
+/// buffer has to grow past [`READ_SIZE`] for what it holds.
+async fn fill(stream: &mut TcpStream, read: &mut BytesMut, clock: &HeadClock, grown: &mut bool) -> bool {
     if read.capacity() - read.len() < READ_ROOM {
-        // Takes back the room of heads already answered, once nothing holds them.
-        read.reserve(READ_SIZE);
+        // Up to the first size, which takes back the room of heads already answered once
+        // nothing holds them; past it, doubled, for a head that needs more.
+        let past = read.len() + READ_ROOM > READ_SIZE;
+        *grown |= past;
+        read.reserve(if past { read.len() } else { READ_SIZE - read.len() });
     }
     std::future::poll_fn(|cx| {
         if clock.closing() {

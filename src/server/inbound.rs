@@ -1,15 +1,11 @@
-//! A request's body as handlers see it, whichever side read the head, and the socket of a
-//! connection handed to hyper, with the bytes already read put back in front.
+//! A request's body as handlers see it, whichever side read the head.
 
-use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 /// A request's body: streamed by hyper as it arrives, or read whole with its head.
 #[derive(Debug)]
@@ -55,57 +51,6 @@ impl http_body::Body for Inbound {
             Inbound::Streamed(body) => body.size_hint(),
             Inbound::Read(body) => SizeHint::with_exact(body.as_ref().map_or(0, |b| b.len() as u64)),
         }
-    }
-}
-
-/// A client connection whose first bytes were already read: they are read again first.
-#[derive(Debug)]
-pub struct Rewind {
-    read: Bytes,
-    io: TcpStream,
-}
-
-impl Rewind {
-    pub fn new(read: Bytes, io: TcpStream) -> Rewind {
-        Rewind { read, io }
-    }
-}
-
-impl AsyncRead for Rewind {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.read.is_empty() {
-            return Pin::new(&mut this.io).poll_read(cx, buf);
-        }
-        let n = this.read.len().min(buf.remaining());
-        buf.put_slice(&this.read.split_to(n));
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for Rewind {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 

@@ -31,9 +31,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::net::prefixed::Prefixed;
 use crate::proxy::Body;
 use fast::Ended;
-use inbound::Rewind;
 
 /// Per-connection limits.
 #[derive(Debug, Clone, Copy)]
@@ -112,7 +112,7 @@ pub async fn serve<M, F, Fut>(
             // request). A caller that is gone is noticed when its answer is written; the
             // upstream call is bounded by `upstream.response_timeout`.
             builder.max_buf_size(buffer).keep_alive(true).writev(false).half_close(true);
-            let io = TokioIo::new(Rewind::new(read, stream));
+            let io = TokioIo::new(Prefixed::new(read, stream));
             let conn = builder.serve_connection(io, service).with_upgrades();
             let graceful = |conn: Pin<&mut UpgradeableConnection<_, _>>| conn.graceful_shutdown();
             if let Some(Err(e)) = until_shutdown(conn, graceful, stop, &clock, timeout).await {

@@ -1,13 +1,11 @@
 //! The answer's body, read from the upstream connection as the caller's side asks for it,
 //! and the connection handed back once the body has been read to its end.
 
-use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::{Frame, SizeHint};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{Conn, Error, Framing, READ_MAX, READ_MIN};
 use crate::net::connect::Stream;
@@ -67,7 +65,7 @@ impl ResponseBody {
         match self.decode {
             Decode::Upgrade => self.conn.take().map(|c| {
                 let c = *c.0;
-                Upgraded { io: c.io, leftover: c.read }
+                Upgraded::new(c.read.freeze(), c.io)
             }),
             _ => None,
         }
@@ -281,37 +279,7 @@ impl hyper::body::Body for ResponseBody {
 
 /// An upstream connection that switched protocols: the bytes read past the `101` head
 /// come first, then the connection.
-pub struct Upgraded {
-    io: Stream,
-    leftover: BytesMut,
-}
-
-impl AsyncRead for Upgraded {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.leftover.is_empty() {
-            let n = this.leftover.len().min(buf.remaining());
-            buf.put_slice(&this.leftover[..n]);
-            this.leftover.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Upgraded {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
+pub type Upgraded = crate::net::prefixed::Prefixed<Stream>;
 
 #[cfg(test)]
 mod tests {
