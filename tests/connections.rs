@@ -1,7 +1,8 @@
 //! Client connections as callers use them, over real sockets: pipelined requests, bodies that
 //! come with their head or after it, chunked uploads, `HEAD`, heads sent a few bytes at a
-//! time, a head larger than the first read buffer, streamed answers, and a connection that changes from plain requests to ones the
-//! server reads as streams (the fast path hands it over) and goes on working.
+//! time, a head larger than the first read buffer, streamed answers, and a connection that
+//! changes from plain requests to ones the server reads as streams (the fast path hands it
+//! over) and goes on working.
 
 mod common;
 
