@@ -27,7 +27,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1::UpgradeableConnection;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -97,32 +97,48 @@ pub async fn serve<M, F, Fut>(
             else {
                 return;
             };
-            let service = {
-                let clock = clock.clone();
-                // The handler's future goes to hyper as it is: a wrapping future would be one
-                // more copy of it per request.
-                service_fn(move |request: Request<Incoming>| handler(request.map(Inbound::from), Busy::begin(&clock)))
-            };
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            // Each answer goes out in one plain write (head and body copied into one buffer)
-            // rather than a vectored one, as on the fast path for small answers.
-            // Half-close: a caller that shuts its sending side after its request still gets the
-            // answer, and the connection is not read while a request is in flight (a read then
-            // would only look for the caller's end, at the cost of a fresh read buffer per
-            // request). A caller that is gone is noticed when its answer is written; the
-            // upstream call is bounded by `upstream.response_timeout`.
-            builder.max_buf_size(buffer).keep_alive(true).writev(false).half_close(true);
-            let io = TokioIo::new(Prefixed::new(read, stream));
-            let conn = builder.serve_connection(io, service).with_upgrades();
-            let graceful = |conn: Pin<&mut UpgradeableConnection<_, _>>| conn.graceful_shutdown();
-            if let Some(Err(e)) = until_shutdown(conn, graceful, stop, &clock, timeout).await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
+            let io = Prefixed::new(read, stream);
+            serve_with_hyper(io, handler, &clock, buffer, stop, timeout).await;
         });
     }
     drop(listener);
     drop(alive);
     let _ = drained.recv().await;
+}
+
+/// Serves a connection the fast path handed over with hyper's HTTP/1.1 server, `buffer` bytes
+/// at most per head, until it closes or the server does (`stop`, as in [`until_shutdown`]).
+async fn serve_with_hyper<F, Fut>(
+    io: Prefixed<TcpStream>,
+    handler: F,
+    clock: &Arc<HeadClock>,
+    buffer: usize,
+    stop: watch::Receiver<bool>,
+    timeout: Duration,
+) where
+    F: Fn(Request<Inbound>, Busy) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<Timed>, Infallible>> + Send + 'static,
+{
+    let service = {
+        let clock = clock.clone();
+        // The handler's future goes to hyper as it is: a wrapping future would be one more
+        // copy of it per request.
+        service_fn(move |request: Request<Incoming>| handler(request.map(Inbound::from), Busy::begin(&clock)))
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // Each answer goes out in one plain write (head and body copied into one buffer) rather
+    // than a vectored one, as on the fast path for small answers.
+    // Half-close: a caller that shuts its sending side after its request still gets the
+    // answer, and the connection is not read while a request is in flight (a read then would
+    // only look for the caller's end, at the cost of a fresh read buffer per request). A
+    // caller that is gone is noticed when its answer is written; the upstream call is bounded
+    // by `upstream.response_timeout`.
+    builder.max_buf_size(buffer).keep_alive(true).writev(false).half_close(true);
+    let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+    let graceful = |conn: Pin<&mut UpgradeableConnection<_, _>>| conn.graceful_shutdown();
+    if let Some(Err(e)) = until_shutdown(conn, graceful, stop, clock, timeout).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
 }
 
 /// Drives a connection; once `stop` changes, calls `graceful` so that it finishes the request
