@@ -3,7 +3,6 @@
 //! Every route is listed in [`ROUTES`] and documented in docs/admin-openapi.yaml; a test
 //! keeps the two equal.
 
-use crate::server::Inbound;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -19,6 +18,7 @@ use crate::config::Grant;
 use crate::proxy::error::{PolicyError, ProxyError};
 use crate::proxy::pipeline::unix_now;
 use crate::proxy::{Body, State};
+use crate::server::Inbound;
 use crate::token::broker::CredentialError;
 use crate::token::endpoint::{request_token, Exchange};
 use crate::token::ConnectionKey;

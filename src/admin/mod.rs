@@ -6,7 +6,6 @@ pub mod api;
 
 use std::sync::Arc;
 
-use crate::server::Inbound;
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -14,6 +13,7 @@ use http_body_util::{BodyExt, Full};
 use crate::proxy::context::next_request_id;
 use crate::proxy::error::{error_response, ErrorContext, ProxyError};
 use crate::proxy::{Body, State};
+use crate::server::Inbound;
 
 pub(crate) fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());

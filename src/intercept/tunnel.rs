@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use crate::server::Inbound;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
@@ -24,6 +23,7 @@ use crate::proxy::pipeline::unix_now;
 use crate::proxy::target::Route;
 use crate::proxy::Session;
 use crate::proxy::{Body, State};
+use crate::server::Inbound;
 use crate::token::broker::CredentialError;
 use crate::token::StoreError;
 

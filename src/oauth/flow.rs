@@ -8,7 +8,6 @@
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
 use super::form::{field, form, url_pairs};
-use crate::server::Inbound;
 use http_body_util::{BodyExt, Limited};
 use oauth2::{AuthUrl, CsrfToken, PkceCodeChallenge, RedirectUrl, Scope};
 use ring::rand::SecureRandom;
@@ -20,6 +19,7 @@ use crate::config::{Connector, Grant, OAuthClient};
 use crate::domains::target::parse_host;
 use crate::proxy::pipeline::unix_now;
 use crate::proxy::{Body, State};
+use crate::server::Inbound;
 
 /// How long a started flow waits for its callback: the consent popup timeout.
 const FLOW_TTL_SECS: u64 = 600;

@@ -122,6 +122,13 @@ pub fn response_drops(name: &HeaderName) -> bool {
     is_listed_hop_by_hop(name.as_str()) || name == X_TOLLGATE_ERROR
 }
 
+/// A `Content-Length` value, or one member of a list of them: digits only, at most 19 (no
+/// sign, no spaces, nothing a lenient parser would read differently).
+pub fn content_length(value: &[u8]) -> Option<u64> {
+    let digits = !value.is_empty() && value.len() <= 19 && value.iter().all(u8::is_ascii_digit);
+    digits.then(|| value.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
 /// Most field names remembered from one head to the next, and the longest one: at most 2 KiB
 /// kept per connection, whatever its peer sends.
 const KNOWN_NAMES: usize = 32;

@@ -1,7 +1,6 @@
 //! Tollgate's own paths on the proxy listener: `POST /connect` hands an authenticated caller
 //! a connect link; every other non-proxy path is `not_found`.
 
-use crate::server::Inbound;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
@@ -13,6 +12,7 @@ use super::identity::identify;
 use super::pipeline::unix_now;
 use super::{Body, Session, State};
 use crate::config::Grant;
+use crate::server::Inbound;
 
 /// Largest `POST /connect` body accepted.
 const CONNECT_BODY_LIMIT: usize = 16 * 1024;

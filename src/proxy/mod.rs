@@ -20,7 +20,6 @@ pub mod websocket;
 
 use std::sync::Arc;
 
-use crate::server::Inbound;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::combinators::BoxBody;
@@ -28,6 +27,7 @@ use http_body_util::combinators::BoxBody;
 use crate::caller::Memo;
 use crate::config::Config;
 use crate::metrics::{ConnectorSeries, Metrics};
+use crate::server::Inbound;
 use crate::server::{Busy, Timed};
 use crate::token::broker::Broker;
 use context::Record;

@@ -12,7 +12,6 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::server::Inbound;
 use http::{Request, Response};
 
 use super::context::Record;
@@ -24,6 +23,7 @@ use super::policy::authorize;
 use super::target::{resolve_target, Route};
 use super::{replay, Body, Session, State};
 use crate::caller::Caller;
+use crate::server::Inbound;
 
 /// Unix seconds now; the one clock read of a request.
 pub fn unix_now() -> u64 {

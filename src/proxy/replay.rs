@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use crate::server::Inbound;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -22,6 +21,7 @@ use super::redact;
 use super::{Body, State};
 use crate::domains::Target;
 use crate::secret::Secret;
+use crate::server::Inbound;
 use crate::token::broker::Credential;
 
 /// Whether the body can be held for a second send: its length is known from the framing

@@ -3,7 +3,6 @@
 //! answers `101 Switching Protocols` are the two connections joined and bytes relayed. Any
 //! other answer is relayed as it came and no bytes flow.
 
-use crate::server::Inbound;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
@@ -15,6 +14,7 @@ use super::upstream::Answer;
 use super::{Body, State};
 use crate::domains::Target;
 use crate::secret::Secret;
+use crate::server::Inbound;
 
 /// Sends the upgrade request and, on 101, relays bytes between the caller and the upstream.
 pub async fn forward(

@@ -13,6 +13,8 @@ use http::{Response, StatusCode};
 use http_body::Body;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use crate::proxy::headers::content_length;
+
 /// Data frames up to this size are copied after the head; larger ones are written beside it.
 const COPY_MAX: usize = 4 * 1024;
 
@@ -143,7 +145,7 @@ fn head<B: Body>(
             if bodiless || length.is_some() {
                 continue;
             }
-            match std::str::from_utf8(value.as_bytes()).ok().and_then(|s| s.parse::<u64>().ok()) {
+            match content_length(value.as_bytes()) {
                 Some(n) => length = Some(n),
                 None => continue,
             }

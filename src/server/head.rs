@@ -11,7 +11,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri, Version};
 
 use super::inbound::Inbound;
-use crate::proxy::headers::KnownNames;
+use crate::proxy::headers::{content_length, KnownNames};
 
 /// Most header fields in a head taken here (hyper's own limit).
 const MAX_HEADERS: usize = 100;
@@ -80,7 +80,7 @@ pub fn parse(read: &mut BytesMut, scratch: &mut Scratch, limit: usize) -> Result
     }
     let head = read.split_to(length).freeze();
     let body = if body == 0 { Bytes::new() } else { read.split_to(body as usize).freeze() };
-    let Some(request) = build(&head, target, fields, body.clone()) else {
+    let Some(request) = build(method, &head, target, fields, body.clone()) else {
         // Not something the `http` types hold (an over-long target, say): hyper decides.
         let mut again = BytesMut::with_capacity(head.len() + body.len() + read.len());
         again.extend_from_slice(&head);
@@ -89,13 +89,12 @@ pub fn parse(read: &mut BytesMut, scratch: &mut Scratch, limit: usize) -> Result
         *read = again;
         return Err(NotFast);
     };
-    let mut request = request;
-    *request.method_mut() = method;
     Ok(Some(Taken { request, close: framing.close }))
 }
 
 /// The request, its values sharing the head's memory.
 fn build(
+    method: Method,
     head: &Bytes,
     target: [u32; 2],
     fields: &mut Vec<(HeaderName, [u32; 2])>,
@@ -108,6 +107,7 @@ fn build(
         headers.append(name, HeaderValue::from_maybe_shared(slice(value)).ok()?);
     }
     let mut request = Request::new(Inbound::read(body));
+    *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = headers;
@@ -125,12 +125,11 @@ impl Framing {
     /// Takes note of one field; false when the head is not one the fast path takes.
     fn note(&mut self, name: &HeaderName, value: &[u8]) -> bool {
         if *name == header::CONTENT_LENGTH {
-            let digits = !value.is_empty() && value.len() <= 19 && value.iter().all(u8::is_ascii_digit);
-            if self.length.is_some() || !digits {
+            if self.length.is_some() {
                 return false;
             }
-            self.length = Some(value.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')));
-            return true;
+            self.length = content_length(value);
+            return self.length.is_some();
         }
         if *name == header::CONNECTION {
             for option in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {

@@ -7,7 +7,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
 use super::Error;
-use crate::proxy::headers::{response_drops, KnownNames};
+use crate::proxy::headers::{content_length, response_drops, KnownNames};
 
 /// Largest response head accepted from an upstream.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -164,11 +164,7 @@ impl Fields {
 
     fn note_length(&mut self, value: &[u8]) -> Result<(), Error> {
         for member in value.split(|&b| b == b',') {
-            let member = member.trim_ascii();
-            if member.is_empty() || member.len() > 19 || !member.iter().all(u8::is_ascii_digit) {
-                return Err(Error::Head("bad Content-Length"));
-            }
-            let n = member.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+            let n = content_length(member.trim_ascii()).ok_or(Error::Head("bad Content-Length"))?;
             if self.length.is_some_and(|l| l != n) {
                 return Err(Error::Head("conflicting Content-Length values"));
             }
