@@ -1,8 +1,9 @@
-//! The shared corpus, read from `../shared/corpus` (never copied into code): every
+//! The corpus in tests/corpus (read from the files, never copied into code): every
 //! allowed-domains case through the library and through the real `tollgate explain` binary,
 //! and every pattern case through the config loader.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::Command;
 
 use serde::Deserialize;
@@ -10,9 +11,7 @@ use tollgate::config::{Config, Environment};
 use tollgate::domains::Target;
 
 fn corpus(file: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus").join(file);
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("the corpus must be beside the checkout at {}: {e}", path.display()))
+    common::corpus::text(file)
 }
 
 #[derive(Deserialize)]

@@ -1,4 +1,4 @@
-//! Every absolute-form case of ../shared/corpus/allowed-domains.yaml through the running proxy
+//! Every absolute-form case of tests/corpus/allowed-domains.yaml through the running proxy
 //! over real sockets, each with its own canary token: an allowed case reaches exactly one
 //! upstream request, at the normalized path, carrying exactly its canary; every other case
 //! reaches no upstream at all. (`api-field` cases cannot be written on a request line; the
@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
@@ -39,8 +38,7 @@ struct Request {
 }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absolute_form_cases_through_the_running_proxy() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/allowed-domains.yaml");
-    let file: File = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let file: File = common::corpus::read("allowed-domains.yaml");
     let cases: Vec<&Case> = file.cases.iter().filter(|c| c.request.transport == "absolute-form").collect();
     assert!(cases.len() > 40, "the corpus lost its absolute-form cases");
     for case in cases {

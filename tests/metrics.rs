@@ -1,5 +1,5 @@
 //! /metrics after traffic on every path (allowed, blocked, refreshed, failed): every family
-//! SPEC section 8 names is exported, `promtool check metrics` accepts the exposition, and no
+//! the README's Observability section names is exported, `promtool check metrics` accepts the exposition, and no
 //! principal, host, path or token appears in any label.
 
 mod common;
@@ -14,10 +14,11 @@ use common::*;
 use tollgate::secret::Secret;
 use tollgate::token::{Connection, ConnectionKey, Expect};
 
-/// The metric names SPEC section 8 lists.
+/// The metric names the README's Observability section lists (every family of the product
+/// specification, and Tollgate's own).
 fn spec_families() -> Vec<String> {
-    let spec = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/SPEC.md")).unwrap();
-    let section = spec.split("## 8. Observability").nth(1).unwrap().split("\n## ").next().unwrap();
+    let readme = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = readme.split("## Observability").nth(1).unwrap().split("\n## ").next().unwrap();
     let mut names: Vec<String> = section
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .filter(|w| w.starts_with("tollgate_") && w.len() > "tollgate_".len())

@@ -1,10 +1,9 @@
-//! Every case of ../shared/corpus/oauth-flows.yaml, read from the file and run against the
+//! Every case of tests/corpus/oauth-flows.yaml, read from the file and run against the
 //! running proxy and stub authorization servers. A case id without a scenario fails the test,
 //! so a case added to the corpus cannot go unnoticed.
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -379,9 +378,7 @@ async fn discovery_refused(w: &World, connector: &str, why: &str) -> &'static st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_oauth_flow_case() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/oauth-flows.yaml");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let file: File = serde_yaml::from_str(&text).unwrap();
+    let file: File = common::corpus::read("oauth-flows.yaml");
     assert!(file.cases.len() >= 15);
     let w = World::new().await;
     for case in &file.cases {

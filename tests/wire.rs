@@ -1,4 +1,4 @@
-//! The network-edge cases of ../shared/corpus/wire.yaml, read from the file and sent over real
+//! The network-edge cases of tests/corpus/wire.yaml, read from the file and sent over real
 //! sockets to the running proxy: DNS answers pointing inside (and rebinding), redirects,
 //! caller authorization, header injection, hop-by-hop abuse, request smuggling. Each case runs
 //! with user U1's stored token "tok-U1", the DNS answers it lists (resolved by the test, dialed
@@ -9,7 +9,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
@@ -234,8 +233,7 @@ async fn run(case: &Case) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_edge_cases_of_the_wire_corpus() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/wire.yaml");
-    let file: File = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let file: File = common::corpus::read("wire.yaml");
     let mut counted: HashMap<&str, usize> = HashMap::new();
     for case in file.cases.iter().filter(|c| CATEGORIES.contains(&c.category.as_str())) {
         run(case).await;

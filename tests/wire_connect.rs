@@ -1,11 +1,10 @@
-//! The `connect` cases of ../shared/corpus/wire.yaml, read from the file and sent as raw
+//! The `connect` cases of tests/corpus/wire.yaml, read from the file and sent as raw
 //! bytes to the running proxy (with the default caller credential inserted, as the corpus
 //! says). An allowed CONNECT must lead to an intercepted tunnel in which `GET /api` is
 //! checked and injected; every other case must reach no upstream.
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use common::*;
@@ -38,8 +37,7 @@ fn status(head: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_cases_of_the_wire_corpus() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/wire.yaml");
-    let file: File = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let file: File = common::corpus::read("wire.yaml");
     let cases: Vec<&Case> = file.cases.iter().filter(|c| c.category == "connect").collect();
     assert!(cases.len() >= 4, "the corpus lost its connect cases");
     for case in cases {

@@ -1,4 +1,4 @@
-//! The token-hygiene and token-lifecycle cases of ../shared/corpus/wire.yaml, each run as a
+//! The token-hygiene and token-lifecycle cases of tests/corpus/wire.yaml, each run as a
 //! scenario against the running proxy: the corpus's pattern (`https://*.databricks.com/*`),
 //! its target, DNS answered by the test (a public address, dialed on loopback), a stub token
 //! endpoint that rotates, refuses or stalls like a real one, and a unique canary token per
@@ -347,8 +347,7 @@ async fn token_011(case: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_cases_of_the_wire_corpus() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/wire.yaml");
-    let corpus: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let corpus: serde_yaml::Value = common::corpus::read("wire.yaml");
     let mut ran = Vec::new();
     for case in corpus["cases"].as_sequence().unwrap() {
         let category = case["category"].as_str().unwrap_or_default();
