@@ -159,7 +159,7 @@ connectors:
         .assert_refused(431, "headers_too_large");
     record(get(p, "https://127.0.0.1:1/weather/x", &[("proxy-authorization", &alice)]).await)
         .assert_refused(502, "upstream_unreachable");
-    record(get(p, "/nowhere", &[]).await).assert_refused(404, "not_found");
+    record(get(p, "/nowhere", &[]).await).assert_refused(400, "proxy_request_expected");
     record(send(p, "CONNECT", "elsewhere.test:443", &[("proxy-authorization", &alice)], Bytes::new()).await)
         .assert_refused(403, "endpoint_not_allowed");
     // Admin answers.

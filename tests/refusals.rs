@@ -214,11 +214,24 @@ async fn bad_targets_and_upgrades_are_refused() {
 }
 
 #[tokio::test]
-async fn not_found_headers_too_large_and_connect() {
+async fn not_a_proxy_request_headers_too_large_and_connect() {
     let f = Fixture::new().await;
-    get(f.proxy.addr(), "/nowhere", &[]).await.assert_refused(404, "not_found");
-    // weather has no base_url, so it is not a gateway prefix.
-    get(f.proxy.addr(), "/weather/x", &[("authorization", &f.auth)]).await.assert_refused(404, "not_found");
+    // What the proxy listener takes, said whenever a request is none of it.
+    let expected = |r: &Answer| {
+        r.assert_refused(400, "proxy_request_expected");
+        let message = r.json()["message"].as_str().unwrap_or_default().to_string();
+        assert!(message.contains("absolute-form") && message.contains("gateway paths"), "{message}");
+        message
+    };
+    assert!(expected(&get(f.proxy.addr(), "/nowhere", &[]).await).contains("/nowhere"));
+    assert!(expected(&get(f.proxy.addr(), "/", &[]).await).contains("the path /"));
+    assert!(expected(&send(f.proxy.addr(), "OPTIONS", "*", &[], Default::default()).await).contains("`OPTIONS *`"));
+    // weather has no base_url, so it is not a gateway prefix; said as for an unknown name.
+    let weather = expected(&get(f.proxy.addr(), "/weather/x", &[("authorization", &f.auth)]).await);
+    assert_eq!(
+        weather,
+        expected(&get(f.proxy.addr(), "/unknown-name/x", &[]).await).replace("/unknown-name/", "/weather/")
+    );
     let big = "x".repeat(3000);
     f.get("api.weather.test", "/x", &[("x-big", &big)]).await.assert_refused(431, "headers_too_large");
     // CONNECT opens no tunnel to a host no connector covers.

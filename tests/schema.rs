@@ -52,6 +52,7 @@ fn env() -> Environment {
         ("BILLING_CLIENT_SECRET", "b"),
         ("WEATHER_API_KEY", "w"),
         ("CHAT_API_KEY", "c"),
+        ("DEMO_API_KEY", "d"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -90,7 +91,15 @@ fn fixtures_agree_with_the_schema() {
         let verdict = validate(&json_of(&path));
         match name.as_str() {
             // Structure the schema can judge.
-            "unknown-key.yaml" | "bad-duration.yaml" | "bad-listen.yaml" => {
+            "unknown-key.yaml"
+            | "bad-duration.yaml"
+            | "bad-listen.yaml"
+            | "empty-token.yaml"
+            | "token-crlf.yaml"
+            | "client-secret-nul.yaml"
+            | "admin-token-control.yaml"
+            | "inject-format-lf.yaml"
+            | "inject-prefix-tab.yaml" => {
                 assert!(verdict.is_err(), "{name} passed the schema")
             }
             // Values only the loader can judge (patterns, references, names, files).
@@ -99,6 +108,6 @@ fn fixtures_agree_with_the_schema() {
     }
     // The schema is not a rubber stamp: a misspelt key anywhere is refused.
     let mut doc = json_of(&root().join("config/tollgate.example.yaml"));
-    doc["connectors"][0]["allowed_domain"] = serde_json::json!(["https://x.example/*"]);
+    doc["connectors"][1]["allowed_domain"] = serde_json::json!(["https://x.example/*"]);
     assert!(validate(&doc).unwrap_err().contains("allowed_domain"));
 }

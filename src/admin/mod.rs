@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Full};
 
 use crate::proxy::context::next_request_id;
 use crate::proxy::error::{error_response, ErrorContext, ProxyError};
+use crate::proxy::headers::check_header_limit;
 use crate::proxy::{Body, State};
 use crate::server::Inbound;
 
@@ -48,6 +49,9 @@ pub async fn handle(
     request: Request<Inbound>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let state = shared.current();
+    if let Err(e) = check_header_limit(request.headers(), state.config.limits.max_header_bytes) {
+        return Ok(refuse(&e));
+    }
     let path = request.uri().path().to_string();
     let response = match path.as_str() {
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),

@@ -93,6 +93,10 @@ pub struct Connector {
     pub pin_host: bool,
 }
 
+/// Where discovery starts: metadata (and the registration endpoint it names) is fetched over
+/// https only, whatever `unsafe_allow_http` says.
+const DISCOVERY_FIELDS: &[&str] = &["issuer", "discovery_url", "mcp_url"];
+
 /// Headers an injection rule may not write: they frame or route the request.
 const FORBIDDEN_INJECT: &[&str] = &[
     "host",
@@ -243,7 +247,10 @@ fn oauth_client(
     let at = |field: &str| format!("{path}.{field}");
     let owned = template_vars(rc, template);
     let vars: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // Endpoints Tollgate calls with the client's credentials may use http on a connector that
+    // opts in; discovery (and the registration it leads to) never does.
     let endpoint = |p: &mut Problems, field: &str, own: &Option<String>, default: Option<&str>| -> Option<String> {
+        let http_ok = allow_http && !DISCOVERY_FIELDS.contains(&field);
         let value = match (own, default) {
             (Some(v), _) => v.clone(),
             (None, Some(d)) => match templates::fill(d, &vars) {
@@ -259,7 +266,14 @@ fn oauth_client(
             (None, None) => return None,
         };
         match Target::parse(&value) {
-            Ok(t) if t.scheme == crate::domains::Scheme::Https || allow_http => Some(value),
+            Ok(t) if t.scheme == crate::domains::Scheme::Https || http_ok => Some(value),
+            Ok(_) if allow_http => {
+                p.add(
+                    at(field),
+                    format!("`{value}` is not an https URL; discovery is https only, even with unsafe_allow_http"),
+                );
+                None
+            }
             _ => {
                 p.add(at(field), format!("`{value}` is not an https URL"));
                 None
@@ -363,8 +377,18 @@ fn injection(rc: &RawConnector, path: &str, p: &mut Problems) -> Option<Injectio
         p.add(at("format"), "must contain `{token}` once, e.g. \"Bearer {token}\"");
         return None;
     };
-    if suffix.contains("{token}") || HeaderValue::from_str(&format).is_err() {
-        p.add(at("format"), "must contain `{token}` once and only header-safe characters");
+    if suffix.contains("{token}") {
+        p.add(at("format"), "must contain `{token}` once");
+        return None;
+    }
+    // The prefix and suffix are written around the token as they are: no control byte, and
+    // only what a field value may hold.
+    let control = format.bytes().any(|b| b < 0x20 || b == 0x7f);
+    if control || HeaderValue::from_str(&format).is_err() {
+        p.add(
+            at("format"),
+            "may hold only header-safe characters around `{token}`: no CR, LF, NUL, tab or other control bytes",
+        );
         return None;
     }
     Some(Injection { header, prefix: prefix.to_string(), suffix: suffix.to_string() })

@@ -4,6 +4,7 @@
 
 pub mod connector;
 pub mod env;
+pub mod json;
 pub mod raw;
 pub mod reload;
 pub mod stored;
@@ -61,6 +62,21 @@ pub enum StoreBackend {
     Memory,
     /// The URL may carry a password.
     Redis(Secret),
+}
+
+/// Opens a Redis client for `url`: the one judgement of a Redis URL, made by `check-config`
+/// when the file loads and by the store when `serve` builds it. The message never shows the
+/// URL, which may carry a password.
+pub fn redis_client(url: &str) -> Result<redis::Client, String> {
+    redis::Client::open(url).map_err(|e| {
+        // redis-rs describes a refused URL with a fixed sentence ("Redis URL did not parse",
+        // "can't connect with TLS, the feature is not enabled"), never the URL itself.
+        let reason = match e.kind() {
+            redis::ErrorKind::InvalidClientConfig => e.to_string().split(" - ").next().unwrap_or_default().to_string(),
+            _ => e.category().to_string(),
+        };
+        format!("cannot be opened by this build: {reason}")
+    })
 }
 
 #[derive(Debug, Clone)]

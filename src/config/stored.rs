@@ -62,8 +62,12 @@ impl StoredConnector {
     /// their `previous` values; `null` removes them. `name` in the body, when present, must be
     /// the one in the path.
     pub fn from_body(name: &str, body: &[u8], previous: Option<&StoredConnector>, now: u64) -> Result<Self, String> {
-        let Ok(Value::Object(mut spec)) = serde_json::from_slice::<Value>(body) else {
-            return Err("the body must be a JSON object with the connector's fields, as in the config file".into());
+        let mut spec = match super::json::parse_strict(body) {
+            Ok(Value::Object(spec)) => spec,
+            Ok(_) => {
+                return Err("the body must be a JSON object with the connector's fields, as in the config file".into())
+            }
+            Err(e) => return Err(format!("the body is not valid JSON: {e}")),
         };
         match spec.get("name") {
             None => {

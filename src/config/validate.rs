@@ -29,10 +29,11 @@ impl Problems {
         self.0.push(Problem { path: path.into(), message: message.into(), line: None });
     }
 
-    /// Resolves an optional secret reference, recording a problem on failure.
+    /// Resolves an optional secret reference, recording a problem on failure. The value must
+    /// be usable where it goes (a header field, a form, a URL): not empty, no control bytes.
     pub fn secret(&mut self, env: &Environment, path: &str, value: Option<&str>) -> Option<Secret> {
         let value = value?;
-        match env.resolve(value) {
+        match env.resolve(value).and_then(|v| field_safe(&v).map(|()| v)) {
             Ok(v) => Some(Secret::new(v)),
             Err(e) => {
                 self.add(path, e);
@@ -74,6 +75,32 @@ impl Problems {
     }
 }
 
+/// Refuses a value that is empty or holds a control byte (CR, LF, NUL, tab, DEL, ...): written
+/// into a header it could end the field or the head. The message never shows the value.
+pub(crate) fn field_safe(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("must not be empty".into());
+    }
+    match value.bytes().position(|b| b < 0x20 || b == 0x7f) {
+        Some(at) => Err(format!(
+            "holds a control character ({}) at byte {at}; values here go into header fields and forms, where CR, LF, NUL and other control bytes are refused",
+            control_name(value.as_bytes()[at])
+        )),
+        None => Ok(()),
+    }
+}
+
+fn control_name(b: u8) -> String {
+    match b {
+        b'\r' => "CR".into(),
+        b'\n' => "LF".into(),
+        0 => "NUL".into(),
+        b'\t' => "tab".into(),
+        0x7f => "DEL".into(),
+        other => format!("0x{other:02x}"),
+    }
+}
+
 pub(crate) fn validate(text: &str, env: &Environment) -> Result<Config, ConfigError> {
     let raw = raw::parse(text).map_err(|e| ConfigError {
         problems: vec![Problem { path: String::new(), message: e.message, line: e.line }],
@@ -109,6 +136,9 @@ fn build(raw: RawConfig, env: &Environment, p: &mut Problems) -> Option<Config> 
             "memory" => StoreBackend::Memory,
             "redis" => match p.secret(env, "store.redis_url", raw.store.redis_url.as_deref()) {
                 Some(url) if url.expose().starts_with("redis://") || url.expose().starts_with("rediss://") => {
+                    if let Err(e) = redis_client(url.expose()) {
+                        p.add("store.redis_url", e);
+                    }
                     StoreBackend::Redis(url)
                 }
                 Some(_) => {

@@ -34,6 +34,7 @@ pub async fn open(
     request: Request<Inbound>,
     record: &mut Record,
 ) -> Result<Response<Body>, ProxyError> {
+    crate::proxy::headers::check_header_limit(request.headers(), state.config.limits.max_header_bytes)?;
     let header = request.headers().get(http::header::PROXY_AUTHORIZATION).ok_or(IdentityError::Missing)?.clone();
     // The tunnel's inner requests verify the CONNECT's credential again, through this
     // session's memo, and share its upstream connection.

@@ -4,6 +4,10 @@
 //! lead to, so a DNS answer (or an IP literal) pointing into the internal network is refused
 //! unless the connector opts in with `unsafe_allow_ranges`. Embedded IPv4 addresses inside
 //! IPv6 forms are unwrapped and checked as IPv4.
+//!
+//! Cloud metadata and platform addresses ([`METADATA`]) are refused even where they are public
+//! (Azure's WireServer is), and only an opt-in naming the one address (`/32`, `/128`) lets a
+//! connector reach one: a wide range opted into for an internal API never opens them.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -17,6 +21,11 @@ pub struct IpNet {
 }
 
 impl IpNet {
+    /// Whether the range is one address (`/32`, `/128`).
+    pub fn is_single(&self) -> bool {
+        self.prefix == if self.addr.is_ipv4() { 32 } else { 128 }
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
@@ -58,9 +67,29 @@ impl fmt::Display for IpNet {
     }
 }
 
+/// Instance metadata and platform service addresses: where a cloud hands out credentials.
+pub const METADATA: &[IpAddr] = &[
+    // AWS, GCP, Azure IMDS, Oracle, DigitalOcean, OpenStack and others.
+    IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)),
+    // AWS ECS task credentials.
+    IpAddr::V4(Ipv4Addr::new(169, 254, 170, 2)),
+    // Azure WireServer (a public address).
+    IpAddr::V4(Ipv4Addr::new(168, 63, 129, 16)),
+    // Alibaba Cloud.
+    IpAddr::V4(Ipv4Addr::new(100, 100, 100, 200)),
+    // Oracle Cloud (legacy).
+    IpAddr::V4(Ipv4Addr::new(192, 0, 0, 192)),
+    // AWS IMDS over IPv6.
+    IpAddr::V6(Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254)),
+    // GCP metadata over IPv6.
+    IpAddr::V6(Ipv6Addr::new(0xfd20, 0x00ce, 0, 0, 0, 0, 0, 0x0254)),
+];
+
 /// Why an address is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeniedRange {
+    /// One of [`METADATA`].
+    Metadata,
     Unspecified,
     Loopback,
     Private,
@@ -74,11 +103,12 @@ pub enum DeniedRange {
 impl DeniedRange {
     pub fn as_str(self) -> &'static str {
         match self {
+            DeniedRange::Metadata => "cloud metadata",
             DeniedRange::Unspecified => "unspecified",
             DeniedRange::Loopback => "loopback",
             DeniedRange::Private => "private",
             DeniedRange::SharedCgnat => "cgnat",
-            DeniedRange::LinkLocal => "link-local or metadata",
+            DeniedRange::LinkLocal => "link-local",
             DeniedRange::UniqueLocal => "unique-local",
             DeniedRange::Multicast => "multicast",
             DeniedRange::Reserved => "reserved",
@@ -104,6 +134,9 @@ pub fn denied_range(ip: IpAddr) -> Option<DeniedRange> {
 }
 
 fn denied_v4(ip: Ipv4Addr) -> Option<DeniedRange> {
+    if METADATA.contains(&IpAddr::V4(ip)) {
+        return Some(DeniedRange::Metadata);
+    }
     let [a, b, c, _] = ip.octets();
     Some(match (a, b, c) {
         (0, _, _) => DeniedRange::Unspecified,
@@ -123,6 +156,7 @@ fn denied_v4(ip: Ipv4Addr) -> Option<DeniedRange> {
 fn denied_v6(ip: Ipv6Addr) -> Option<DeniedRange> {
     let s = ip.segments();
     Some(match s[0] {
+        _ if METADATA.contains(&IpAddr::V6(ip)) => DeniedRange::Metadata,
         _ if ip.is_unspecified() => DeniedRange::Unspecified,
         _ if ip.is_loopback() => DeniedRange::Loopback,
         0xfe80..=0xfebf => DeniedRange::LinkLocal,
@@ -170,8 +204,13 @@ impl AddressPolicy {
             IpAddr::V6(v6) => embedded_v4(v6).map(IpAddr::V4),
             IpAddr::V4(_) => None,
         };
-        let opted_in = |candidate: IpAddr| self.unsafe_allow.iter().any(|net| net.contains(candidate));
-        match denied_range(ip) {
+        let range = denied_range(ip);
+        // A metadata address is opened only by an opt-in that names it alone.
+        let single = range == Some(DeniedRange::Metadata);
+        let opted_in = |candidate: IpAddr| {
+            self.unsafe_allow.iter().any(|net| net.contains(candidate) && (!single || net.is_single()))
+        };
+        match range {
             Some(range) if !opted_in(ip) && !embedded.is_some_and(opted_in) => Err(range),
             _ => Ok(()),
         }
@@ -217,6 +256,36 @@ mod tests {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(denied_range(ip), None, "{ip} should be allowed");
         }
+    }
+
+    #[test]
+    fn metadata_addresses_whatever_their_range() {
+        for ip in [
+            "169.254.169.254",
+            "169.254.170.2",
+            "168.63.129.16",
+            "100.100.100.200",
+            "192.0.0.192",
+            "fd00:ec2::254",
+            "fd20:ce::254",
+            "::ffff:168.63.129.16",
+            "64:ff9b::a83f:8110",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(denied_range(ip), Some(DeniedRange::Metadata), "{ip}");
+        }
+        // The rest of link-local stays denied as such; WireServer's neighbours are public.
+        assert_eq!(denied_range("169.254.0.23".parse().unwrap()), Some(DeniedRange::LinkLocal));
+        assert_eq!(denied_range("168.63.129.17".parse().unwrap()), None);
+        // A wide opt-in does not open a metadata address; naming it alone does.
+        let wide = AddressPolicy::new(vec!["168.63.0.0/16".parse().unwrap(), "169.254.0.0/16".parse().unwrap()]);
+        assert!(wide.check("168.63.1.1".parse().unwrap()).is_ok());
+        assert!(wide.check("169.254.1.1".parse().unwrap()).is_ok());
+        assert_eq!(wide.check("168.63.129.16".parse().unwrap()), Err(DeniedRange::Metadata));
+        assert_eq!(wide.check("169.254.169.254".parse().unwrap()), Err(DeniedRange::Metadata));
+        assert_eq!(wide.check("::ffff:169.254.169.254".parse().unwrap()), Err(DeniedRange::Metadata));
+        let named = AddressPolicy::new(vec!["169.254.169.254/32".parse().unwrap()]);
+        assert!(named.check("169.254.169.254".parse().unwrap()).is_ok());
     }
 
     #[test]

@@ -17,6 +17,9 @@ use super::link::LINK_TTL_SECS;
 use super::pages::{escape, failure, page};
 use crate::config::{Connector, Grant, OAuthClient};
 use crate::domains::target::parse_host;
+use crate::proxy::context::next_request_id;
+use crate::proxy::error::{error_response, ErrorContext};
+use crate::proxy::headers::check_header_limit;
 use crate::proxy::pipeline::unix_now;
 use crate::proxy::{Body, State};
 use crate::server::Inbound;
@@ -56,6 +59,9 @@ pub(super) fn cookie_name(state: &str) -> String {
 
 /// Serves `/oauth/*`. Never fails: every problem is a page that says what to fix.
 pub async fn handle(state: &State, request: Request<Inbound>) -> Response<Body> {
+    if let Err(e) = check_header_limit(request.headers(), state.config.limits.max_header_bytes) {
+        return error_response(&e, &ErrorContext { request_id: &next_request_id(), ..Default::default() });
+    }
     let path = request.uri().path().to_string();
     let query = url_pairs(request.uri().query().unwrap_or(""));
     match (request.method().clone(), path.as_str()) {

@@ -23,6 +23,9 @@ pub enum ErrorCode {
     ReauthRequired,
     BadTarget,
     UpgradeRefused,
+    /// The proxy listener got a request that is neither proxy traffic nor one of its paths
+    /// (`OPTIONS *`, an origin-form path that names no gateway connector).
+    ProxyRequestExpected,
     NotFound,
     RequestTimeout,
     PayloadTooLarge,
@@ -32,15 +35,15 @@ pub enum ErrorCode {
     UpstreamUnreachable,
     UpstreamTimeout,
     Internal,
-    /// Admin API only: a body that is not what the route takes (`400`).
+    /// A body that is not what the route takes (`400`): admin API, `POST /connect`.
     InvalidRequest,
     /// Admin API only: the change conflicts with what exists, e.g. a file connector (`409`).
     Conflict,
 }
 
 impl ErrorCode {
-    /// Every code a proxied request can end with (the admin-only codes are not outcomes).
-    pub const ALL: [ErrorCode; 18] = [
+    /// Every code a request on the proxy listener can end with (`conflict` is admin-only).
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::EndpointNotAllowed,
         ErrorCode::CallerUnauthenticated,
         ErrorCode::ConnectorForbidden,
@@ -50,6 +53,7 @@ impl ErrorCode {
         ErrorCode::ReauthRequired,
         ErrorCode::BadTarget,
         ErrorCode::UpgradeRefused,
+        ErrorCode::ProxyRequestExpected,
         ErrorCode::NotFound,
         ErrorCode::RequestTimeout,
         ErrorCode::PayloadTooLarge,
@@ -59,6 +63,7 @@ impl ErrorCode {
         ErrorCode::UpstreamUnreachable,
         ErrorCode::UpstreamTimeout,
         ErrorCode::Internal,
+        ErrorCode::InvalidRequest,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -72,6 +77,7 @@ impl ErrorCode {
             ErrorCode::ReauthRequired => "reauth_required",
             ErrorCode::BadTarget => "bad_target",
             ErrorCode::UpgradeRefused => "upgrade_refused",
+            ErrorCode::ProxyRequestExpected => "proxy_request_expected",
             ErrorCode::NotFound => "not_found",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::PayloadTooLarge => "payload_too_large",
@@ -95,7 +101,8 @@ impl ErrorCode {
             ErrorCode::ConnectorUnknown
             | ErrorCode::ConnectorAmbiguous
             | ErrorCode::BadTarget
-            | ErrorCode::UpgradeRefused => StatusCode::BAD_REQUEST,
+            | ErrorCode::UpgradeRefused
+            | ErrorCode::ProxyRequestExpected => StatusCode::BAD_REQUEST,
             ErrorCode::ConnectionRequired | ErrorCode::ReauthRequired => StatusCode::UNAUTHORIZED,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -160,6 +167,8 @@ pub enum ProxyError {
     HeadersTooLarge(usize),
     #[error("{0}")]
     NotFound(String),
+    #[error("the proxy listener takes absolute-form requests (GET https://host/path), CONNECT host:port, or gateway paths /{{connector}}/... for a connector with base_url; {0}")]
+    ProxyRequestExpected(String),
     #[error("the request body could not be read; the caller stopped sending it")]
     RequestBody,
     #[error("the request body's framing is malformed (chunked encoding); it was not forwarded")]
@@ -197,6 +206,7 @@ impl ProxyError {
             ProxyError::EchoMethod(_) => ErrorCode::EndpointNotAllowed,
             ProxyError::HeadersTooLarge(_) => ErrorCode::HeadersTooLarge,
             ProxyError::NotFound(_) => ErrorCode::NotFound,
+            ProxyError::ProxyRequestExpected(_) => ErrorCode::ProxyRequestExpected,
             ProxyError::RequestBody => ErrorCode::RequestTimeout,
             ProxyError::MalformedBody => ErrorCode::BadTarget,
             ProxyError::Internal => ErrorCode::Internal,

@@ -169,6 +169,16 @@ pub fn header_bytes(headers: &HeaderMap) -> usize {
     headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum()
 }
 
+/// Refuses a request whose header fields exceed `max` bytes (`limits.max_header_bytes`): the
+/// one check every listener makes, the proxy path, its own pages, the OAuth pages and admin.
+/// (The field count is bounded where heads are parsed: 100 fields on every listener.)
+pub fn check_header_limit(headers: &HeaderMap, max: usize) -> Result<(), super::error::ProxyError> {
+    if header_bytes(headers) > max {
+        return Err(super::error::ProxyError::HeadersTooLarge(max));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

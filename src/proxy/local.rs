@@ -1,5 +1,6 @@
 //! Tollgate's own paths on the proxy listener: `POST /connect` hands an authenticated caller
-//! a connect link; every other non-proxy path is `not_found`.
+//! a connect link. Any other origin-form path names no gateway connector, and `OPTIONS *` asks
+//! the server itself: both are `proxy_request_expected`, saying what the listener takes.
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response};
@@ -30,13 +31,18 @@ pub async fn handle_local(
     path: &str,
     record: &mut Record,
 ) -> Result<Response<Body>, ProxyError> {
+    super::headers::check_header_limit(request.headers(), state.config.limits.max_header_bytes)?;
     if path != "/connect" {
-        return Err(ProxyError::NotFound(format!(
-            "{path} is not a Tollgate path; gateway requests are /{{connector}}/... for a connector with base_url"
-        )));
+        // Said the same whether or not the name exists: the caller is not authenticated yet.
+        let got = if path == "*" {
+            format!("got `{} *`, which asks the server itself", request.method())
+        } else {
+            format!("got the path {path}, which names no connector with a base_url")
+        };
+        return Err(ProxyError::ProxyRequestExpected(got));
     }
     if request.method() != Method::POST {
-        return Err(ProxyError::NotFound("use POST /connect with {\"connector\": NAME}".into()));
+        return Err(ProxyError::InvalidRequest("use POST /connect with {\"connector\": NAME}".into()));
     }
     let config = &state.config;
     let caller = identify(request.headers(), true, config, &session.callers, unix_now())?;
@@ -44,10 +50,10 @@ pub async fn handle_local(
     let body = Limited::new(request.into_body(), CONNECT_BODY_LIMIT)
         .collect()
         .await
-        .map_err(|_| ProxyError::NotFound("the /connect body must be JSON under 16 KiB".into()))?
+        .map_err(|_| ProxyError::InvalidRequest("the /connect body must be JSON under 16 KiB".into()))?
         .to_bytes();
     let asked: ConnectRequest = serde_json::from_slice(&body)
-        .map_err(|_| ProxyError::NotFound("the /connect body must be {\"connector\": NAME}".into()))?;
+        .map_err(|_| ProxyError::InvalidRequest("the /connect body must be {\"connector\": NAME}".into()))?;
     let index = config.resolve_name(&asked.connector).ok_or_else(|| PolicyError::Unknown(asked.connector.clone()))?;
     let connector = &config.connectors[index];
     record.connector = Some(index);
@@ -55,7 +61,7 @@ pub async fn handle_local(
         return Err(PolicyError::Forbidden(connector.name.clone()).into());
     }
     if !matches!(connector.grant, Grant::AuthorizationCode(_)) {
-        return Err(ProxyError::NotFound(format!(
+        return Err(ProxyError::InvalidRequest(format!(
             "{} uses {} and has no per-user connection to make",
             connector.name,
             connector.grant.as_str()

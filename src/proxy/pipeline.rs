@@ -17,7 +17,7 @@ use http::{Request, Response};
 use super::context::Record;
 use super::credentials::{attach_credentials, refuse_echo_methods, refuse_upgrades};
 use super::error::ProxyError;
-use super::headers::header_bytes;
+use super::headers::check_header_limit;
 use super::identity::identify;
 use super::policy::authorize;
 use super::target::{resolve_target, Route};
@@ -43,7 +43,7 @@ pub async fn run(
 ) -> Result<Response<Body>, ProxyError> {
     let config = &state.config;
     let now = unix_now();
-    check_limits(&request, config.limits.max_header_bytes)?;
+    check_header_limit(request.headers(), config.limits.max_header_bytes)?;
     let gateway_name = match &route {
         Route::Gateway { name, .. } => Some(name.as_str()),
         _ => None,
@@ -77,12 +77,4 @@ pub async fn run(
     // Boxed: the rest of the path is the largest part of this future, which is moved a few
     // times per request (a copy of its whole size each time); behind a box it moves once.
     Box::pin(replay::forward(state, &session.upstream, &decision, &target, &outgoing, body, credential)).await
-}
-
-/// Refuses requests whose headers exceed the configured limit.
-fn check_limits<B>(request: &Request<B>, max_header_bytes: usize) -> Result<(), ProxyError> {
-    if header_bytes(request.headers()) > max_header_bytes {
-        return Err(ProxyError::HeadersTooLarge(max_header_bytes));
-    }
-    Ok(())
 }

@@ -24,6 +24,7 @@ use tollgate::config::{Config, Environment};
 use tollgate::net::{Dialer, Resolver};
 
 pub mod browser;
+pub mod corpus;
 pub mod oauth;
 pub mod process;
 pub mod redis_server;
@@ -110,6 +111,10 @@ pub struct Seen {
     pub sni: Option<String>,
 }
 
+/// A stream an upstream serves: TLS or plain TCP.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 type Handler = Arc<dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send + Sync>;
 
 /// A TLS upstream on loopback that records every request.
@@ -130,8 +135,24 @@ impl Upstream {
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<Body>> + Send + 'static,
     {
+        Self::serve(Some(ca.acceptor()), handler).await
+    }
+
+    /// The same over plain HTTP (for `unsafe_allow_http` connectors).
+    pub async fn plain<F, Fut>(handler: F) -> Upstream
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<Body>> + Send + 'static,
+    {
+        Self::serve(None, handler).await
+    }
+
+    async fn serve<F, Fut>(acceptor: Option<tokio_rustls::TlsAcceptor>, handler: F) -> Upstream
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<Body>> + Send + 'static,
+    {
         let handler: Handler = Arc::new(move |r| Box::pin(handler(r)));
-        let acceptor = ca.acceptor();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -142,8 +163,14 @@ impl Upstream {
                 *conns2.lock().unwrap() += 1;
                 let (acceptor, handler, seen) = (acceptor.clone(), handler.clone(), seen2.clone());
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
-                    let sni = tls.get_ref().1.server_name().map(str::to_string);
+                    let (io, sni): (Box<dyn Io>, Option<String>) = match acceptor {
+                        Some(acceptor) => {
+                            let Ok(tls) = acceptor.accept(tcp).await else { return };
+                            let sni = tls.get_ref().1.server_name().map(str::to_string);
+                            (Box::new(tls), sni)
+                        }
+                        None => (Box::new(tcp), None),
+                    };
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         seen.lock().unwrap().push(Seen {
                             method: req.method().to_string(),
@@ -155,7 +182,7 @@ impl Upstream {
                         async move { Ok::<_, Infallible>(fut.await) }
                     });
                     let _ =
-                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
+                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service).await;
                 });
             }
         });

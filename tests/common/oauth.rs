@@ -297,7 +297,7 @@ fn answer(state: &mut State, grant: Option<String>, refresh: Option<String>) -> 
     json(StatusCode::OK, body)
 }
 
-fn url_decode_form(body: &[u8]) -> Vec<(String, String)> {
+pub fn url_decode_form(body: &[u8]) -> Vec<(String, String)> {
     let text = String::from_utf8_lossy(body);
     text.split('&').filter_map(|pair| pair.split_once('=')).map(|(k, v)| (decode(k), decode(v))).collect()
 }

@@ -90,8 +90,8 @@ impl RedisStore {
     /// Prepares the store; connects lazily, so Tollgate starts (and stays ready) while Redis
     /// is down. `url` may carry a password and is never logged.
     pub fn new(url: &str, sealer: Sealer, timeout: Duration, metrics: Metrics) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|_| StoreError::Unavailable("store.redis_url is not a valid Redis URL".into()))?;
+        let client =
+            crate::config::redis_client(url).map_err(|e| StoreError::Unavailable(format!("store.redis_url {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
