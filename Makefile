@@ -1,4 +1,5 @@
 # Tollgate: make run | make test | make lint | make bench | make chart-check | make image | make fuzz
+# `make setup` (run by test and chart-check) installs what a fresh Debian or Ubuntu machine lacks.
 SHELL := /bin/bash
 CARGO ?= cargo
 CONFIG ?= config/tollgate.example.yaml
@@ -12,11 +13,20 @@ export GITHUB_CLIENT_SECRET ?= dev-github-client-secret
 export DATABRICKS_CLIENT_ID ?= dev-databricks-client-id
 export BILLING_CLIENT_SECRET ?= dev-billing-client-secret
 export WEATHER_API_KEY ?= dev-weather-api-key
+export DEMO_API_KEY ?= dev-demo-api-key-not-a-secret
+DEV_VARS := TOLLGATE_ADMIN_TOKEN TOLLGATE_KEY_K1 TOLLGATE_CALLER_SECRET GITHUB_CLIENT_ID GITHUB_CLIENT_SECRET \
+	DATABRICKS_CLIENT_ID BILLING_CLIENT_SECRET WEATHER_API_KEY DEMO_API_KEY
 
-.PHONY: run build test lint fmt bench bench-load bench-storm bench-soak check-config e2e-deps fuzz chart-check image
+.PHONY: run dev-env setup build test readme-test lint fmt bench bench-load bench-storm bench-soak check-config fuzz chart-check image
 
-run: ## Tollgate on the in-memory store with the example config
-	$(CARGO) run --release -- serve --config $(CONFIG)
+run: ## Tollgate on the in-memory store with the example config, and the demo upstream on 127.0.0.1:8082
+	scripts/dev-run $(CONFIG)
+
+dev-env: ## the throwaway values make run uses, for your shell: eval "$$(make -s dev-env)"
+	@$(foreach v,$(DEV_VARS),printf 'export %s=%q\n' $(v) "$$$(v)";)
+
+setup: ## what a fresh machine lacks: installs it as root, otherwise prints the command that would
+	scripts/setup
 
 build:
 	$(CARGO) build --release
@@ -24,18 +34,12 @@ build:
 check-config:
 	$(CARGO) run --quiet -- check-config $(CONFIG)
 
-e2e-deps: ## npm packages for the end-to-end tests (oidc-provider, undici); checks python3 requests
-	@command -v node >/dev/null || { echo "make test needs node and npm (apt-get install nodejs npm)"; exit 1; }
-	@test -d tests/e2e/oidc/node_modules/oidc-provider || npm ci --prefix tests/e2e/oidc --no-audit --no-fund
-	@test -d tests/e2e/clients/node_modules/undici || npm ci --prefix tests/e2e/clients --no-audit --no-fund
-	@python3 -c 'import requests, jsonschema' 2>/dev/null || { echo "make test needs python3 with requests and jsonschema (pip install requests jsonschema)"; exit 1; }
-
-test: e2e-deps ## every test: unit, corpus, integration (needs curl, openssl, redis-server, node, promtool)
-	@command -v curl >/dev/null || { echo "make test needs curl (apt-get install curl)"; exit 1; }
-	@command -v openssl >/dev/null || { echo "make test needs openssl (apt-get install openssl)"; exit 1; }
-	@command -v redis-server >/dev/null || { echo "make test needs redis-server (apt-get install redis-server)"; exit 1; }
-	@command -v promtool >/dev/null || { echo "make test needs promtool (apt-get install prometheus)"; exit 1; }
+test: setup ## every test: unit, corpus, integration over real sockets, then the README walkthrough
 	$(CARGO) test --all-targets
+	scripts/readme-walkthrough
+
+readme-test: setup ## runs the README's runnable snippets, in order, against make run
+	scripts/readme-walkthrough
 
 lint: ## rustfmt and clippy, warnings as errors
 	$(CARGO) fmt --all -- --check
@@ -57,7 +61,7 @@ SOAK_SECONDS ?= 600
 bench-soak: ## fixed-rate load for SOAK_SECONDS; RSS and open descriptors must stay flat
 	scripts/bench-load soak --duration $(SOAK_SECONDS)
 
-chart-check: ## helm lint/template, Kubernetes and CRD schemas, tollgate check-config, promtool rules and tests, dashboard queries
+chart-check: setup ## helm lint/template, Kubernetes and CRD schemas, tollgate check-config, promtool rules and tests, dashboard queries
 	scripts/chart-check
 
 IMAGE ?= tollgate:$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
