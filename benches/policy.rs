@@ -2,8 +2,8 @@
 //! 10,000 patterns because it is compiled once, not scanned).
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use tollgate::domains::addr::AddressPolicy;
 use tollgate::domains::{AllowList, Pattern, Target};
-use tollgate::net::addr::AddressPolicy;
 
 fn allow_list(n: usize) -> AllowList {
     let policy = AddressPolicy::default();

@@ -83,7 +83,7 @@ pub async fn ca_export(file: &Path) -> ExitCode {
         let metrics = crate::metrics::Metrics::new(std::iter::empty()).map_err(|e| e.to_string())?;
         let store = crate::token::store::redis::RedisStore::new(url.expose(), sealer, config.store.timeout, metrics)
             .map_err(|e| e.to_string())?;
-        crate::intercept::Authority::load_or_create(&store).await.map_err(|e| e.to_string())
+        crate::live::ca::load_or_create(&store).await.map_err(|e| e.to_string())
     }
     .await;
     match result {

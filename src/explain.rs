@@ -4,8 +4,8 @@
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::domains::addr::AddressPolicy;
 use crate::domains::{AllowList, Host, Pattern, Target};
-use crate::net::addr::AddressPolicy;
 
 /// The verdict, printed as one JSON object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

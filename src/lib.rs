@@ -24,17 +24,24 @@
 
 pub mod admin;
 pub mod app;
+pub mod authority;
+pub mod body;
 pub mod caller;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod domains;
+pub mod error_code;
 pub mod explain;
+pub mod form;
 pub mod intercept;
+pub mod live;
 pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod oauth;
 pub mod proxy;
+pub mod router;
 pub mod secret;
 pub mod server;
 pub mod token;

@@ -72,7 +72,7 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 async fn serve(config: tollgate::config::Config, path: std::path::PathBuf) -> anyhow::Result<()> {
     let running = tollgate::app::start(config, tollgate::app::Deps::default()).await?;
-    let _reloads = tollgate::config::reload::watch(running.shared.clone(), path);
+    let _reloads = tollgate::live::reload::watch(running.shared.clone(), path);
     wait_for_signal().await;
     tracing::info!("shutting down");
     running.shutdown().await;

@@ -9,7 +9,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::proxy::error::ErrorCode;
+use crate::error_code::ErrorCode;
 
 /// Methods with their own label value; everything else is `OTHER`.
 pub const METHODS: [&str; 10] =

@@ -10,7 +10,8 @@ use bytes::Bytes;
 use common::*;
 use http_body_util::BodyExt;
 use hyper::client::conn::http1::SendRequest;
-use tollgate::config::{reload::reload_file, Environment};
+use tollgate::config::Environment;
+use tollgate::live::reload::reload_file;
 
 const KEY: &str = "svc-key-0123456789";
 

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use common::process::TollgateProcess;
 use common::*;
-use tollgate::config::{reload::reload_file, Environment};
+use tollgate::config::Environment;
+use tollgate::live::reload::reload_file;
 
 fn config(ca: &TestCa, port: u16, path_prefix: &str, extra_connector: bool) -> String {
     let extra = if extra_connector {
@@ -82,7 +83,7 @@ async fn reloads_apply_to_new_requests_only_and_bad_files_change_nothing() {
     assert_eq!(metric(admin, r#"tollgate_config_reloads_total{result="failure"}"#).await, 1.0);
 
     // The watcher notices a changed file by itself.
-    let _watch = tollgate::config::reload::watch(running.shared.clone(), file.path().to_path_buf());
+    let _watch = tollgate::live::reload::watch(running.shared.clone(), file.path().to_path_buf());
     tokio::time::sleep(Duration::from_millis(200)).await;
     std::fs::write(file.path(), config(&ca, upstream.port, "v3", false)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

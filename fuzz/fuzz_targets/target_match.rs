@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use tollgate::domains::{AllowList, Pattern, Target};
-use tollgate::net::addr::AddressPolicy;
+use tollgate::domains::addr::AddressPolicy;
 
 const PATTERNS: &[&str] = &[
     "https://api.github.com/*",

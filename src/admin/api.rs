@@ -12,13 +12,15 @@ use serde_json::{json, Value};
 use super::{refuse, text};
 use std::collections::HashMap;
 
-use crate::app::Shared;
-use crate::config::stored::{self, ChangeError, StoredConnector};
+use crate::body::Body;
+use crate::body::Inbound;
+use crate::clock::unix_now;
+use crate::config::stored::StoredConnector;
 use crate::config::Grant;
+use crate::live::stored::{self, ChangeError};
+use crate::live::Shared;
 use crate::proxy::error::{PolicyError, ProxyError};
-use crate::proxy::pipeline::unix_now;
-use crate::proxy::{Body, State};
-use crate::server::Inbound;
+use crate::proxy::State;
 use crate::token::broker::CredentialError;
 use crate::token::endpoint::{request_token, Exchange};
 use crate::token::ConnectionKey;
@@ -84,15 +86,14 @@ fn view(state: &State, index: usize) -> Value {
 
 fn query_param(request: &Request<Inbound>, name: &str) -> Option<String> {
     request.uri().query().and_then(|q| {
-        crate::oauth::form::url_pairs(q).into_iter().find(|(k, _)| k == name).map(|(_, v)| v).filter(|v| !v.is_empty())
+        crate::form::url_pairs(q).into_iter().find(|(k, _)| k == name).map(|(_, v)| v).filter(|v| !v.is_empty())
     })
 }
 
 /// Serves an authenticated `/admin/...` request.
 pub async fn handle(shared: &Shared, state: &State, request: Request<Inbound>) -> Response<Body> {
     let path = request.uri().path().to_string();
-    let segments: Vec<String> =
-        path.trim_start_matches("/admin/").split('/').map(crate::oauth::form::decode_path).collect();
+    let segments: Vec<String> = path.trim_start_matches("/admin/").split('/').map(crate::form::decode_path).collect();
     let method = request.method().clone();
     let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
     match (method.clone(), parts.as_slice()) {

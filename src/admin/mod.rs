@@ -4,17 +4,17 @@
 
 pub mod api;
 
-use std::sync::Arc;
+use crate::live::Shared;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
+use crate::body::Body;
+use crate::body::Inbound;
 use crate::proxy::context::next_request_id;
 use crate::proxy::error::{error_response, ErrorContext, ProxyError};
-use crate::proxy::headers::check_header_limit;
-use crate::proxy::{Body, State};
-use crate::server::Inbound;
+use crate::proxy::State;
 
 pub(crate) fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
@@ -44,14 +44,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.as_ref().iter().zip(b.as_ref()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub async fn handle(
-    shared: Arc<crate::app::Shared>,
-    request: Request<Inbound>,
-) -> Result<Response<Body>, std::convert::Infallible> {
+/// Serves one request on the admin listener (the router has checked its header limit).
+pub async fn handle(shared: &Shared, request: Request<Inbound>) -> Response<Body> {
     let state = shared.current();
-    if let Err(e) = check_header_limit(request.headers(), state.config.limits.max_header_bytes) {
-        return Ok(refuse(&e));
-    }
     let path = request.uri().path().to_string();
     let response = match path.as_str() {
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
@@ -69,15 +64,15 @@ pub async fn handle(
         }
         "/metrics" => text(StatusCode::OK, "text/plain; version=0.0.4", state.metrics.render()),
         // The interception CA certificate (public): what runtimes add to their CA bundle.
-        "/ca.pem" => match state.interception.get() {
+        "/ca.pem" => match shared.authority() {
             Some(ca) => text(StatusCode::OK, "application/x-pem-file", ca.cert_pem().to_string()),
             None => refuse(&ProxyError::NotFound("the interception CA is not loaded; see the log".into())),
         },
         p if p.starts_with("/admin/") && !is_admin(&request, &state) => refuse(&ProxyError::AdminUnauthenticated),
-        p if p.starts_with("/admin/") => api::handle(&shared, &state, request).await,
+        p if p.starts_with("/admin/") => api::handle(shared, &state, request).await,
         p => refuse(&ProxyError::NotFound(format!("{p} is not an admin route"))),
     };
-    Ok(response)
+    response
 }
 
 pub(crate) fn refuse(error: &ProxyError) -> Response<Body> {

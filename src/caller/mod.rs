@@ -5,6 +5,7 @@
 //! never from headers the caller controls.
 
 pub mod jwt;
+pub mod keys;
 mod memo;
 
 use base64::Engine;
@@ -12,7 +13,7 @@ use http::HeaderValue;
 
 use crate::config::{CallerSettings, Config};
 use crate::secret::Secret;
-use crate::token::model::KeyCache;
+use keys::KeyCache;
 
 pub use memo::Memo;
 

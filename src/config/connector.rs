@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use http::{HeaderName, HeaderValue};
 
 use super::env::Environment;
+use super::problems::Problems;
 use super::raw::RawConnector;
-use super::validate::Problems;
+use crate::config::templates;
+use crate::domains::addr::{AddressPolicy, IpNet};
 use crate::domains::{Pattern, Target};
-use crate::net::addr::{AddressPolicy, IpNet};
-use crate::oauth::templates;
 use crate::secret::Secret;
 
 /// How the token endpoint authenticates the client.

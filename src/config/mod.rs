@@ -5,9 +5,11 @@
 pub mod connector;
 pub mod env;
 pub mod json;
+pub mod jwks;
+pub mod problems;
 pub mod raw;
-pub mod reload;
 pub mod stored;
+pub mod templates;
 pub mod units;
 pub mod validate;
 
@@ -104,7 +106,7 @@ impl fmt::Debug for EncryptionKey {
 pub enum JwtKey {
     Hs256(Secret),
     /// Public keys from a JWKS document; each key's type pins its algorithm.
-    Jwks(Vec<crate::caller::jwt::PublicKey>),
+    Jwks(Vec<jwks::PublicKey>),
 }
 
 #[derive(Debug, Clone)]

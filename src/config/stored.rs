@@ -3,10 +3,8 @@
 //! connector, plus the names of their tools, and become part of the running config exactly
 //! like the file's: validated by the same code, merged after the file's connectors.
 //!
-//! All of them live in one record (connector `tollgate`, principal `connectors`), sealed like
-//! every stored value and written with compare-and-swap on its version, so two admins editing
-//! at once never lose a change. A write announces the record's id on the invalidation feed;
-//! every replica then re-reads it and rebuilds its state (`app.rs`).
+//! This file is their shape and their validation; `live::stored` keeps them in the token store
+//! and every replica's state follows the record there.
 //!
 //! What they must not do: read the process environment or files (their secrets are literal
 //! values, never `${VAR}` or `file:` references, so an admin cannot send the proxy's own
@@ -22,12 +20,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::connector::validate_connector;
+use super::problems::Problems;
 use super::raw::RawConnector;
-use super::validate::{check_name, Problems};
+use super::validate::check_name;
 use super::{Config, ConfigError, Connector, Environment, Problem};
 use crate::domains::AllowList;
 use crate::secret::Secret;
-use crate::token::{Connection, ConnectionKey, Expect, StoreError, TokenStore};
 
 /// Keys whose values are secrets: kept when an update omits them, never shown.
 pub const SECRET_FIELDS: &[&str] = &["client_secret", "token"];
@@ -155,65 +153,6 @@ pub struct StoredSet {
     /// The record's version; 0 when there is none.
     pub version: u64,
     pub connectors: Vec<StoredConnector>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Record {
-    connectors: Vec<StoredConnector>,
-}
-
-/// Where the record lives.
-pub fn record_key() -> ConnectionKey {
-    ConnectionKey::new("tollgate", "connectors")
-}
-
-/// Reads the record.
-pub async fn load(store: &dyn TokenStore) -> Result<StoredSet, StoreError> {
-    match store.get(&record_key()).await? {
-        None => Ok(StoredSet::default()),
-        Some(stored) => {
-            let record: Record = serde_json::from_str(stored.access_token.expose())
-                .map_err(|e| StoreError::Corrupt(format!("stored connectors: {e}")))?;
-            Ok(StoredSet { version: stored.version, connectors: record.connectors })
-        }
-    }
-}
-
-/// Why a change was not written.
-#[derive(Debug, thiserror::Error)]
-pub enum ChangeError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The change itself was refused (`400`).
-    #[error("{0}")]
-    Invalid(String),
-    /// The change conflicts with what exists (`409`).
-    #[error("{0}")]
-    Conflict(String),
-    /// Nothing to change (`404`).
-    #[error("{0}")]
-    Missing(String),
-}
-
-/// Reads the record, lets `change` edit the list, and writes it back if the record did not
-/// change meanwhile; retried a few times when another writer got there first.
-pub async fn update<T>(
-    store: &dyn TokenStore,
-    mut change: impl FnMut(&mut Vec<StoredConnector>) -> Result<T, ChangeError>,
-) -> Result<(T, StoredSet), ChangeError> {
-    for _ in 0..8 {
-        let mut set = load(store).await?;
-        let outcome = change(&mut set.connectors)?;
-        let text = serde_json::to_string(&Record { connectors: set.connectors.clone() })
-            .map_err(|e| ChangeError::Invalid(e.to_string()))?;
-        let expect = if set.version == 0 { Expect::Absent } else { Expect::Version(set.version) };
-        match store.put(&record_key(), Connection::new(Secret::new(text), None), expect, None).await {
-            Ok(version) => return Ok((outcome, StoredSet { version, connectors: set.connectors })),
-            Err(StoreError::Conflict) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(ChangeError::Conflict("the stored connectors kept changing; try again".into()))
 }
 
 /// The file's config with the stored connectors appended: indexes of the file's connectors

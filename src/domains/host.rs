@@ -5,7 +5,7 @@
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::target::TargetError;
+use super::error::TargetError;
 
 /// A validated host: a lower-case ASCII DNS name, or an IP literal in canonical form.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -171,7 +171,7 @@ fn glob(text: &str) -> Result<GlobMatcher, globset::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::addr::AddressPolicy;
+    use crate::domains::addr::AddressPolicy;
 
     fn list(patterns: &[(usize, &str)]) -> AllowList {
         AllowList::build(

@@ -1,6 +1,9 @@
-//! Allowed domains: the normalized target URL, the pattern grammar and the compiled matcher
-//! (SPEC section 3). Pure code: no I/O, no clock, so it is tested by tables and fuzzed.
+//! Allowed domains: the normalized target URL, the pattern grammar, the compiled matcher
+//! (SPEC section 3), and the address policy that judges what a name resolves to. Pure code:
+//! no I/O, no clock, so it is tested by tables and fuzzed.
 
+pub mod addr;
+pub mod error;
 pub mod host;
 pub mod matcher;
 pub mod path;

@@ -8,7 +8,7 @@
 use std::fmt;
 
 use super::target::{normalize_path, parse_host, parse_port, Host, Scheme};
-use crate::net::addr::AddressPolicy;
+use crate::domains::addr::AddressPolicy;
 
 /// Which ports a pattern covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,8 @@
 //! It only ever accepts; it never refuses. Any byte, shape or host it is not certain of
 //! (upper case, escapes, dot segments, punycode, default ports, numeric hosts other than four
 //! plain octets, ...) sends the URL to the full parser, which gives the same answer for every
-//! URL this path accepts (tested below against it).
+//! URL this path accepts (tested below against it). It and `target.rs` import each other: they
+//! are one parser (see there).
 
 use super::host::{parse_canonical_ipv4, Host};
 use super::target::{Scheme, Target};

@@ -2,7 +2,4 @@
 //! its own CA, so unmodified clients that only know `HTTPS_PROXY` are checked and get their
 //! tokens like any other request.
 
-pub mod ca;
 pub mod tunnel;
-
-pub use ca::Authority;

@@ -13,17 +13,17 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use crate::app::Shared;
-use crate::caller::{Caller, IdentityError};
+use crate::body::{Body, Inbound};
+use crate::caller::IdentityError;
+use crate::clock::unix_now;
 use crate::domains::{Target, TargetError};
+use crate::live::Shared;
 use crate::proxy::context::Record;
-use crate::proxy::error::{PolicyError, ProxyError};
-use crate::proxy::headers::{X_TOLLGATE_CONNECTOR, X_TOLLGATE_TOOL};
-use crate::proxy::pipeline::unix_now;
+use crate::proxy::error::ProxyError;
+use crate::proxy::headers::check_header_limit;
+use crate::proxy::policy::authorize_connect;
 use crate::proxy::target::Route;
-use crate::proxy::Session;
-use crate::proxy::{Body, State};
-use crate::server::Inbound;
+use crate::proxy::{Session, State};
 use crate::token::broker::CredentialError;
 use crate::token::StoreError;
 
@@ -34,7 +34,6 @@ pub async fn open(
     request: Request<Inbound>,
     record: &mut Record,
 ) -> Result<Response<Body>, ProxyError> {
-    crate::proxy::headers::check_header_limit(request.headers(), state.config.limits.max_header_bytes)?;
     let header = request.headers().get(http::header::PROXY_AUTHORIZATION).ok_or(IdentityError::Missing)?.clone();
     // The tunnel's inner requests verify the CONNECT's credential again, through this
     // session's memo, and share its upstream connection.
@@ -46,8 +45,8 @@ pub async fn open(
         return Err(TargetError::InvalidPort.into());
     }
     let target = record.set_target(Target::parse(&format!("https://{authority}/"))?);
-    authorize_tunnel(request.headers(), &caller, &target, state)?;
-    let Some(authority_ca) = state.interception.get() else {
+    authorize_connect(request.headers(), &caller, &target, &state.config)?;
+    let Some(authority_ca) = shared.authority() else {
         // Only a CA kept in the token store can be missing: the store was down at start.
         return Err(CredentialError::Store {
             connector: String::new(),
@@ -95,50 +94,6 @@ pub async fn open(
     Ok(Response::new(Empty::new().map_err(|never| match never {}).boxed()))
 }
 
-/// The tunnel may open only if a connector the caller may use (the named one, if any)
-/// covers the host and port.
-fn authorize_tunnel(
-    headers: &http::HeaderMap,
-    caller: &Caller,
-    target: &Target,
-    state: &State,
-) -> Result<(), ProxyError> {
-    let config = &state.config;
-    let header = |h: &http::HeaderName| headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let named: Vec<String> = [
-        header(&X_TOLLGATE_CONNECTOR),
-        header(&X_TOLLGATE_TOOL),
-        caller.username.clone(),
-        caller.claimed_connector.clone(),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    let mut chosen = None;
-    for name in &named {
-        let index = config.resolve_name(name).ok_or_else(|| PolicyError::Unknown(name.clone()))?;
-        if chosen.is_some_and(|c| c != index) {
-            return Err(PolicyError::Ambiguous(format!("the CONNECT names both {} and {name}", named[0])).into());
-        }
-        chosen = Some(index);
-    }
-    if let Some(index) = chosen {
-        if !caller.may_use(index) {
-            return Err(PolicyError::Forbidden(config.connectors[index].name.clone()).into());
-        }
-    }
-    let covered = config.allow_list.owners_for_authority(target);
-    let usable = covered.iter().any(|owner| caller.may_use(*owner) && chosen.is_none_or(|c| c == *owner));
-    if !usable {
-        return Err(PolicyError::NotCovered {
-            url: target.authority().to_string(),
-            scope: "any connector this caller may use".into(),
-        }
-        .into());
-    }
-    Ok(())
-}
-
 /// One request inside the tunnel: judged by the current config, with the CONNECT's
 /// credential verified again (it may have expired, or the config changed, since the tunnel
 /// opened).
@@ -165,7 +120,10 @@ async fn inner_request(
         .as_deref()
         .and_then(|n| Target::parse(&format!("https://{n}/")).ok())
         .is_some_and(|inner| inner.host == target.host && inner.port == target.port);
-    let result = if !same_host {
+    let limit = check_header_limit(request.headers(), state.config.limits.max_header_bytes);
+    let result = if let Err(refused) = limit {
+        Err(refused)
+    } else if !same_host {
         Err(TargetError::HostMismatch.into())
     } else if !path.starts_with('/') {
         Err(TargetError::MissingHost.into())

@@ -20,8 +20,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use super::addr::{AddressPolicy, DeniedRange};
 use super::resolve::{Dialer, Resolver};
+use crate::domains::addr::{AddressPolicy, DeniedRange};
 use crate::domains::target::parse_host;
 use crate::domains::Host;
 

@@ -1,7 +1,6 @@
-//! Reaching upstreams: the address policy, the resolver and dialer interfaces, and the TLS
-//! connector that puts the address check between them.
+//! Reaching upstreams: the resolver and dialer interfaces, and the TLS connector that puts the
+//! address check (`domains::addr`) between them.
 
-pub mod addr;
 pub mod connect;
 pub mod http;
 pub mod prefixed;

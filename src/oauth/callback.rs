@@ -3,27 +3,17 @@
 //! exchanges the code with the flow's PKCE verifier, pins the host for `pin_host` connectors
 //! and stores the connection. Every failure is a page that says what to fix.
 
-use http::{header, HeaderMap, Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 
-use super::flow::{cookie_name, oauth, sha256_hex, Flow};
-use super::form::field;
 use super::pages::{escape, failure, page, provider_error, Outcome};
-use crate::proxy::pipeline::unix_now;
-use crate::proxy::{Body, State};
+use super::record::{cookie_name, cookie_value, oauth, sha256_hex, Flow};
+use crate::body::Body;
+use crate::clock::unix_now;
+use crate::form::field;
+use crate::proxy::State;
 use crate::secret::Secret;
 use crate::token::endpoint::{request_token, Exchange, RefreshError};
 use crate::token::{Connection, ConnectionKey, ConnectionStatus};
-
-pub(super) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-}
 
 pub async fn callback(state: &State, headers: &HeaderMap, query: &[(String, String)]) -> Response<Body> {
     let Some(flow_state) = field(query, "state") else {

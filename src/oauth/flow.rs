@@ -7,61 +7,25 @@
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
-use super::form::{field, form, url_pairs};
+use crate::form::{field, form, url_pairs};
 use http_body_util::{BodyExt, Limited};
 use oauth2::{AuthUrl, CsrfToken, PkceCodeChallenge, RedirectUrl, Scope};
-use ring::rand::SecureRandom;
-use serde::{Deserialize, Serialize};
 
-use super::link::LINK_TTL_SECS;
 use super::pages::{escape, failure, page};
-use crate::config::{Connector, Grant, OAuthClient};
+use super::record::{cookie_name, cookie_value, oauth, random_token, sha256_hex, Flow};
+use crate::body::Body;
+use crate::body::Inbound;
+use crate::clock::unix_now;
+use crate::config::{Connector, Grant};
 use crate::domains::target::parse_host;
-use crate::proxy::context::next_request_id;
-use crate::proxy::error::{error_response, ErrorContext};
-use crate::proxy::headers::check_header_limit;
-use crate::proxy::pipeline::unix_now;
-use crate::proxy::{Body, State};
-use crate::server::Inbound;
+use crate::proxy::State;
+use crate::token::link::LINK_TTL_SECS;
 
 /// How long a started flow waits for its callback: the consent popup timeout.
 const FLOW_TTL_SECS: u64 = 600;
 
-/// A started flow, kept server-side under its `state`.
-#[derive(Serialize, Deserialize)]
-pub(super) struct Flow {
-    pub(super) connector: String,
-    pub(super) principal: String,
-    pub(super) verifier: String,
-    /// SHA-256 of the flow cookie's value: the browser that started it.
-    pub(super) browser: String,
-    pub(super) pinned_host: Option<String>,
-    /// The endpoints this flow was started against (mix-up defence).
-    pub(super) token_endpoint: Option<String>,
-    pub(super) issuer: Option<String>,
-}
-
-fn random_token() -> Option<String> {
-    use base64::Engine;
-    let mut bytes = [0u8; 32];
-    ring::rand::SystemRandom::new().fill(&mut bytes).ok()?;
-    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
-}
-
-pub(super) fn sha256_hex(text: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The per-flow cookie's name: two flows in two tabs never share one.
-pub(super) fn cookie_name(state: &str) -> String {
-    format!("tollgate_flow_{}", &sha256_hex(state)[..16])
-}
-
 /// Serves `/oauth/*`. Never fails: every problem is a page that says what to fix.
 pub async fn handle(state: &State, request: Request<Inbound>) -> Response<Body> {
-    if let Err(e) = check_header_limit(request.headers(), state.config.limits.max_header_bytes) {
-        return error_response(&e, &ErrorContext { request_id: &next_request_id(), ..Default::default() });
-    }
     let path = request.uri().path().to_string();
     let query = url_pairs(request.uri().query().unwrap_or(""));
     match (request.method().clone(), path.as_str()) {
@@ -70,7 +34,7 @@ pub async fn handle(state: &State, request: Request<Inbound>) -> Response<Body> 
             if let Some(refused) = cross_site(state, request.headers()) {
                 return refused;
             }
-            let browser = super::callback::cookie_value(request.headers(), START_COOKIE);
+            let browser = cookie_value(request.headers(), START_COOKIE);
             let body = match Limited::new(request.into_body(), 8 * 1024).collect().await {
                 Ok(b) => b.to_bytes(),
                 Err(_) => {
@@ -104,7 +68,7 @@ pub async fn handle(state: &State, request: Request<Inbound>) -> Response<Body> 
 fn ticket_connector<'a>(
     state: &'a State,
     ticket: Option<&str>,
-) -> Option<(usize, &'a Connector, crate::oauth::link::Ticket)> {
+) -> Option<(usize, &'a Connector, crate::token::link::Ticket)> {
     let ticket = state.broker.links().verify(ticket?, unix_now()).ok()?;
     let index = state.config.resolve_name(&ticket.connector)?;
     let connector = &state.config.connectors[index];
@@ -172,13 +136,6 @@ fn cross_site(state: &State, headers: &http::HeaderMap) -> Option<Response<Body>
     (own.is_some() && own != theirs).then(|| {
         failure(StatusCode::FORBIDDEN, None, "This form was sent from another site.", "Open the connect link again.")
     })
-}
-
-pub(super) fn oauth(connector: &Connector) -> Option<&OAuthClient> {
-    match &connector.grant {
-        Grant::AuthorizationCode(o) => Some(o),
-        _ => None,
-    }
 }
 
 async fn start_flow(state: &State, form: &[(String, String)]) -> Response<Body> {

@@ -1,10 +1,9 @@
-//! OAuth: the connect flow and its pages, provider templates, and the signed connect links
-//! handed out in `connection_required` and `reauth_required` errors.
+//! The OAuth pages, a side wing of the request path: the connect flow a user's browser goes
+//! through (`/oauth/start`, the provider's consent, `/oauth/callback`) and the pages it shows.
+//! What they stand on lives lower: connect links in `token::link`, provider metadata in
+//! `provider`, templates in `config::templates`.
 
 pub mod callback;
 pub mod flow;
-pub mod form;
-pub mod link;
 pub mod pages;
-pub mod provider;
-pub mod templates;
+mod record;

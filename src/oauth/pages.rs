@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
-use crate::proxy::Body;
+use crate::body::Body;
 
 /// Escapes text for HTML content and attribute values.
 pub fn escape(text: &str) -> String {

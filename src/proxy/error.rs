@@ -2,121 +2,15 @@
 //! becomes a response (SPEC section 7). Phases return their own error types; they meet here.
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderValue, Response};
 use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 
-use super::Body;
+use crate::body::Body;
 use crate::caller::IdentityError;
 use crate::domains::TargetError;
+pub use crate::error_code::ErrorCode;
 use crate::token::broker::CredentialError;
-
-/// The closed set of error codes; also the `outcome` metric label and the log `decision`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    EndpointNotAllowed,
-    CallerUnauthenticated,
-    ConnectorForbidden,
-    ConnectorUnknown,
-    ConnectorAmbiguous,
-    ConnectionRequired,
-    ReauthRequired,
-    BadTarget,
-    UpgradeRefused,
-    /// The proxy listener got a request that is neither proxy traffic nor one of its paths
-    /// (`OPTIONS *`, an origin-form path that names no gateway connector).
-    ProxyRequestExpected,
-    NotFound,
-    RequestTimeout,
-    PayloadTooLarge,
-    HeadersTooLarge,
-    TokenEndpointUnavailable,
-    TokenStoreUnavailable,
-    UpstreamUnreachable,
-    UpstreamTimeout,
-    Internal,
-    /// A body that is not what the route takes (`400`): admin API, `POST /connect`.
-    InvalidRequest,
-    /// Admin API only: the change conflicts with what exists, e.g. a file connector (`409`).
-    Conflict,
-}
-
-impl ErrorCode {
-    /// Every code a request on the proxy listener can end with (`conflict` is admin-only).
-    pub const ALL: [ErrorCode; 20] = [
-        ErrorCode::EndpointNotAllowed,
-        ErrorCode::CallerUnauthenticated,
-        ErrorCode::ConnectorForbidden,
-        ErrorCode::ConnectorUnknown,
-        ErrorCode::ConnectorAmbiguous,
-        ErrorCode::ConnectionRequired,
-        ErrorCode::ReauthRequired,
-        ErrorCode::BadTarget,
-        ErrorCode::UpgradeRefused,
-        ErrorCode::ProxyRequestExpected,
-        ErrorCode::NotFound,
-        ErrorCode::RequestTimeout,
-        ErrorCode::PayloadTooLarge,
-        ErrorCode::HeadersTooLarge,
-        ErrorCode::TokenEndpointUnavailable,
-        ErrorCode::TokenStoreUnavailable,
-        ErrorCode::UpstreamUnreachable,
-        ErrorCode::UpstreamTimeout,
-        ErrorCode::Internal,
-        ErrorCode::InvalidRequest,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::EndpointNotAllowed => "endpoint_not_allowed",
-            ErrorCode::CallerUnauthenticated => "caller_unauthenticated",
-            ErrorCode::ConnectorForbidden => "connector_forbidden",
-            ErrorCode::ConnectorUnknown => "connector_unknown",
-            ErrorCode::ConnectorAmbiguous => "connector_ambiguous",
-            ErrorCode::ConnectionRequired => "connection_required",
-            ErrorCode::ReauthRequired => "reauth_required",
-            ErrorCode::BadTarget => "bad_target",
-            ErrorCode::UpgradeRefused => "upgrade_refused",
-            ErrorCode::ProxyRequestExpected => "proxy_request_expected",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::RequestTimeout => "request_timeout",
-            ErrorCode::PayloadTooLarge => "payload_too_large",
-            ErrorCode::HeadersTooLarge => "headers_too_large",
-            ErrorCode::TokenEndpointUnavailable => "token_endpoint_unavailable",
-            ErrorCode::TokenStoreUnavailable => "token_store_unavailable",
-            ErrorCode::UpstreamUnreachable => "upstream_unreachable",
-            ErrorCode::UpstreamTimeout => "upstream_timeout",
-            ErrorCode::Internal => "internal",
-            ErrorCode::InvalidRequest => "invalid_request",
-            ErrorCode::Conflict => "conflict",
-        }
-    }
-
-    /// The status; `caller_unauthenticated` is 407 in the proxy modes and 401 in gateway mode.
-    pub fn status(self, gateway: bool) -> StatusCode {
-        match self {
-            ErrorCode::EndpointNotAllowed | ErrorCode::ConnectorForbidden => StatusCode::FORBIDDEN,
-            ErrorCode::CallerUnauthenticated if gateway => StatusCode::UNAUTHORIZED,
-            ErrorCode::CallerUnauthenticated => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
-            ErrorCode::ConnectorUnknown
-            | ErrorCode::ConnectorAmbiguous
-            | ErrorCode::BadTarget
-            | ErrorCode::UpgradeRefused
-            | ErrorCode::ProxyRequestExpected => StatusCode::BAD_REQUEST,
-            ErrorCode::ConnectionRequired | ErrorCode::ReauthRequired => StatusCode::UNAUTHORIZED,
-            ErrorCode::NotFound => StatusCode::NOT_FOUND,
-            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ErrorCode::TokenEndpointUnavailable | ErrorCode::TokenStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
-            ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
-            ErrorCode::Conflict => StatusCode::CONFLICT,
-        }
-    }
-}
 
 /// Why the allowed-domains or connector-selection phase refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -288,7 +182,7 @@ pub fn error_response(err: &ProxyError, ctx: &ErrorContext<'_>) -> Response<Body
     *response.status_mut() = code.status(ctx.gateway);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(super::headers::X_TOLLGATE_ERROR, HeaderValue::from_static(code.as_str()));
+    headers.insert(crate::error_code::X_TOLLGATE_ERROR, HeaderValue::from_static(code.as_str()));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(seconds) = err.retry_after() {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));

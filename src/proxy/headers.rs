@@ -8,7 +8,7 @@
 use http::header::{self, HeaderMap, HeaderName};
 
 /// Marks a response made by Tollgate itself.
-pub const X_TOLLGATE_ERROR: HeaderName = HeaderName::from_static("x-tollgate-error");
+pub use crate::error_code::X_TOLLGATE_ERROR;
 pub const X_TOLLGATE_CONNECTOR: HeaderName = HeaderName::from_static("x-tollgate-connector");
 pub const X_TOLLGATE_TOOL: HeaderName = HeaderName::from_static("x-tollgate-tool");
 

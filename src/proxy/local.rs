@@ -10,10 +10,11 @@ use serde::Deserialize;
 use super::context::Record;
 use super::error::{PolicyError, ProxyError};
 use super::identity::identify;
-use super::pipeline::unix_now;
-use super::{Body, Session, State};
+use super::{Session, State};
+use crate::body::Body;
+use crate::body::Inbound;
+use crate::clock::unix_now;
 use crate::config::Grant;
-use crate::server::Inbound;
 
 /// Largest `POST /connect` body accepted.
 const CONNECT_BODY_LIMIT: usize = 16 * 1024;
@@ -31,7 +32,6 @@ pub async fn handle_local(
     path: &str,
     record: &mut Record,
 ) -> Result<Response<Body>, ProxyError> {
-    super::headers::check_header_limit(request.headers(), state.config.limits.max_header_bytes)?;
     if path != "/connect" {
         // Said the same whether or not the name exists: the caller is not authenticated yet.
         let got = if path == "*" {

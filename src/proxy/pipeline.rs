@@ -2,33 +2,28 @@
 //! order they run (docs/architecture.md draws the same chart):
 //!
 //! ```text
-//! check_limits -> identify -> resolve_target -> authorize -> refuse_upgrades
-//!              -> refuse_echo_methods -> attach_credentials -> forward (replay.rs: one
-//!              renewal and retry on an upstream 401; redact.rs: echoed credential masked)
+//! identify -> resolve_target -> authorize -> refuse_upgrades -> refuse_echo_methods
+//!          -> attach_credentials -> forward (replay.rs: one renewal and retry on an
+//!             upstream 401; redact.rs: echoed credential masked)
 //! ```
 //!
-//! The caller of [`run`] turns an error into a response and writes the log line and metrics.
+//! Its callers (the router, and the tunnel for its inner requests) have checked the header
+//! limit; they turn an error into a response and write the log line and metrics.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{Request, Response};
 
 use super::context::Record;
 use super::credentials::{attach_credentials, refuse_echo_methods, refuse_upgrades};
 use super::error::ProxyError;
-use super::headers::check_header_limit;
 use super::identity::identify;
 use super::policy::authorize;
 use super::target::{resolve_target, Route};
-use super::{replay, Body, Session, State};
+use super::{replay, Session, State};
+use crate::body::{Body, Inbound};
 use crate::caller::Caller;
-use crate::server::Inbound;
-
-/// Unix seconds now; the one clock read of a request.
-pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
+use crate::clock::unix_now;
 
 /// Runs a forward or gateway request through every phase. `caller` is given for requests
 /// inside a CONNECT tunnel, authenticated on the CONNECT; otherwise the connection's memo
@@ -43,7 +38,6 @@ pub async fn run(
 ) -> Result<Response<Body>, ProxyError> {
     let config = &state.config;
     let now = unix_now();
-    check_header_limit(request.headers(), config.limits.max_header_bytes)?;
     let gateway_name = match &route {
         Route::Gateway { name, .. } => Some(name.as_str()),
         _ => None,

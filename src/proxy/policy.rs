@@ -42,14 +42,14 @@ fn named(headers: &HeaderMap, caller: &Caller, gateway_name: Option<&str>) -> Ve
     names
 }
 
-/// Chooses the connector and checks that its allowed domains cover the target.
-pub fn authorize<'a>(
+/// The connector the request names, if any: every name given (headers, proxy username, JWT
+/// claim, gateway path) must resolve, and all must name the same connector.
+fn named_connector(
     headers: &HeaderMap,
     caller: &Caller,
     gateway_name: Option<&str>,
-    target: &Target,
-    config: &'a Config,
-) -> Result<Decision<'a>, PolicyError> {
+    config: &Config,
+) -> Result<Option<usize>, PolicyError> {
     let mut chosen: Option<(usize, &'static str, String)> = None;
     for (source, name) in named(headers, caller, gateway_name) {
         let index = config.resolve_name(&name).ok_or_else(|| PolicyError::Unknown(name.clone()))?;
@@ -63,9 +63,21 @@ pub fn authorize<'a>(
             None => chosen = Some((index, source, name)),
         }
     }
+    Ok(chosen.map(|(index, _, _)| index))
+}
+
+/// Chooses the connector and checks that its allowed domains cover the target.
+pub fn authorize<'a>(
+    headers: &HeaderMap,
+    caller: &Caller,
+    gateway_name: Option<&str>,
+    target: &Target,
+    config: &'a Config,
+) -> Result<Decision<'a>, PolicyError> {
+    let chosen = named_connector(headers, caller, gateway_name, config)?;
     // Only refusals name the URL: built when needed, not on every request.
     let url = || target.without_query();
-    if let Some((index, _, _)) = chosen {
+    if let Some(index) = chosen {
         let connector = &config.connectors[index];
         if !caller.may_use(index) {
             return Err(PolicyError::Forbidden(connector.name.clone()));
@@ -96,4 +108,30 @@ pub fn authorize<'a>(
         url(),
         names.join(", ")
     )))
+}
+
+/// Whether a `CONNECT` to `target` (host and port, no path yet) may open a tunnel: by the same
+/// naming rules as [`authorize`], a connector the caller may use (the named one, if any) must
+/// cover the host and port. Each request inside the tunnel then goes through [`authorize`].
+pub fn authorize_connect(
+    headers: &HeaderMap,
+    caller: &Caller,
+    target: &Target,
+    config: &Config,
+) -> Result<(), PolicyError> {
+    let chosen = named_connector(headers, caller, None, config)?;
+    if let Some(index) = chosen {
+        if !caller.may_use(index) {
+            return Err(PolicyError::Forbidden(config.connectors[index].name.clone()));
+        }
+    }
+    let covered = config.allow_list.owners_for_authority(target);
+    if covered.iter().any(|owner| caller.may_use(*owner) && chosen.is_none_or(|c| c == *owner)) {
+        return Ok(());
+    }
+    Err(PolicyError::NotCovered {
+        url: target.authority().to_string(),
+        scope: chosen
+            .map_or("any connector this caller may use".into(), |i| format!("connector {}", config.connectors[i].name)),
+    })
 }

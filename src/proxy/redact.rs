@@ -17,7 +17,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
 use memchr::memmem::Finder;
 
-use super::{Body, BoxError};
+use crate::body::{Body, BoxError};
 use crate::secret::Secret;
 
 /// Shorter credentials are not redacted.

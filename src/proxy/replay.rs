@@ -15,13 +15,14 @@ use super::affinity::Affinity;
 use super::credentials::Outgoing;
 use super::error::ProxyError;
 use super::h1::ResponseBody;
-use super::pipeline::unix_now;
 use super::policy::Decision;
 use super::redact;
-use super::{Body, State};
+use super::State;
+use crate::body::Body;
+use crate::body::Inbound;
+use crate::clock::unix_now;
 use crate::domains::Target;
 use crate::secret::Secret;
-use crate::server::Inbound;
 use crate::token::broker::Credential;
 
 /// Whether the body can be held for a second send: its length is known from the framing
@@ -121,7 +122,7 @@ struct Prepend {
 
 impl hyper::body::Body for Prepend {
     type Data = Bytes;
-    type Error = super::BoxError;
+    type Error = crate::body::BoxError;
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,

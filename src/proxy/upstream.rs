@@ -14,7 +14,7 @@ use super::credentials::Outgoing;
 use super::error::{PolicyError, ProxyError, UpstreamError};
 use super::h1::{self, Conn, Outbound, ResponseBody, ResponseHead, SendError};
 use super::pool::{Back, Origin, Pool};
-use super::Body;
+use crate::body::Body;
 use crate::config::Config;
 use crate::domains::Target;
 use crate::net::connect::{tls_config, ConnectError, UpstreamConnector};

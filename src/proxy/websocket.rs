@@ -11,10 +11,11 @@ use super::credentials::Outgoing;
 use super::error::ProxyError;
 use super::policy::Decision;
 use super::upstream::Answer;
-use super::{Body, State};
+use super::State;
+use crate::body::Body;
+use crate::body::Inbound;
 use crate::domains::Target;
 use crate::secret::Secret;
-use crate::server::Inbound;
 
 /// Sends the upgrade request and, on 101, relays bytes between the caller and the upstream.
 pub async fn forward(

@@ -17,8 +17,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::head::{self, NotFast, Scratch, Taken};
-use super::inbound::Inbound;
 use super::{answer, Busy, HeadClock, Timed};
+use crate::body::Inbound;
 
 /// A connection's read buffer: its first size, and the room below which it is grown before
 /// a read.

@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri, Version};
 
-use super::inbound::Inbound;
+use crate::body::Inbound;
 use crate::proxy::headers::{content_length, KnownNames};
 
 /// Most header fields in a head taken here (hyper's own limit).

@@ -10,9 +10,6 @@
 mod answer;
 mod fast;
 mod head;
-mod inbound;
-
-pub use inbound::Inbound;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -31,8 +28,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::body::{Body, Inbound};
 use crate::net::prefixed::Prefixed;
-use crate::proxy::Body;
 use fast::Ended;
 
 /// Per-connection limits.
@@ -284,7 +281,7 @@ pub struct Timed {
 
 impl http_body::Body for Timed {
     type Data = bytes::Bytes;
-    type Error = crate::proxy::BoxError;
+    type Error = crate::body::BoxError;
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,

@@ -10,16 +10,16 @@ use std::time::Duration;
 
 use super::cache::{Cached, TokenCache};
 use super::model::{Connection, ConnectionKey, ConnectionStatus, Keyed};
-use super::renew::{RenewError, Renewal};
+use super::renew::{RefreshPolicy, RenewError, Renewal};
 use super::store::{Expect, StoreError, TokenStore};
 use crate::caller::Caller;
 use crate::config::{Connector, Grant, OAuthClient};
 use crate::domains::Target;
 use crate::metrics::Metrics;
 use crate::net::http::HttpClient;
-use crate::oauth::link::LinkSigner;
-use crate::oauth::provider::Providers;
 use crate::secret::Secret;
+use crate::token::link::LinkSigner;
+use crate::token::provider::Providers;
 
 /// Why no credential can be attached.
 #[derive(Debug, thiserror::Error)]
@@ -48,16 +48,6 @@ pub struct Credential {
     pub token: Secret,
     /// For renewable connections: the connection and the version of `token`.
     pub renewal: Option<(Arc<Keyed>, u64)>,
-}
-
-/// Refresh behaviour, from the config.
-#[derive(Debug, Clone)]
-pub struct RefreshPolicy {
-    pub skew: Duration,
-    pub lock_ttl: Duration,
-    pub retry_backoff: Duration,
-    /// Lifetime of a token answered without `expires_in` but with a refresh token.
-    pub default_lifetime: Duration,
 }
 
 #[derive(Debug)]

@@ -5,7 +5,9 @@ pub mod broker;
 pub mod cache;
 pub mod crypto;
 pub mod endpoint;
+pub mod link;
 pub mod model;
+pub mod provider;
 pub mod renew;
 pub mod store;
 

@@ -15,10 +15,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ring::rand::SecureRandom;
 use tokio::time::Instant;
 
-use super::broker::RefreshPolicy;
 use super::cache::{Cached, TokenCache};
 use super::endpoint::{request_token, Exchange, RefreshError};
 use super::model::{Connection, ConnectionKey, ConnectionStatus};
@@ -26,7 +24,17 @@ use super::store::{Expect, StoreError, TokenStore};
 use crate::config::{Connector, Grant};
 use crate::metrics::Metrics;
 use crate::net::http::HttpClient;
-use crate::oauth::provider::Providers;
+use crate::token::provider::Providers;
+
+/// Refresh behaviour, from the config.
+#[derive(Debug, Clone)]
+pub struct RefreshPolicy {
+    pub skew: Duration,
+    pub lock_ttl: Duration,
+    pub retry_backoff: Duration,
+    /// Lifetime of a token answered without `expires_in` but with a refresh token.
+    pub default_lifetime: Duration,
+}
 
 /// How often a replica waiting for another's lock looks at the store.
 const LOCK_POLL: Duration = Duration::from_millis(25);
@@ -138,7 +146,7 @@ impl Renewal {
         if let Some(paused) = self.paused(id) {
             return Err(paused);
         }
-        let owner = owner_token();
+        let owner = super::store::owner_token();
         let waiting = Instant::now();
         loop {
             if self.store.lock(key, &owner, self.policy.lock_ttl).await? {
@@ -277,16 +285,4 @@ struct Job<'a> {
     id: &'a str,
     now: u64,
     stale: Option<u64>,
-}
-
-/// A random token naming the holder of a lock.
-pub(crate) fn owner_token() -> String {
-    let mut bytes = [0u8; 16];
-    // Without OS randomness the token is still unique enough within this process's lifetime.
-    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
-        let nanos =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        bytes = nanos.to_le_bytes();
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -8,9 +8,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::{Frame, SizeHint};
 
 use super::{Conn, Error, Framing, READ_MAX, READ_MIN};
+use crate::body::BoxError;
 use crate::net::connect::Stream;
 use crate::proxy::pool::Back;
-use crate::proxy::BoxError;
 
 /// Longest chunk-size line, extensions included.
 const MAX_SIZE_LINE: usize = 4 * 1024;

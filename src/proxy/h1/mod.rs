@@ -24,7 +24,7 @@ pub use body::{ResponseBody, Upgraded};
 pub use request::{Outbound, RequestFraming};
 pub use response::{Framing, ResponseHead};
 
-use super::Body;
+use crate::body::Body;
 use crate::net::connect::Stream;
 
 /// The smallest read, and the largest one asked for at once.

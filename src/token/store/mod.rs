@@ -107,3 +107,15 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
     /// `memory` or `redis`.
     fn backend(&self) -> &'static str;
 }
+
+/// A random token naming the holder of a lock.
+pub fn owner_token() -> String {
+    let mut bytes = [0u8; 16];
+    // Without OS randomness the token is still unique enough within this process's lifetime.
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        bytes = nanos.to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

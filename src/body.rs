@@ -1,11 +1,31 @@
-//! A request's body as handlers see it, whichever side read the head.
+//! Bodies, the request vocabulary every layer may use: the [`Inbound`] body of a request as
+//! handlers see it (whichever side read its head), and the [`Body`] of every answer Tollgate
+//! sends, streamed from upstream or made here. Imports nothing of the crate.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
+
+/// Boxed error for bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Every response body Tollgate sends: streamed from upstream or made here.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// A body of these bytes.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+/// A body with nothing in it.
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
 
 /// A request's body: streamed by hyper as it arrives, or read whole with its head.
 #[derive(Debug)]

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{load_file, Environment};
-use crate::app::Shared;
+use super::Shared;
+use crate::config::{load_file, Environment};
 
 /// How often the file is checked for changes.
 const POLL: Duration = Duration::from_secs(2);

@@ -1,7 +1,8 @@
-//! The interception CA: generated once and kept in the token store (encrypted in Redis), so
-//! every replica presents leaf certificates from the same CA, which runtimes trust through
-//! `GET /ca.pem` on the admin listener or `tollgate ca export`. Leaf certificates are minted
-//! on the fly per CONNECT host (a DNS name or an IP literal in the SAN) and cached.
+//! The interception CA as a value: made from an operator's certificate and key, or from one
+//! Tollgate generated (kept in the token store by `live::ca`, so every replica presents the
+//! same CA), and the leaf certificates minted from it on the fly per CONNECT host (a DNS name
+//! or an IP literal in the SAN), cached. Pure: no store, no network; the config loader uses it
+//! to judge a configured CA.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,8 +12,6 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsage
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::ServerConfig;
 
-use crate::token::{Connection, ConnectionKey, Expect, StoreError, TokenStore};
-
 const CA_NAME: &str = "Tollgate interception CA";
 /// Leaf certificates are re-minted well before they expire.
 const LEAF_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -20,21 +19,13 @@ const LEAF_REUSE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Leaf configurations kept at most; past that the cache starts over.
 const MAX_LEAVES: usize = 10_000;
 
+/// A CA that cannot be made or used; the text names what is wrong, never key material.
 #[derive(Debug, thiserror::Error)]
-pub enum CaError {
-    #[error("the interception CA could not be created or read: {0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// Where the CA lives in the token store.
-pub fn store_key() -> ConnectionKey {
-    ConnectionKey::new("tollgate", "interception-ca")
-}
+#[error("the interception CA could not be created or read: {0}")]
+pub struct CaError(pub String);
 
 fn ca_params() -> Result<CertificateParams, CaError> {
-    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| CaError::Invalid(e.to_string()))?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| CaError(e.to_string()))?;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.distinguished_name.push(DnType::CommonName, CA_NAME);
     params.distinguished_name.push(DnType::OrganizationName, "Tollgate");
@@ -67,46 +58,19 @@ impl std::fmt::Debug for Authority {
 }
 
 impl Authority {
-    /// The CA from the store, or a new one stored for every replica (the first writer wins).
-    pub async fn load_or_create(store: &dyn TokenStore) -> Result<Authority, CaError> {
-        let key = store_key();
-        if let Some(stored) = store.get(&key).await? {
-            return Self::from_stored(&stored);
-        }
-        let (cert_pem, key_pem) = Self::generate()?;
-        let mut record = Connection::new(crate::secret::Secret::new(cert_pem), None);
-        record.refresh_token = Some(crate::secret::Secret::new(key_pem));
-        match store.put(&key, record.clone(), Expect::Absent, None).await {
-            Ok(_) => Self::from_stored(&record),
-            // Another replica stored its CA first: use that one.
-            Err(StoreError::Conflict) => match store.get(&key).await? {
-                Some(stored) => Self::from_stored(&stored),
-                None => Err(CaError::Invalid("the stored CA vanished".into())),
-            },
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// A new CA: (certificate PEM, private key PEM).
-    fn generate() -> Result<(String, String), CaError> {
-        let key = KeyPair::generate().map_err(|e| CaError::Invalid(e.to_string()))?;
-        let cert = ca_params()?.self_signed(&key).map_err(|e| CaError::Invalid(e.to_string()))?;
+    pub fn generate() -> Result<(String, String), CaError> {
+        let key = KeyPair::generate().map_err(|e| CaError(e.to_string()))?;
+        let cert = ca_params()?.self_signed(&key).map_err(|e| CaError(e.to_string()))?;
         Ok((cert.pem(), key.serialize_pem()))
-    }
-
-    fn from_stored(record: &Connection) -> Result<Authority, CaError> {
-        let key_pem =
-            record.refresh_token.as_ref().ok_or_else(|| CaError::Invalid("the stored CA has no key".into()))?;
-        Self::from_pem(record.access_token.expose(), key_pem.expose())
     }
 
     /// A CA created by Tollgate, from its certificate and key.
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Authority, CaError> {
         use rustls::pki_types::pem::PemObject;
-        let key = KeyPair::from_pem(key_pem).map_err(|e| CaError::Invalid(e.to_string()))?;
-        let signer = ca_params()?.self_signed(&key).map_err(|e| CaError::Invalid(e.to_string()))?;
-        let cert_der =
-            CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| CaError::Invalid(e.to_string()))?;
+        let key = KeyPair::from_pem(key_pem).map_err(|e| CaError(e.to_string()))?;
+        let signer = ca_params()?.self_signed(&key).map_err(|e| CaError(e.to_string()))?;
+        let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| CaError(e.to_string()))?;
         Ok(Authority { cert_pem: cert_pem.to_string(), cert_der, signer, key, leaves: Mutex::default() })
     }
 
@@ -114,15 +78,14 @@ impl Authority {
     /// its subject as issuer and are signed with its key.
     pub fn from_configured(cert_pem: &str, key_pem: &str) -> Result<Authority, CaError> {
         use rustls::pki_types::pem::PemObject;
-        let invalid = |e: rcgen::Error| CaError::Invalid(e.to_string());
+        let invalid = |e: rcgen::Error| CaError(e.to_string());
         let key = KeyPair::from_pem(key_pem).map_err(invalid)?;
         let params = CertificateParams::from_ca_cert_pem(cert_pem).map_err(invalid)?;
         if !matches!(params.is_ca, IsCa::Ca(_)) {
-            return Err(CaError::Invalid("the interception certificate is not a CA".into()));
+            return Err(CaError("the interception certificate is not a CA".into()));
         }
         let signer = params.self_signed(&key).map_err(invalid)?;
-        let cert_der =
-            CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| CaError::Invalid(e.to_string()))?;
+        let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| CaError(e.to_string()))?;
         Ok(Authority { cert_pem: cert_pem.to_string(), cert_der, signer, key, leaves: Mutex::default() })
     }
 
@@ -149,7 +112,7 @@ impl Authority {
     }
 
     fn mint(&self, host: &str) -> Result<ServerConfig, CaError> {
-        let invalid = |e: rcgen::Error| CaError::Invalid(e.to_string());
+        let invalid = |e: rcgen::Error| CaError(e.to_string());
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(invalid)?;
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         params.subject_alt_names = vec![match bare.parse::<std::net::IpAddr>() {
@@ -167,10 +130,10 @@ impl Authority {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| CaError::Invalid(e.to_string()))?
+            .map_err(|e| CaError(e.to_string()))?
             .with_no_client_auth()
             .with_single_cert(chain, key)
-            .map_err(|e| CaError::Invalid(e.to_string()))?;
+            .map_err(|e| CaError(e.to_string()))?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(config)
     }

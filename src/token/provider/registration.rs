@@ -51,7 +51,7 @@ impl Providers {
             .registration_endpoint
             .clone()
             .ok_or("no client_id is configured and the server offers no registration endpoint")?;
-        let owner = crate::token::renew::owner_token();
+        let owner = crate::token::store::owner_token();
         if !self.store.lock(&key, &owner, Duration::from_secs(30)).await.map_err(store_error)? {
             // Another replica is registering; use its result once it lands.
             for _ in 0..120 {

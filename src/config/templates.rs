@@ -181,8 +181,8 @@ mod tests {
 
     #[test]
     fn every_template_is_complete_and_loads() {
+        use crate::domains::addr::AddressPolicy;
         use crate::domains::{Pattern, Target};
-        use crate::net::addr::AddressPolicy;
         assert!(TEMPLATES.len() >= 12);
         for t in TEMPLATES {
             let vars: Vec<(&str, &str)> = [("tenant", "contoso"), ("account_id", "acc-1")].to_vec();
