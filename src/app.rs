@@ -131,6 +131,7 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
     };
     let connector_count = config.connectors.len();
     let link_key = config.encryption_keys.first().context("no encryption key")?.clone();
+    let (shutdown, watcher) = watch::channel(false);
     let base = Base {
         link_key,
         limits,
@@ -141,11 +142,11 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
         resolver: deps.resolver,
         dialer: deps.dialer,
         public_url,
+        shutdown: watcher.clone(),
     };
     let stored_failing = stored_set.is_err();
     let shared = Arc::new(Shared::new(base, config, stored_set.unwrap_or_default())?);
 
-    let (shutdown, watcher) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let s = shared.clone();
     let per_connection = move || {

@@ -35,6 +35,9 @@ pub enum ErrorCode {
     Internal,
     /// A body that is not what the route takes (`400`): admin API, `POST /connect`.
     InvalidRequest,
+    /// A request head refused on the wire, before routing: ambiguous framing, a bare CR or
+    /// LF, obs-fold, a malformed line (`400`, connection closed). Not a metrics outcome.
+    MalformedRequest,
     /// Admin API only: the change conflicts with what exists, e.g. a file connector (`409`).
     Conflict,
 }
@@ -86,6 +89,7 @@ impl ErrorCode {
             ErrorCode::UpstreamTimeout => "upstream_timeout",
             ErrorCode::Internal => "internal",
             ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::MalformedRequest => "malformed_request",
             ErrorCode::Conflict => "conflict",
         }
     }
@@ -110,7 +114,7 @@ impl ErrorCode {
             ErrorCode::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRequest | ErrorCode::MalformedRequest => StatusCode::BAD_REQUEST,
             ErrorCode::Conflict => StatusCode::CONFLICT,
         }
     }

@@ -1,7 +1,7 @@
 //! One router above the request path: each listener hands every request to exactly one
 //! place. On the proxy listener that is the OAuth pages (`/oauth/...`), the CONNECT tunnel,
 //! Tollgate's own paths (`POST /connect`, and the refusal of anything else that is not proxy
-//! traffic), or the request path itself ([`proxy::pipeline::run`]) for forward-proxy and
+//! traffic), or the request path itself ([`crate::proxy::pipeline::run`]) for forward-proxy and
 //! gateway requests. The admin listener goes to [`admin`], the public listener to the OAuth
 //! pages alone.
 //!

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
@@ -61,19 +59,7 @@ async fn connect_cases_of_the_wire_corpus() {
         let got = match status(&head) {
             200 if case.request.raw.as_deref().is_some_and(|r| r.starts_with("CONNECT")) => {
                 // Inside the tunnel: TLS with Tollgate's CA, then GET /api.
-                let pem = get(proxy.running.admin_addr, "/ca.pem", &[]).await.body;
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
-                    roots.add(cert.unwrap()).unwrap();
-                }
-                let config =
-                    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                        .with_safe_default_protocol_versions()
-                        .unwrap()
-                        .with_root_certificates(roots)
-                        .with_no_client_auth();
-                let name = rustls::pki_types::ServerName::try_from(host.clone()).unwrap();
-                let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream).await.unwrap();
+                let mut tls = common::tunnel::intercepted(&proxy, &host, stream, &[]).await;
                 let request = format!("GET /api HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer caller-own\r\nConnection: close\r\n\r\n");
                 tls.write_all(request.as_bytes()).await.unwrap();
                 let inner = read_head(&mut tls).await;

@@ -1,6 +1,6 @@
 //! Problems found while validating a config: each with its field path, collected so the
 //! operator fixes the file in one pass, and the checks every value shares where it enters
-//! (secret references resolved, then judged by [`field_safe`]; durations; sizes; addresses).
+//! (secret references resolved, then judged by `field_safe`; durations; sizes; addresses).
 
 use std::net::SocketAddr;
 use std::time::Duration;

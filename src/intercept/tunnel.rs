@@ -1,8 +1,9 @@
 //! `CONNECT host:port` with TLS interception. The tunnel is opened only for a caller whose
 //! credential is valid and for a host:port that some connector the caller may use covers;
 //! a blind tunnel is never opened. Inside, TLS is terminated with a leaf minted for the
-//! CONNECT host, and every inner request (HTTP/1.1 or HTTP/2) goes through the same pipeline
-//! as forward mode, judged by the current config with the CONNECT's credential verified
+//! CONNECT host; inner HTTP/1.1 connections are served by the listeners' own connection code
+//! (`server::serve_connection`: heads screened, fast path, limits) and HTTP/2 by hyper, and
+//! every inner request goes through the same pipeline as forward mode, judged by the current config with the CONNECT's credential verified
 //! again, so reloads and expiring JWTs apply inside long-lived tunnels too. An inner `Host`
 //! or `:authority` that differs from the CONNECT target is `bad_target`.
 
@@ -24,6 +25,7 @@ use crate::proxy::headers::check_header_limit;
 use crate::proxy::policy::authorize_connect;
 use crate::proxy::target::Route;
 use crate::proxy::{Session, State};
+use crate::server::{answering, serve_connection};
 use crate::token::broker::CredentialError;
 use crate::token::StoreError;
 
@@ -73,23 +75,34 @@ pub async fn open(
             }
             Err(_) => return tracing::info!(request_id = %id, "TLS inside the tunnel timed out"),
         };
-        let service = hyper::service::service_fn(move |inner: Request<Incoming>| {
-            let (shared, session, header, target) = (shared.clone(), session.clone(), header.clone(), target.clone());
-            async move {
-                Ok::<_, std::convert::Infallible>(
-                    inner_request(&shared, &session, &header, &target, inner.map(Inbound::from)).await,
-                )
+        let stop = shared.shutdown();
+        if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+            // HTTP/2 frames its own messages (no Content-Length or chunked to disagree on):
+            // hyper serves it.
+            let service = hyper::service::service_fn(move |inner: Request<Incoming>| {
+                let (shared, session, header, target) =
+                    (shared.clone(), session.clone(), header.clone(), target.clone());
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        inner_request(&shared, &session, &header, &target, inner.map(Inbound::from)).await,
+                    )
+                }
+            });
+            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(tls), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(request_id = %id, error = %e, "tunnel ended with an error");
             }
-        });
-        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size((limits.max_header_bytes * 2).max(16 * 1024));
-        if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
-            tracing::debug!(request_id = %id, error = %e, "tunnel ended with an error");
+            return;
         }
+        // HTTP/1.1 inside the tunnel is served like any listener's connection: the same heads
+        // screened, the same fast path, the same limits and head timeout.
+        let handler = move |inner: Request<Inbound>, busy| {
+            let (shared, session, header, target) = (shared.clone(), session.clone(), header.clone(), target.clone());
+            answering(busy, async move { Ok(inner_request(&shared, &session, &header, &target, inner).await) })
+        };
+        serve_connection(tls, handler, limits, stop).await;
     });
     Ok(Response::new(Empty::new().map_err(|never| match never {}).boxed()))
 }

@@ -47,6 +47,9 @@ pub struct Base {
     pub resolver: Arc<dyn Resolver>,
     pub dialer: Arc<dyn Dialer>,
     pub public_url: String,
+    /// Turns true when Tollgate shuts down: connections served inside tunnels end with the
+    /// listeners'.
+    pub shutdown: watch::Receiver<bool>,
 }
 
 /// The state requests start from. Each request takes the current one and keeps it to the
@@ -133,6 +136,11 @@ impl Shared {
 
     fn install(&self, state: State) {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
+    }
+
+    /// The shutdown signal, for connections served inside tunnels.
+    pub fn shutdown(&self) -> watch::Receiver<bool> {
+        self.base.shutdown.clone()
     }
 
     /// Limits of the listeners (fixed at start), for connections served inside tunnels.

@@ -3,7 +3,7 @@
 //! `connectors`), sealed like every stored value and written with compare-and-swap on its
 //! version, so two admins editing at once never lose a change. A write announces the record's
 //! id on the invalidation feed; every replica then re-reads it and rebuilds its state
-//! ([`follow`]).
+//! (`follow`).
 
 use std::sync::Arc;
 use std::time::Duration;

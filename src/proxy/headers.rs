@@ -7,29 +7,13 @@
 
 use http::header::{self, HeaderMap, HeaderName};
 
+pub use crate::http1::fields::first;
+use crate::http1::fields::is_listed_hop_by_hop;
+
 /// Marks a response made by Tollgate itself.
 pub use crate::error_code::X_TOLLGATE_ERROR;
 pub const X_TOLLGATE_CONNECTOR: HeaderName = HeaderName::from_static("x-tollgate-connector");
 pub const X_TOLLGATE_TOOL: HeaderName = HeaderName::from_static("x-tollgate-tool");
-
-// The lists are `matches!` patterns rather than slices: the compiler turns them into a switch
-// on length and bytes instead of a string comparison per entry.
-
-fn is_listed_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "http2-settings"
-    )
-}
 
 fn is_routing_override(name: &str) -> bool {
     matches!(name, "forwarded" | "x-original-url" | "x-rewrite-url")
@@ -51,16 +35,6 @@ fn is_identity_assertion(name: &str) -> bool {
             | "remote-user"
             | "x-connector-id"
     )
-}
-
-/// The first value of `name`. A request carries a handful of headers: walking them and
-/// comparing names costs less than hashing the name for a lookup, which showed up in
-/// profiles once per phase. Larger maps are looked up.
-pub fn first<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a http::HeaderValue> {
-    if headers.keys_len() > 16 {
-        return headers.get(name);
-    }
-    headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
 }
 
 /// Names listed in `Connection` headers, as written. `keep-alive` is left out: it is removed
@@ -93,6 +67,12 @@ pub struct RequestFilter<'a> {
     nominated: Vec<&'a str>,
 }
 
+impl crate::http1::request::Forward for RequestFilter<'_> {
+    fn forwards(&self, name: &HeaderName) -> bool {
+        RequestFilter::forwards(self, name)
+    }
+}
+
 impl<'a> RequestFilter<'a> {
     pub fn new(headers: &'a HeaderMap, injected: &'a HeaderName, strip: &'a [HeaderName]) -> RequestFilter<'a> {
         RequestFilter { injected, strip, nominated: nominated(headers) }
@@ -111,56 +91,6 @@ impl<'a> RequestFilter<'a> {
             || text.starts_with("x-tollgate-")
             || text.starts_with("x-forwarded-")
             || self.nominated.iter().any(|n| n.eq_ignore_ascii_case(text)))
-    }
-}
-
-/// Whether an upstream response header is dropped: hop-by-hop headers go, and an upstream
-/// can never pose as Tollgate by sending `X-Tollgate-Error`. Headers the upstream nominates
-/// in `Connection` go too; the response head parser (proxy/h1/head.rs) applies both as it
-/// reads the head.
-pub fn response_drops(name: &HeaderName) -> bool {
-    is_listed_hop_by_hop(name.as_str()) || name == X_TOLLGATE_ERROR
-}
-
-/// A `Content-Length` value, or one member of a list of them: digits only, at most 19 (no
-/// sign, no spaces, nothing a lenient parser would read differently).
-pub fn content_length(value: &[u8]) -> Option<u64> {
-    let digits = !value.is_empty() && value.len() <= 19 && value.iter().all(u8::is_ascii_digit);
-    digits.then(|| value.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
-}
-
-/// Most field names remembered from one head to the next, and the longest one: at most 2 KiB
-/// kept per connection, whatever its peer sends.
-const KNOWN_NAMES: usize = 32;
-const KNOWN_NAME_LEN: usize = 64;
-
-/// The field names of a connection's last head, in order, as written and parsed. A peer sends
-/// the same fields in the same order head after head, so a name written as its place's was
-/// last time is taken as it is instead of parsed (and, for names the `http` crate does not
-/// know, allocated) again.
-#[derive(Debug, Default)]
-pub struct KnownNames(Vec<(Vec<u8>, HeaderName)>);
-
-impl KnownNames {
-    /// The name of field number `at`, written `raw`; `None` when `raw` is not a field name.
-    pub fn name(&mut self, at: usize, raw: &[u8]) -> Option<HeaderName> {
-        if let Some((written, known)) = self.0.get(at) {
-            if written.as_slice() == raw {
-                return Some(known.clone());
-            }
-        }
-        let name = HeaderName::from_bytes(raw).ok()?;
-        if raw.len() > KNOWN_NAME_LEN {
-            return Some(name);
-        }
-        if let Some((written, known)) = self.0.get_mut(at) {
-            written.clear();
-            written.extend_from_slice(raw);
-            *known = name.clone();
-        } else if at == self.0.len() && at < KNOWN_NAMES {
-            self.0.push((raw.to_vec(), name.clone()));
-        }
-        Some(name)
     }
 }
 
@@ -212,35 +142,5 @@ mod tests {
         let mut left: Vec<&str> = h.keys().filter(|k| filter.forwards(k)).map(|k| k.as_str()).collect();
         left.sort();
         assert_eq!(left, ["accept", "x-request-id"]);
-    }
-
-    #[test]
-    fn names_are_reused_only_where_they_match() {
-        let mut known = KnownNames::default();
-        let mut names = |list: &[&str]| -> Vec<String> {
-            list.iter()
-                .enumerate()
-                .filter_map(|(at, raw)| known.name(at, raw.as_bytes()))
-                .map(|n| n.to_string())
-                .collect()
-        };
-        assert_eq!(names(&["Content-Type", "X-One"]), ["content-type", "x-one"]);
-        // Same places, other case; a different name in the second place; one more at the end.
-        assert_eq!(names(&["content-type", "X-Two", "X-Three"]), ["content-type", "x-two", "x-three"]);
-        assert_eq!(names(&["X-Two"]), ["x-two"]);
-        assert_eq!(known.0.len(), 3);
-        assert_eq!(known.0[0].1.as_str(), "x-two");
-        // Not a name: refused, and nothing kept changes.
-        assert!(known.name(0, b"bad name").is_none());
-        assert_eq!(known.0[0].1.as_str(), "x-two");
-        // A long name is parsed every time and not kept.
-        let long = "x".repeat(KNOWN_NAME_LEN + 1);
-        assert_eq!(known.name(1, long.as_bytes()).map(|n| n.to_string()), Some(long.clone()));
-        assert_eq!(known.0[1].1.as_str(), "x-two");
-        // At most KNOWN_NAMES places are kept.
-        for at in 0..KNOWN_NAMES + 5 {
-            assert_eq!(known.name(at, format!("x-{at}").as_bytes()).map(|n| n.to_string()), Some(format!("x-{at}")));
-        }
-        assert_eq!(known.0.len(), KNOWN_NAMES);
     }
 }

@@ -3,17 +3,14 @@
 //! what they share. The router (`router.rs`) hands requests in; nothing here calls back out
 //! to the router, the OAuth pages or the tunnel.
 
-pub mod affinity;
 pub mod context;
 pub mod credentials;
 pub mod error;
-pub mod h1;
 pub mod headers;
 pub mod identity;
 pub mod local;
 pub mod pipeline;
 pub mod policy;
-pub mod pool;
 pub mod redact;
 pub mod replay;
 pub mod target;
@@ -51,7 +48,7 @@ pub struct Session {
     /// The last caller credential verified on this connection.
     pub callers: Memo,
     /// The response timer and the last upstream connection of this connection.
-    pub upstream: Arc<affinity::Affinity>,
+    pub upstream: Arc<crate::pool::Affinity>,
 }
 
 /// The one edge where a result becomes a response: refusals rendered, the audit line and

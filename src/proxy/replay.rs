@@ -11,10 +11,8 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body as _;
 
-use super::affinity::Affinity;
 use super::credentials::Outgoing;
 use super::error::ProxyError;
-use super::h1::ResponseBody;
 use super::policy::Decision;
 use super::redact;
 use super::State;
@@ -22,6 +20,9 @@ use crate::body::Body;
 use crate::body::Inbound;
 use crate::clock::unix_now;
 use crate::domains::Target;
+use crate::http1::ResponseBody;
+use crate::pool::Affinity;
+use crate::pool::Back;
 use crate::secret::Secret;
 use crate::token::broker::Credential;
 
@@ -84,7 +85,7 @@ async fn send(
     request: &Outgoing<'_>,
     token: &Secret,
     body: Body,
-) -> Result<Response<ResponseBody>, ProxyError> {
+) -> Result<Response<ResponseBody<Back>>, ProxyError> {
     let (answer, elapsed) = state.upstream.forward(decision.index, target, request, token, body, affinity).await?;
     match state.series.get(decision.index) {
         Some(series) => series.upstream_duration.observe(elapsed.as_secs_f64()),

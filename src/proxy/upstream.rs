@@ -9,16 +9,15 @@ use std::time::Duration;
 use http::StatusCode;
 use tokio::time::Instant;
 
-use super::affinity::Affinity;
 use super::credentials::Outgoing;
 use super::error::{PolicyError, ProxyError, UpstreamError};
-use super::h1::{self, Conn, Outbound, ResponseBody, ResponseHead, SendError};
-use super::pool::{Back, Origin, Pool};
 use crate::body::Body;
 use crate::config::Config;
 use crate::domains::Target;
+use crate::http1::{self, Conn, Outbound, ResponseBody, ResponseHead, SendError};
 use crate::net::connect::{tls_config, ConnectError, UpstreamConnector};
 use crate::net::{Dialer, Resolver};
+use crate::pool::{Affinity, Back, Origin, Pool};
 use crate::secret::Secret;
 
 /// How long an upstream connection may stay idle in the pool.
@@ -35,7 +34,7 @@ pub struct Upstream {
 /// the connection as it is asked for.
 pub struct Answer {
     pub head: http::response::Parts,
-    pub body: ResponseBody,
+    pub body: ResponseBody<Back>,
 }
 
 impl Upstream {
@@ -102,7 +101,7 @@ impl Upstream {
 /// Why an exchange failed: before the request could be sent, or while it was.
 enum Failure {
     Connect(ConnectError),
-    Send(h1::Error),
+    Send(http1::Error),
 }
 
 impl Failure {
@@ -112,10 +111,10 @@ impl Failure {
                 PolicyError::AddressDenied { url, range: range.as_str() }.into()
             }
             Failure::Connect(other) => UpstreamError::Unreachable(url, other.to_string()).into(),
-            Failure::Send(h1::Error::RequestBody) => ProxyError::RequestBody,
+            Failure::Send(http1::Error::RequestBody) => ProxyError::RequestBody,
             // A token that cannot be a header value is a broken connection record, not the
             // caller's fault.
-            Failure::Send(h1::Error::Target | h1::Error::Credential) => ProxyError::Internal,
+            Failure::Send(http1::Error::Target | http1::Error::Credential) => ProxyError::Internal,
             Failure::Send(e) => UpstreamError::Unreachable(url, chain(&e)).into(),
         }
     }

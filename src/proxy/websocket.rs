@@ -20,7 +20,7 @@ use crate::secret::Secret;
 /// Sends the upgrade request and, on 101, relays bytes between the caller and the upstream.
 pub async fn forward(
     state: &State,
-    affinity: &std::sync::Arc<super::affinity::Affinity>,
+    affinity: &std::sync::Arc<crate::pool::Affinity>,
     decision: &Decision<'_>,
     target: &Target,
     request: &Outgoing<'_>,

@@ -1,7 +1,9 @@
-//! The fast path: a connection's plain requests (head.rs says which) are read, handed to the
-//! handler and answered here, one after another, pipelined ones included. The first request
-//! it does not take ends it: hyper serves the connection from there, reading the bytes
-//! already read first. Limits, the head timeout and graceful shutdown hold as on hyper's side:
+//! The fast path: a connection's plain requests (`http1/head.rs` says which) are read, handed
+//! to the handler and answered here, one after another, pipelined ones included. A head whose
+//! framing is ambiguous or malformed is answered 400 and the connection closed. The first
+//! request it does not take ends it: hyper serves that request, reading the bytes already
+//! read first, and closes the connection after it, so every head a connection sends is one
+//! this path screened. Limits, the head timeout and graceful shutdown hold as on hyper's side:
 //! the same [`HeadClock`] times heads, and a closing server ends the connection after the
 //! answer in flight.
 
@@ -13,12 +15,12 @@ use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Response};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::head::{self, NotFast, Scratch, Taken};
-use super::{answer, Busy, HeadClock, Timed};
+use super::{Busy, HeadClock, Timed};
 use crate::body::Inbound;
+use crate::http1::answer;
+use crate::http1::head::{self, NotTaken, Scratch, Taken};
 
 /// A connection's read buffer: its first size, and the room below which it is grown before
 /// a read.
@@ -35,8 +37,9 @@ pub enum Ended {
 
 /// Serves `stream` until it closes or holds a request for hyper. `limit` is the largest head
 /// read here.
-pub async fn serve<F, Fut>(stream: &mut TcpStream, handler: &F, clock: &Arc<HeadClock>, limit: usize) -> Ended
+pub async fn serve<S, F, Fut>(stream: &mut S, handler: &F, clock: &Arc<HeadClock>, limit: usize) -> Ended
 where
+    S: AsyncRead + AsyncWrite + Unpin,
     F: Fn(Request<Inbound>, Busy) -> Fut,
     Fut: Future<Output = Result<Response<Timed>, Infallible>>,
 {
@@ -51,7 +54,12 @@ where
                 match head::parse(&mut read, &mut scratch, limit) {
                     Ok(Some(Taken { request, close })) => break (request, close),
                     Ok(None) => {}
-                    Err(NotFast) => return Ended::HandOff(read.freeze()),
+                    Err(NotTaken::Hyper) => return Ended::HandOff(read.freeze()),
+                    Err(NotTaken::Refused(reason)) => {
+                        let _ = answer::write(stream, answer::refusal(reason), false, false, &mut out).await;
+                        let _ = stream.shutdown().await;
+                        return Ended::Closed;
+                    }
                 }
             }
             if !fill(stream, &mut read, clock, &mut grown).await {
@@ -84,7 +92,7 @@ where
 /// Reads more of the connection into `read`; false when it ended or failed, or when the
 /// server is closing (a head not yet complete is not waited for). `grown` is set when the
 /// buffer has to grow past [`READ_SIZE`] for what it holds.
-async fn fill(stream: &mut TcpStream, read: &mut BytesMut, clock: &HeadClock, grown: &mut bool) -> bool {
+async fn fill<S: AsyncRead + Unpin>(stream: &mut S, read: &mut BytesMut, clock: &HeadClock, grown: &mut bool) -> bool {
     if read.capacity() - read.len() < READ_ROOM {
         // Up to the first size, which takes back the room of heads already answered once
         // nothing holds them; past it, doubled, for a head that needs more.

@@ -3,13 +3,12 @@
 //! current request before closing (graceful shutdown).
 //!
 //! Each connection starts on the fast path (fast.rs), which reads, dispatches and answers the
-//! plain requests that are most of the traffic itself. The first request it does not take
-//! (a streamed or large body, an upgrade, `CONNECT`, `Expect`, HTTP/1.0, a head hyper would
-//! refuse) hands the connection to hyper, with the bytes already read in front.
+//! plain requests that are most of the traffic itself, and refuses heads whose framing is
+//! ambiguous or malformed. The first request it does not take (a chunked or large body, an
+//! upgrade, `CONNECT`, `Expect`, HTTP/1.0, a head over the limit) hands the connection to
+//! hyper, with the bytes already read in front, for that one request.
 
-mod answer;
 mod fast;
-mod head;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -24,7 +23,8 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1::UpgradeableConnection;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -58,9 +58,6 @@ pub async fn serve<M, F, Fut>(
     let (alive, mut drained) = mpsc::channel::<()>(1);
     // Each connection holds a permit; without one, a new connection is closed at once.
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    // hyper answers 431 itself past its buffer; the pipeline's own check (with the JSON error)
-    // runs below that, so the buffer is kept comfortably above the configured limit.
-    let buffer = (limits.max_header_bytes * 2).max(16 * 1024);
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -81,21 +78,11 @@ pub async fn serve<M, F, Fut>(
         };
         let _ = stream.set_nodelay(true);
         let handler = per_connection();
-        let clock = Arc::new(HeadClock::new());
         let alive = alive.clone();
         let stop = shutdown.clone();
-        let timeout = limits.header_read_timeout;
         tokio::spawn(async move {
             let (_alive, _permit) = (alive, permit);
-            let mut stream = stream;
-            let fast = fast::serve(&mut stream, &handler, &clock, buffer);
-            let Some(Ended::HandOff(read)) =
-                until_shutdown(fast, |_| clock.close(), stop.clone(), &clock, timeout).await
-            else {
-                return;
-            };
-            let io = Prefixed::new(read, stream);
-            serve_with_hyper(io, handler, &clock, buffer, stop, timeout).await;
+            serve_connection(stream, handler, limits, stop).await;
         });
     }
     drop(listener);
@@ -103,16 +90,40 @@ pub async fn serve<M, F, Fut>(
     let _ = drained.recv().await;
 }
 
+/// Serves one HTTP/1.1 connection, accepted here or opened inside a CONNECT tunnel: the fast
+/// path first, then hyper for a request it hands over, with the connection's head timeout and
+/// the server's shutdown (`stop`) as in `until_shutdown`.
+pub async fn serve_connection<S, F, Fut>(mut stream: S, handler: F, limits: ConnLimits, stop: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Fn(Request<Inbound>, Busy) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<Timed>, Infallible>> + Send + 'static,
+{
+    // hyper answers 431 itself past its buffer; the router's own check (with the JSON error)
+    // runs below that, so the buffer is kept comfortably above the configured limit.
+    let buffer = (limits.max_header_bytes * 2).max(16 * 1024);
+    let clock = Arc::new(HeadClock::new());
+    let timeout = limits.header_read_timeout;
+    let fast = fast::serve(&mut stream, &handler, &clock, buffer);
+    let Some(Ended::HandOff(read)) = until_shutdown(fast, |_| clock.close(), stop.clone(), &clock, timeout).await
+    else {
+        return;
+    };
+    let io = Prefixed::new(read, stream);
+    serve_with_hyper(io, handler, &clock, buffer, stop, timeout).await;
+}
+
 /// Serves a connection the fast path handed over with hyper's HTTP/1.1 server, `buffer` bytes
-/// at most per head, until it closes or the server does (`stop`, as in [`until_shutdown`]).
-async fn serve_with_hyper<F, Fut>(
-    io: Prefixed<TcpStream>,
+/// at most per head, until it closes or the server does (`stop`, as in `until_shutdown`).
+async fn serve_with_hyper<S, F, Fut>(
+    io: Prefixed<S>,
     handler: F,
     clock: &Arc<HeadClock>,
     buffer: usize,
     stop: watch::Receiver<bool>,
     timeout: Duration,
 ) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: Fn(Request<Inbound>, Busy) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<Timed>, Infallible>> + Send + 'static,
 {
@@ -123,6 +134,7 @@ async fn serve_with_hyper<F, Fut>(
         service_fn(move |request: Request<Incoming>| handler(request.map(Inbound::from), Busy::begin(&clock)))
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
+    // One request only: the fast path screened its head, and would not see the next one.
     // Each answer goes out in one plain write (head and body copied into one buffer) rather
     // than a vectored one, as on the fast path for small answers.
     // Half-close: a caller that shuts its sending side after its request still gets the
@@ -130,7 +142,7 @@ async fn serve_with_hyper<F, Fut>(
     // only look for the caller's end, at the cost of a fresh read buffer per request). A
     // caller that is gone is noticed when its answer is written; the upstream call is bounded
     // by `upstream.response_timeout`.
-    builder.max_buf_size(buffer).keep_alive(true).writev(false).half_close(true);
+    builder.max_buf_size(buffer).keep_alive(false).writev(false).half_close(true);
     let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
     let graceful = |conn: Pin<&mut UpgradeableConnection<_, _>>| conn.graceful_shutdown();
     if let Some(Err(e)) = until_shutdown(conn, graceful, stop, clock, timeout).await {

@@ -28,6 +28,7 @@ pub mod corpus;
 pub mod oauth;
 pub mod process;
 pub mod redis_server;
+pub mod tunnel;
 
 pub type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 

@@ -13,13 +13,31 @@ use http::{Response, StatusCode};
 use http_body::Body;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::proxy::headers::content_length;
+use super::chunked;
+use super::fields::content_length;
 
 /// Data frames up to this size are copied after the head; larger ones are written beside it.
 const COPY_MAX: usize = 4 * 1024;
 
 /// What is gathered is written once it reaches this size, however fast the body comes.
 const GATHER_MAX: usize = 16 * 1024;
+
+/// The answer to a head refused before anything could act on it (see `head.rs`): `400` with
+/// the refusal's JSON body and `Connection: close`, since where the request ends is unknown.
+pub fn refusal(reason: &str) -> Response<crate::body::Body> {
+    let id = crate::request_id::next_request_id();
+    tracing::info!(request_id = %id, reason, "request head refused; connection closed");
+    let code = crate::error_code::ErrorCode::MalformedRequest;
+    let message = format!("{reason}; Tollgate refuses heads whose framing is ambiguous or malformed (RFC 9112)");
+    let body = serde_json::json!({ "error": code.as_str(), "message": message, "request_id": id.as_str() });
+    let mut response = Response::new(crate::body::full(body.to_string()));
+    *response.status_mut() = code.status(false);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    headers.insert(crate::error_code::X_TOLLGATE_ERROR, http::HeaderValue::from_static(code.as_str()));
+    headers.insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    response
+}
 
 /// How an answer's body is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +94,7 @@ where
             },
         };
         if framing == Framing::Chunked {
-            let _ = write!(out, "{:x}\r\n", data.len());
+            chunked::size_line(data.len(), out);
         } else if data.len() as u64 > left {
             // More than the length said: the caller gets what fits, then the connection closes.
             send(io, out, &data[..left as usize]).await?;
@@ -89,7 +107,7 @@ where
             send(io, out, &data).await?;
         }
         if framing == Framing::Chunked {
-            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(chunked::DATA_END);
         }
         if out.len() >= GATHER_MAX {
             send(io, out, &[]).await?;
@@ -97,7 +115,7 @@ where
     }
     let keep = match framing {
         Framing::Chunked => {
-            out.extend_from_slice(b"0\r\n\r\n");
+            out.extend_from_slice(chunked::LAST_CHUNK);
             keep
         }
         // Short of its length: the caller sees the connection close before the end.

@@ -1,14 +1,11 @@
-//! The HTTP/1.1 client of the request path. The request's own task writes the request and
+//! The HTTP/1.1 client of the request path (the other half of this module is the server
+//! side: `head.rs` and `answer.rs`). The request's own task writes the request and
 //! reads the answer on the upstream connection: no connection task, no channel between the
 //! two, and the answer's body is read from the connection as the caller's side asks for it.
 //!
 //! A connection carries one exchange at a time (no pipelining). It can be reused only when
 //! the answer's body was read to its end, its framing was certain, neither side asked to
 //! close, and nothing arrived that was not asked for.
-
-mod body;
-mod request;
-mod response;
 
 use std::future::poll_fn;
 use std::io;
@@ -20,16 +17,16 @@ use http::Method;
 use hyper::body::Body as _;
 use tokio::io::AsyncWrite;
 
-pub use body::{ResponseBody, Upgraded};
-pub use request::{Outbound, RequestFraming};
-pub use response::{Framing, ResponseHead};
+use super::chunked;
+use super::request::{self, Outbound, RequestFraming};
+use super::response::{self, Framing, ResponseHead};
 
 use crate::body::Body;
 use crate::net::connect::Stream;
 
 /// The smallest read, and the largest one asked for at once.
-const READ_MIN: usize = 8 * 1024;
-const READ_MAX: usize = 64 * 1024;
+pub(super) const READ_MIN: usize = 8 * 1024;
+pub(super) const READ_MAX: usize = 64 * 1024;
 
 /// Why an exchange failed. None of these carry header values or bodies.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +53,7 @@ pub enum Error {
     BodyCut,
 }
 
-/// Why [`Conn::send`] gave up.
+/// Why `Conn::send` gave up.
 pub enum SendError {
     /// The connection turned out to be closed before the request could have reached the
     /// upstream; the body is handed back untouched, for another connection.
@@ -67,21 +64,21 @@ pub enum SendError {
 /// One upstream connection (plain TCP or TLS) with its read buffer and head buffer. Boxed:
 /// handing it between the pool, the request and its answer's body moves a pointer, not the
 /// whole state.
-pub struct Conn(Box<ConnState>);
+pub struct Conn(pub(super) Box<ConnState>);
 
 /// What an upstream connection holds.
 pub struct ConnState {
-    io: Stream,
-    read: BytesMut,
-    write: Vec<u8>,
-    scratch: response::Scratch,
+    pub(super) io: Stream,
+    pub(super) read: BytesMut,
+    pub(super) write: Vec<u8>,
+    pub(super) scratch: response::Scratch,
     /// Answers read on this connection so far.
-    answered: u64,
+    pub(super) answered: u64,
     /// Bytes read for the answer in progress, and for the one before it: the next read asks
     /// for that much room, so an upstream that answers the same size each time is read in one
     /// call (and its body passed on in one frame).
-    pulled: usize,
-    hint: usize,
+    pub(super) pulled: usize,
+    pub(super) hint: usize,
 }
 
 impl std::fmt::Debug for Conn {
@@ -140,7 +137,7 @@ impl ConnState {
     }
 
     /// Reads more of the answer into the read buffer; `Ok(0)` at the end of the stream.
-    fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+    pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
         self.read.reserve(want.max(self.hint).clamp(READ_MIN, READ_MAX));
         let read = tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read);
         if let Poll::Ready(Ok(n)) = read {
@@ -346,7 +343,7 @@ impl Sending {
                         return Poll::Ready(Err(Stop::Body));
                     }
                     if self.chunked {
-                        self.queue([Bytes::from_static(b"0\r\n\r\n"), Bytes::new(), Bytes::new()]);
+                        self.queue([Bytes::from_static(chunked::LAST_CHUNK), Bytes::new(), Bytes::new()]);
                     }
                     self.finished = true;
                 }
@@ -362,8 +359,9 @@ impl Sending {
                         return Poll::Ready(Err(Stop::Body));
                     }
                     if self.chunked {
-                        let size = Bytes::from(format!("{:x}\r\n", data.len()));
-                        self.queue([size, data, Bytes::from_static(b"\r\n")]);
+                        let mut size = Vec::with_capacity(18);
+                        chunked::size_line(data.len(), &mut size);
+                        self.queue([Bytes::from(size), data, Bytes::from_static(chunked::DATA_END)]);
                     } else {
                         self.queue([data, Bytes::new(), Bytes::new()]);
                     }

@@ -7,8 +7,8 @@
 use http::header::{self, HeaderMap, HeaderName};
 use http::Method;
 
+use super::fields::first;
 use super::Error;
-use crate::proxy::headers::{first, RequestFilter};
 
 /// What the request head is written from.
 pub struct Outbound<'a> {
@@ -18,13 +18,18 @@ pub struct Outbound<'a> {
     /// The caller's headers, written if `filter` forwards them. `Content-Length` and
     /// `Transfer-Encoding` never are: the framing below decides them.
     pub headers: &'a HeaderMap,
-    pub filter: &'a RequestFilter<'a>,
+    pub filter: &'a (dyn Forward + Sync),
     /// `host[:port]` of the target.
     pub host: &'a str,
     /// The credential's header and its value in three parts: `prefix{token}suffix`.
     pub credential: (&'a HeaderName, &'a str, &'a str, &'a str),
     /// Asks for a WebSocket upgrade (`Connection: Upgrade`, `Upgrade: websocket`).
     pub upgrade: bool,
+}
+
+/// Which of the caller's header fields are written upstream (the request path's rules).
+pub trait Forward {
+    fn forwards(&self, name: &HeaderName) -> bool;
 }
 
 /// How a request body goes on the wire.
@@ -167,7 +172,14 @@ mod tests {
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer caller"));
         headers.insert(header::CONNECTION, HeaderValue::from_static("x-a"));
         let injected = header::AUTHORIZATION;
-        let filter = RequestFilter::new(&headers, &injected, &[]);
+        // The request path's rules drop these three (proxy/headers.rs has their tests).
+        struct Drop3;
+        impl Forward for Drop3 {
+            fn forwards(&self, name: &HeaderName) -> bool {
+                !matches!(name.as_str(), "host" | "authorization" | "connection" | "x-a")
+            }
+        }
+        let filter = Drop3;
         let mut out = Outbound {
             method: &Method::POST,
             path: "/v1/q",

@@ -1,13 +1,15 @@
 //! Response heads in, and how an answer's body is framed (RFC 9112 section 6). The head is
-//! parsed strictly: a length Tollgate cannot be sure of fails the exchange rather than
-//! guessing where the answer ends on a connection that may be reused.
+//! parsed strictly, by the rules the listeners apply to requests: a line that does not end in
+//! CRLF, obs-fold, `Content-Length` beside `Transfer-Encoding`, several `Transfer-Encoding`
+//! fields or any coding but one `chunked`, or lengths that disagree fail the exchange (`502`,
+//! the connection closed) rather than guessing where the answer ends.
 
 use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
+use super::fields::{bare_line_end, content_length, response_drops, KnownNames};
 use super::Error;
-use crate::proxy::headers::{content_length, response_drops, KnownNames};
 
 /// Largest response head accepted from an upstream.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -75,6 +77,9 @@ pub fn parse_response(
         if length > MAX_HEAD {
             return Err(Error::HeadTooLarge);
         }
+        if bare_line_end(&read[..length]) {
+            return Err(Error::Head("a line does not end in CRLF"));
+        }
         let code = response.code.unwrap_or(0);
         let status = StatusCode::from_u16(code).map_err(|_| Error::Head("status code out of range"))?;
         if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
@@ -107,7 +112,7 @@ pub fn parse_response(
         for name in &fields.nominated {
             headers.remove(name);
         }
-        let (framing, keep_alive) = fields.framing(status, version == 0, method, &mut headers);
+        let (framing, keep_alive) = fields.framing(status, version == 0, method)?;
         // The caller's answer is Tollgate's own HTTP/1.1 message whatever the upstream spoke:
         // the upstream's version only decides whether its connection stays open.
         let mut parts = http::Response::new(()).into_parts().0;
@@ -124,8 +129,8 @@ struct Fields {
     keep_alive: bool,
     /// Field names the upstream listed in `Connection`, to be removed.
     nominated: Vec<HeaderName>,
-    /// `Transfer-Encoding` was present, and whether its last coding was `chunked`.
-    transfer_encoding: Option<bool>,
+    /// `Transfer-Encoding` fields seen; each must say `chunked` and nothing else.
+    transfer_encodings: u8,
     /// The one length every `Content-Length` field and list member agreed on.
     length: Option<u64>,
 }
@@ -150,13 +155,13 @@ impl Fields {
             return Ok(true);
         }
         if *name == header::TRANSFER_ENCODING {
-            for coding in value.split(|&b| b == b',').map(<[u8]>::trim_ascii).filter(|c| !c.is_empty()) {
-                if self.transfer_encoding == Some(true) {
-                    return Err(Error::Head("chunked is not the last transfer coding"));
-                }
-                self.transfer_encoding = Some(coding.eq_ignore_ascii_case(b"chunked"));
+            if !value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Err(Error::Head("a transfer coding other than a single chunked"));
             }
-            self.transfer_encoding.get_or_insert(false);
+            self.transfer_encodings = self.transfer_encodings.saturating_add(1);
+            if self.transfer_encodings > 1 {
+                return Err(Error::Head("more than one Transfer-Encoding field"));
+            }
             return Ok(true);
         }
         Ok(response_drops(name))
@@ -173,31 +178,32 @@ impl Fields {
         Ok(())
     }
 
-    /// The body's framing and whether the connection stays open, by RFC 9112 section 6.3. A
-    /// `Content-Length` beside `Transfer-Encoding` is removed (the encoding wins, and the
-    /// connection is not reused), so the caller never sees a length that does not hold.
-    fn framing(&self, status: StatusCode, http10: bool, method: &Method, headers: &mut HeaderMap) -> (Framing, bool) {
+    /// The body's framing and whether the connection stays open, by RFC 9112 section 6.3.
+    /// `Content-Length` beside `Transfer-Encoding`, or `Transfer-Encoding` in an HTTP/1.0
+    /// answer, is refused: two readers could end the body in different places.
+    fn framing(&self, status: StatusCode, http10: bool, method: &Method) -> Result<(Framing, bool), Error> {
+        if self.transfer_encodings > 0 && self.length.is_some() {
+            return Err(Error::Head("Content-Length with Transfer-Encoding"));
+        }
+        if self.transfer_encodings > 0 && http10 {
+            return Err(Error::Head("Transfer-Encoding in an HTTP/1.0 answer"));
+        }
         let keep_alive = match http10 {
             true => self.keep_alive,
             false => !self.close,
         };
-        if status == StatusCode::SWITCHING_PROTOCOLS {
-            return (Framing::Upgrade, false);
-        }
-        if *method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-            return (Framing::None, keep_alive);
-        }
-        if let Some(chunked) = self.transfer_encoding {
-            let both = headers.remove(header::CONTENT_LENGTH).is_some();
-            return match chunked {
-                true => (Framing::Chunked, keep_alive && !both && !http10),
-                false => (Framing::UntilClose, false),
-            };
-        }
-        match self.length {
-            Some(n) => (Framing::Length(n), keep_alive),
-            None => (Framing::UntilClose, false),
-        }
+        Ok(if status == StatusCode::SWITCHING_PROTOCOLS {
+            (Framing::Upgrade, false)
+        } else if *method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            (Framing::None, keep_alive)
+        } else if self.transfer_encodings > 0 {
+            (Framing::Chunked, keep_alive)
+        } else {
+            match self.length {
+                Some(n) => (Framing::Length(n), keep_alive),
+                None => (Framing::UntilClose, false),
+            }
+        })
     }
 }
 
@@ -222,14 +228,8 @@ mod tests {
         assert_eq!(ok("content-length: 11, 11\r\n").ok(), Some((Framing::Length(11), true)));
         assert_eq!(ok("content-length: 11\r\nconnection: close\r\n").ok(), Some((Framing::Length(11), false)));
         assert_eq!(ok("transfer-encoding: chunked\r\n").ok(), Some((Framing::Chunked, true)));
-        assert_eq!(ok("transfer-encoding: gzip, Chunked\r\n").ok(), Some((Framing::Chunked, true)));
-        assert_eq!(ok("transfer-encoding: gzip\r\n").ok(), Some((Framing::UntilClose, false)));
+        assert_eq!(ok("Transfer-Encoding:  Chunked \r\n").ok(), Some((Framing::Chunked, true)));
         assert_eq!(ok("").ok(), Some((Framing::UntilClose, false)));
-        // Both: the encoding wins, the length is dropped, the connection is not reused.
-        let head = parse("HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n", Method::GET);
-        let head =
-            head.ok().flatten().map(|h| (h.framing, h.keep_alive, h.parts.headers.contains_key("content-length")));
-        assert_eq!(head, Some((Framing::Chunked, false, false)));
         for bad in [
             "content-length: 11\r\ncontent-length: 12\r\n",
             "content-length: 1,2\r\n",
@@ -238,10 +238,25 @@ mod tests {
             "content-length: 0x10\r\n",
             "content-length: 99999999999999999999\r\n",
             "content-length: \r\n",
+            // Ambiguous framing: refused, never guessed (RFC 9112 section 6.3).
+            "content-length: 3\r\ntransfer-encoding: chunked\r\n",
+            "transfer-encoding: chunked\r\ncontent-length: 3\r\n",
+            "transfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n",
+            "transfer-encoding: gzip\r\ntransfer-encoding: chunked\r\n",
+            "transfer-encoding: gzip, chunked\r\n",
+            "transfer-encoding: chunked, gzip\r\n",
+            "transfer-encoding: gzip\r\n",
             "transfer-encoding: chunked, gzip, chunked\r\n",
+            // Lines that do not end in CRLF, and obs-fold.
+            "x-a: 1\ncontent-length: 0\r\n",
+            "x-a: 1\r\ncontent-length: 0\n",
+            "x-a: 1\r\n folded\r\ncontent-length: 0\r\n",
+            "x-a: 1\rx\r\ncontent-length: 0\r\n",
         ] {
             assert!(matches!(ok(bad), Err(Error::Head(_))), "{bad:?}");
         }
+        assert!(matches!(framing_of("HTTP/1.1 200 OK\ncontent-length: 0\r\n\r\n"), Err(Error::Head(_))));
+        assert!(matches!(framing_of("HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"), Err(Error::Head(_))));
         assert_eq!(framing_of("HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\n").ok(), Some((Framing::Length(2), false)));
         assert_eq!(
             framing_of("HTTP/1.0 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\n").ok(),

@@ -1,4 +1,6 @@
-//! Idle upstream connections of one connector, by origin (scheme, host, port).
+//! Upstream connections kept for reuse, outside the request path's phases: the idle
+//! connections of one connector by origin (scheme, host, port), here, and the one a client
+//! connection keeps for its next request (`affinity.rs`).
 //!
 //! A connection is handed to one request at a time: it is taken out of the pool for the
 //! request and goes back only once the answer's body has been read to its end, so a slow or
@@ -6,14 +8,17 @@
 //! than the idle timeout, or closed by the upstream, are dropped when met and by a sweep.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::affinity::Affinity;
-use super::h1::Conn;
+pub mod affinity;
+
+pub use affinity::{Affinity, Back};
+
 use crate::domains::{Host, Target};
+use crate::http1::Conn;
 
 /// Where a connection goes. Connections are never shared across connectors: each has its
 /// own pool, bound to its address policy.
@@ -101,23 +106,6 @@ impl Pool {
         let list = idle.by_origin.entry(origin).or_default();
         if list.len() < MAX_IDLE_PER_ORIGIN && now.saturating_duration_since(since) < self.idle_timeout {
             list.push(Idle { conn, since });
-        }
-    }
-}
-
-/// Where a connection goes back once its answer has been read: to the client connection
-/// that used it when there is one, else to the pool.
-pub struct Back {
-    pub pool: Arc<Pool>,
-    pub origin: Origin,
-    pub affinity: Option<Arc<Affinity>>,
-}
-
-impl Back {
-    pub fn give(self, conn: Conn) {
-        match self.affinity {
-            Some(affinity) => affinity.keep(self.pool, self.origin, conn),
-            None => self.pool.put(self.origin, conn),
         }
     }
 }

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::time::{Instant, Sleep};
 
-use super::h1::Conn;
-use super::pool::{Origin, Pool};
+use super::{Origin, Pool};
+use crate::http1::{Conn, Return};
 
 struct Kept {
     pool: Arc<Pool>,
@@ -88,6 +88,23 @@ impl Drop for Affinity {
         let kept = self.kept.get_mut().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(k) = kept {
             k.pool.put_since(k.origin, k.conn, k.since);
+        }
+    }
+}
+
+/// Where a connection goes back once its answer has been read: to the client connection
+/// that used it when there is one, else to the pool.
+pub struct Back {
+    pub pool: Arc<Pool>,
+    pub origin: Origin,
+    pub affinity: Option<Arc<Affinity>>,
+}
+
+impl Return for Back {
+    fn give(self, conn: Conn) {
+        match self.affinity {
+            Some(affinity) => affinity.keep(self.pool, self.origin, conn),
+            None => self.pool.put(self.origin, conn),
         }
     }
 }
