@@ -69,5 +69,5 @@ image: ## the container image (multi-stage Dockerfile, non-root); needs docker o
 	docker build -t $(IMAGE) .
 
 FUZZ_SECONDS ?= 60
-fuzz: ## every cargo-fuzz target for FUZZ_SECONDS each (URL matching, config loading, credentials)
+fuzz: ## every cargo-fuzz target for FUZZ_SECONDS each (URL matching, config loading, credentials, request and response heads, chunked)
 	scripts/fuzz $(FUZZ_SECONDS)

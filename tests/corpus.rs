@@ -6,33 +6,9 @@ mod common;
 
 use std::process::Command;
 
-use serde::Deserialize;
+use common::corpus::{cases, Case, Cases, PatternCase};
 use tollgate::config::{Config, Environment};
 use tollgate::domains::Target;
-
-fn corpus(file: &str) -> String {
-    common::corpus::text(file)
-}
-
-#[derive(Deserialize)]
-struct DomainFile {
-    cases: Vec<DomainCase>,
-}
-
-#[derive(Deserialize)]
-struct DomainCase {
-    id: String,
-    allowed_patterns: Vec<String>,
-    request: Request,
-    expected: String,
-    #[serde(default)]
-    acceptable: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct Request {
-    target: String,
-}
 
 /// Maps an explain decision to the corpus outcome names.
 fn outcome(decision: &str) -> &'static str {
@@ -44,8 +20,8 @@ fn outcome(decision: &str) -> &'static str {
     }
 }
 
-fn check(case: &DomainCase, got: &str, via: &str) {
-    let ok = case.expected == got || case.acceptable.iter().any(|a| a == got);
+fn check(case: &Case, got: &str, via: &str) {
+    let ok = case.accepts(got);
     assert!(
         ok,
         "{} via {via}: got {got}, expected {} (acceptable {:?}) for {:?}",
@@ -55,7 +31,7 @@ fn check(case: &DomainCase, got: &str, via: &str) {
 
 #[test]
 fn allowed_domains_corpus_through_the_library() {
-    let file: DomainFile = serde_yaml::from_str(&corpus("allowed-domains.yaml")).unwrap();
+    let file = Cases { cases: cases("allowed-domains.yaml") };
     assert!(file.cases.len() > 50, "the corpus looks truncated");
     let mut allowed = 0;
     for case in &file.cases {
@@ -74,7 +50,7 @@ fn allowed_domains_corpus_through_the_library() {
 
 #[test]
 fn allowed_domains_corpus_through_tollgate_explain() {
-    let file: DomainFile = serde_yaml::from_str(&corpus("allowed-domains.yaml")).unwrap();
+    let file = Cases { cases: cases("allowed-domains.yaml") };
     for case in &file.cases {
         // The corpus runs NUL-bearing targets through the library only: argv cannot hold NUL.
         if case.request.target.contains('\0') {
@@ -96,18 +72,6 @@ fn allowed_domains_corpus_through_tollgate_explain() {
     }
 }
 
-#[derive(Deserialize)]
-struct PatternFile {
-    cases: Vec<PatternCase>,
-}
-
-#[derive(Deserialize)]
-struct PatternCase {
-    id: String,
-    pattern: String,
-    expected: String,
-}
-
 fn config_with_pattern(pattern: &str) -> String {
     format!(
         r#"
@@ -126,7 +90,7 @@ connectors:
 
 #[test]
 fn patterns_corpus_through_the_config_loader() {
-    let file: PatternFile = serde_yaml::from_str(&corpus("patterns.yaml")).unwrap();
+    let file: Cases<PatternCase> = common::corpus::read("patterns.yaml");
     let env = Environment::from_vars([("PLATFORM_TOKEN", "tok")]);
     for case in &file.cases {
         let result = Config::from_yaml(&config_with_pattern(&case.pattern), &env);

@@ -8,22 +8,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use common::browser::{consent, get_field, iss, query, start};
+use common::corpus::{Cases, OAuthCase};
 use common::oauth::{Mode, TokenEndpoint};
 use common::*;
-use serde::Deserialize;
 use tollgate::secret::Secret;
 use tollgate::token::{Connection, ConnectionKey, Expect};
-
-#[derive(Deserialize)]
-struct File {
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    id: String,
-    expected: String,
-}
 
 struct World {
     upstream: Upstream,
@@ -378,7 +367,7 @@ async fn discovery_refused(w: &World, connector: &str, why: &str) -> &'static st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_oauth_flow_case() {
-    let file: File = common::corpus::read("oauth-flows.yaml");
+    let file: Cases<OAuthCase> = common::corpus::read("oauth-flows.yaml");
     assert!(file.cases.len() >= 15);
     let w = World::new().await;
     for case in &file.cases {

@@ -5,37 +5,18 @@
 
 mod common;
 
+use common::corpus::{cases, Case, Cases};
 use common::*;
-use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-#[derive(Deserialize)]
-struct File {
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    id: String,
-    category: String,
-    allowed_patterns: Vec<String>,
-    request: RawRequest,
-    expected: String,
-}
-
-#[derive(Deserialize)]
-struct RawRequest {
-    raw: Option<String>,
-    target: String,
-}
 fn status(head: &str) -> u16 {
     head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_cases_of_the_wire_corpus() {
-    let file: File = common::corpus::read("wire.yaml");
+    let file = Cases { cases: cases("wire.yaml") };
     let cases: Vec<&Case> = file.cases.iter().filter(|c| c.category == "connect").collect();
     assert!(cases.len() >= 4, "the corpus lost its connect cases");
     for case in cases {

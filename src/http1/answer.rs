@@ -15,6 +15,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::chunked;
 use super::fields::content_length;
+use crate::error_code::ErrorCode;
 
 /// Data frames up to this size are copied after the head; larger ones are written beside it.
 const COPY_MAX: usize = 4 * 1024;
@@ -22,13 +23,18 @@ const COPY_MAX: usize = 4 * 1024;
 /// What is gathered is written once it reaches this size, however fast the body comes.
 const GATHER_MAX: usize = 16 * 1024;
 
-/// The answer to a head refused before anything could act on it (see `head.rs`): `400` with
-/// the refusal's JSON body and `Connection: close`, since where the request ends is unknown.
-pub fn refusal(reason: &str) -> Response<crate::body::Body> {
+/// The answer to a head refused before anything could act on it (see `head.rs`): `code`'s
+/// status with the refusal's JSON body and `Connection: close`, since where the request ends
+/// is unknown.
+pub fn refusal(code: ErrorCode, reason: &str) -> Response<crate::body::Body> {
     let id = crate::request_id::next_request_id();
     tracing::info!(request_id = %id, reason, "request head refused; connection closed");
-    let code = crate::error_code::ErrorCode::MalformedRequest;
-    let message = format!("{reason}; Tollgate refuses heads whose framing is ambiguous or malformed (RFC 9112)");
+    let message = match code {
+        ErrorCode::MalformedRequest => {
+            format!("{reason}; Tollgate refuses heads whose framing is ambiguous or malformed (RFC 9112)")
+        }
+        _ => reason.to_string(),
+    };
     let body = serde_json::json!({ "error": code.as_str(), "message": message, "request_id": id.as_str() });
     let mut response = Response::new(crate::body::full(body.to_string()));
     *response.status_mut() = code.status(false);

@@ -4,7 +4,9 @@
 //! Every complete head is screened first (RFC 9112): one whose framing two readers could take
 //! differently (`Content-Length` with `Transfer-Encoding`, several `Transfer-Encoding` fields
 //! or any coding but one `chunked`, several or invalid `Content-Length`s), or with a line that
-//! does not end in CRLF, obs-fold, or a malformed line, is [`NotTaken::Refused`].
+//! does not end in CRLF, obs-fold, or a malformed line, is [`NotTaken::Refused`]; one over
+//! the size limit or with more than 100 fields is [`NotTaken::TooLarge`]. Neither reaches
+//! hyper.
 //!
 //! A head is then taken only when its meaning is plain: HTTP/1.1, not `CONNECT`, an
 //! origin-form or absolute-form target, no `Transfer-Encoding`, `Expect` or `Upgrade`, at most
@@ -50,10 +52,13 @@ pub enum NotTaken {
     /// A head no one may act on (RFC 9112): its framing is ambiguous or it is malformed. It
     /// is answered `400` and the connection closed, since where its body ends is unknown.
     Refused(&'static str),
+    /// A head over the size limit, or with more than 100 fields: answered `431` and the
+    /// connection closed, unread further.
+    TooLarge(&'static str),
 }
 
 /// Parses the request at the front of `read`: `Ok(None)` while its head is incomplete. A head
-/// still incomplete at `limit` bytes goes to hyper (which answers 431). Every complete head is
+/// still incomplete at `limit` bytes is [`NotTaken::TooLarge`]. Every complete head is
 /// screened first, whoever serves it (see the module documentation).
 pub fn parse(read: &mut BytesMut, scratch: &mut Scratch, limit: usize) -> Result<Option<Taken>, NotTaken> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
@@ -62,7 +67,10 @@ pub fn parse(read: &mut BytesMut, scratch: &mut Scratch, limit: usize) -> Result
     {
         Ok(httparse::Status::Complete(n)) if n <= limit => n,
         Ok(httparse::Status::Partial) if read.len() < limit => return Ok(None),
-        Ok(_) | Err(httparse::Error::TooManyHeaders) => return Err(NotTaken::Hyper),
+        Ok(_) => return Err(NotTaken::TooLarge("the request head is larger than the limit")),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(NotTaken::TooLarge("the request head has more than 100 fields"));
+        }
         // obs-fold, a bad name or token, a bare CR, ...: RFC 9112 sections 2.2, 5.1, 5.2.
         Err(_) => return Err(NotTaken::Refused("the request head is malformed")),
     };
@@ -303,12 +311,15 @@ mod tests {
         assert_eq!(read.len(), 25);
         let mut big = BytesMut::from(&b"GET / HTTP/1.1\r\nx-filler: "[..]);
         big.resize(1024, b'a');
-        assert_eq!(parse(&mut big, &mut Scratch::default(), 1024).err(), Some(NotTaken::Hyper));
+        assert!(matches!(parse(&mut big, &mut Scratch::default(), 1024), Err(NotTaken::TooLarge(_))));
         assert_eq!(big.len(), 1024);
-        // A whole head past the limit goes to hyper too.
+        // A whole head past the limit is refused too, as is one of more than 100 fields.
         let mut whole = BytesMut::from(&b"GET / HTTP/1.1\r\nx-filler: "[..]);
         whole.resize(1024, b'a');
         whole.extend_from_slice(b"\r\n\r\n");
-        assert_eq!(parse(&mut whole, &mut Scratch::default(), 1024).err(), Some(NotTaken::Hyper));
+        assert!(matches!(parse(&mut whole, &mut Scratch::default(), 1024), Err(NotTaken::TooLarge(_))));
+        let many: String = (0..101).map(|i| format!("x-{i}: v\r\n")).collect();
+        let (parsed, _) = parse_text(&format!("GET / HTTP/1.1\r\n{many}\r\n"));
+        assert!(matches!(parsed, Err(NotTaken::TooLarge(_))), "{parsed:?}");
     }
 }

@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{Busy, HeadClock, Timed};
 use crate::body::Inbound;
+use crate::error_code::ErrorCode;
 use crate::http1::answer;
 use crate::http1::head::{self, NotTaken, Scratch, Taken};
 
@@ -56,9 +57,10 @@ where
                     Ok(None) => {}
                     Err(NotTaken::Hyper) => return Ended::HandOff(read.freeze()),
                     Err(NotTaken::Refused(reason)) => {
-                        let _ = answer::write(stream, answer::refusal(reason), false, false, &mut out).await;
-                        let _ = stream.shutdown().await;
-                        return Ended::Closed;
+                        return refuse(stream, answer::refusal(ErrorCode::MalformedRequest, reason), &mut out).await
+                    }
+                    Err(NotTaken::TooLarge(reason)) => {
+                        return refuse(stream, answer::refusal(ErrorCode::HeadersTooLarge, reason), &mut out).await
                     }
                 }
             }
@@ -87,6 +89,17 @@ where
             }
         }
     }
+}
+
+/// Answers a refused head and closes: nothing after it on the connection can be trusted.
+async fn refuse<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    refusal: Response<crate::body::Body>,
+    out: &mut Vec<u8>,
+) -> Ended {
+    let _ = answer::write(stream, refusal, false, false, out).await;
+    let _ = stream.shutdown().await;
+    Ended::Closed
 }
 
 /// Reads more of the connection into `read`; false when it ended or failed, or when the
