@@ -8,11 +8,20 @@
 use bytes::BytesMut;
 use http::Method;
 use tollgate::http1::chunked::{Decoder, Step};
-use tollgate::http1::fields::bare_line_end;
 use tollgate::http1::head::{self, NotTaken, Taken};
 use tollgate::http1::response::{self, Framing};
 
 const LIMIT: usize = 16 * 1024;
+
+/// Whether every CR is followed by LF and every LF preceded by CR, byte by byte (the check's
+/// own reading; the parsers use `http1::fields::bare_line_end`).
+fn crlf_only(head: &[u8]) -> bool {
+    (0..head.len()).all(|i| match head[i] {
+        b'\r' => head.get(i + 1) == Some(&b'\n'),
+        b'\n' => i > 0 && head[i - 1] == b'\r',
+        _ => true,
+    })
+}
 
 /// The framing fields of a complete head as a second, independent reading sees them:
 /// (Content-Length fields, Transfer-Encoding fields, whether every line ends in CRLF).
@@ -20,7 +29,7 @@ fn second_reading(head: &[u8]) -> (usize, usize, bool) {
     let text = String::from_utf8_lossy(head).to_ascii_lowercase();
     let lines = text.split("\r\n").skip(1);
     let named = |name: &str| lines.clone().filter(|l| l.starts_with(name) && l[name.len()..].starts_with(':')).count();
-    (named("content-length"), named("transfer-encoding"), !bare_line_end(head))
+    (named("content-length"), named("transfer-encoding"), crlf_only(head))
 }
 
 /// The request head parser never panics; what it takes is plainly framed and consumed

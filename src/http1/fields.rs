@@ -50,8 +50,17 @@ pub fn response_drops(name: &HeaderName) -> bool {
 /// parsers, takes as a line end) or a bare CR. A device in front could split such a head
 /// elsewhere (RFC 9112 section 2.2 allows either reading; Tollgate takes neither).
 pub fn bare_line_end(head: &[u8]) -> bool {
-    memchr::memchr_iter(b'\n', head).any(|at| at == 0 || head[at - 1] != b'\r')
-        || memchr::memchr_iter(b'\r', head).any(|at| head.get(at + 1) != Some(&b'\n'))
+    // One pass, stopping only at CR and LF: a CR must be followed by LF (and the pair is
+    // skipped), so any LF met is one without its CR.
+    let mut at = 0;
+    while let Some(found) = memchr::memchr2(b'\r', b'\n', &head[at..]) {
+        let i = at + found;
+        if head[i] == b'\n' || head.get(i + 1) != Some(&b'\n') {
+            return true;
+        }
+        at = i + 2;
+    }
+    false
 }
 
 /// A `Content-Length` value, or one member of a list of them: digits only, at most 19 (no
@@ -99,6 +108,16 @@ impl KnownNames {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_ends() {
+        for ok in [&b""[..], b"GET / HTTP/1.1\r\n\r\n", b"a\r\nb: c\r\n\r\n", b"no line end at all"] {
+            assert!(!bare_line_end(ok), "{:?}", String::from_utf8_lossy(ok));
+        }
+        for bad in [&b"\n"[..], b"\r", b"a\nb", b"a\r\n\n", b"a\rb\r\n", b"a\r\r\n", b"a\r\n\r", b"\n\r\n"] {
+            assert!(bare_line_end(bad), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
 
     #[test]
     fn names_are_reused_only_where_they_match() {
