@@ -14,7 +14,7 @@ use tollgate::http1::response::{self, Framing};
 const LIMIT: usize = 16 * 1024;
 
 /// Whether every CR is followed by LF and every LF preceded by CR, byte by byte (the check's
-/// own reading; the parsers use `http1::fields::bare_line_end`).
+/// own reading; the parsers use `http1::fields::crlf_lines`).
 fn crlf_only(head: &[u8]) -> bool {
     (0..head.len()).all(|i| match head[i] {
         b'\r' => head.get(i + 1) == Some(&b'\n'),

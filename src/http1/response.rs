@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
-use super::fields::{bare_line_end, content_length, response_drops, KnownNames};
+use super::fields::{content_length, crlf_lines, response_drops, KnownNames};
 use super::Error;
 
 /// Largest response head accepted from an upstream.
@@ -77,7 +77,9 @@ pub fn parse_response(
         if length > MAX_HEAD {
             return Err(Error::HeadTooLarge);
         }
-        if bare_line_end(&read[..length]) {
+        let base = read.as_ptr() as usize;
+        let starts = response.headers.iter().map(|field| field.name.as_ptr() as usize - base);
+        if !crlf_lines(&read[..length], starts) {
             return Err(Error::Head("a line does not end in CRLF"));
         }
         let code = response.code.unwrap_or(0);
@@ -87,7 +89,6 @@ pub fn parse_response(
             continue;
         }
         let version = response.version.unwrap_or(1);
-        let base = read.as_ptr() as usize;
         let offset = |part: &[u8]| (part.as_ptr() as usize - base) as u32;
         let Scratch { spans, names } = &mut *scratch;
         spans.clear();
