@@ -17,7 +17,7 @@ export DEMO_API_KEY ?= dev-demo-api-key-not-a-secret
 DEV_VARS := TOLLGATE_ADMIN_TOKEN TOLLGATE_KEY_K1 TOLLGATE_CALLER_SECRET GITHUB_CLIENT_ID GITHUB_CLIENT_SECRET \
 	DATABRICKS_CLIENT_ID BILLING_CLIENT_SECRET WEATHER_API_KEY DEMO_API_KEY
 
-.PHONY: run dev-env setup build test readme-test lint fmt bench bench-load bench-callgrind bench-storm bench-soak check-config fuzz chart-check image
+.PHONY: run dev-env setup build test readme-test lint fmt bench bench-load bench-callgrind bench-outage bench-storm bench-soak check-config fuzz chart-check image
 
 run: ## Tollgate on the in-memory store with the example config, and the demo upstream on 127.0.0.1:8082
 	scripts/dev-run $(CONFIG)
@@ -56,6 +56,9 @@ bench-load: ## Tollgate vs direct, nginx, HAProxy, Envoy on loopback (installs w
 
 bench-callgrind: ## instructions per request under valgrind's callgrind (small and 16 KiB answers); BASELINE=bin compares
 	scripts/bench-load callgrind $(if $(BASELINE),--baseline $(BASELINE))
+
+bench-outage: ## cached-token req/s before and during a Redis outage (budget: at least 90%)
+	scripts/bench-load outage
 
 bench-storm: ## N concurrent requests on an expired token over K processes sharing Redis
 	scripts/bench-load storm

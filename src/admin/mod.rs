@@ -53,7 +53,6 @@ pub async fn handle(shared: &Shared, request: Request<Inbound>) -> Response<Body
         "/readyz" => {
             let store = state.broker.store();
             let up = store.ping().await.is_ok();
-            state.metrics.store_up.set(i64::from(up));
             let body = serde_json::json!({
                 "ready": true,
                 "store": { "backend": store.backend(), "up": up },

@@ -8,6 +8,7 @@ pub mod json;
 pub mod jwks;
 pub mod problems;
 pub mod raw;
+pub mod store;
 pub mod stored;
 pub mod templates;
 pub mod units;
@@ -66,13 +67,47 @@ pub enum StoreBackend {
     Redis(Secret),
 }
 
-/// Opens a Redis client for `url`: the one judgement of a Redis URL, made by `check-config`
-/// when the file loads and by the store when `serve` builds it. The message never shows the
-/// URL, which may carry a password.
-pub fn redis_client(url: &str) -> Result<redis::Client, String> {
-    redis::Client::open(url).map_err(|e| {
-        // redis-rs describes a refused URL with a fixed sentence ("Redis URL did not parse",
-        // "can't connect with TLS, the feature is not enabled"), never the URL itself.
+/// TLS settings for Redis beyond a `rediss://` URL's defaults (the system's CA roots).
+#[derive(Clone, Default)]
+pub struct RedisTls {
+    /// PEM CA certificates trusted instead of the system's.
+    pub ca_pem: Option<Vec<u8>>,
+    /// A PEM client certificate (chain) and its key (mutual TLS).
+    pub client: Option<(Vec<u8>, Secret)>,
+}
+
+impl fmt::Debug for RedisTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisTls")
+            .field("ca", &self.ca_pem.is_some())
+            .field("client_certificate", &self.client.is_some())
+            .finish()
+    }
+}
+
+/// Opens a Redis client for `url` (and `tls`): the one judgement of a Redis URL, made by
+/// `check-config` when the file loads and by the store when `serve` builds it. The message
+/// never shows the URL, which may carry a password. TLS is rustls with the ring provider,
+/// as everywhere else in Tollgate.
+pub fn redis_client(url: &str, tls: Option<&RedisTls>) -> Result<redis::Client, String> {
+    // redis-rs builds its rustls configuration with the process's default provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let opened = match tls {
+        None => redis::Client::open(url),
+        Some(tls) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: tls.client.as_ref().map(|(cert, key)| redis::ClientTlsConfig {
+                    client_cert: cert.clone(),
+                    client_key: key.expose().as_bytes().to_vec(),
+                }),
+                root_cert: tls.ca_pem.clone(),
+            },
+        ),
+    };
+    opened.map_err(|e| {
+        // redis-rs describes a refused URL or certificate with a fixed sentence ("Redis URL
+        // did not parse", ...), never the URL or key material.
         let reason = match e.kind() {
             redis::ErrorKind::InvalidClientConfig => e.to_string().split(" - ").next().unwrap_or_default().to_string(),
             _ => e.category().to_string(),
@@ -84,6 +119,8 @@ pub fn redis_client(url: &str) -> Result<redis::Client, String> {
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
     pub backend: StoreBackend,
+    /// `store.tls`: only with a `rediss://` URL.
+    pub tls: Option<RedisTls>,
     pub timeout: Duration,
     pub cache_ttl: Duration,
 }

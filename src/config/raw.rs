@@ -122,6 +122,22 @@ pub struct RawStore {
     pub timeout: Option<String>,
     #[serde(default)]
     pub cache_ttl: Option<String>,
+    /// TLS to Redis beyond a `rediss://` URL's defaults: a private CA, a client certificate.
+    #[serde(default)]
+    pub tls: Option<RawStoreTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStoreTls {
+    /// PEM CA certificates to trust instead of the system's.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// A PEM client certificate (chain) and its key, for Redis servers that ask for one.
+    #[serde(default)]
+    pub cert_file: Option<String>,
+    #[serde(default)]
+    pub key_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

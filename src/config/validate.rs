@@ -49,38 +49,7 @@ fn build(raw: RawConfig, env: &Environment, p: &mut Problems) -> Option<Config> 
         }
     }
 
-    let store = StoreSettings {
-        backend: match raw.store.backend.as_deref().unwrap_or("memory") {
-            "memory" => StoreBackend::Memory,
-            "redis" => match p.secret(env, "store.redis_url", raw.store.redis_url.as_deref()) {
-                Some(url) if url.expose().starts_with("redis://") || url.expose().starts_with("rediss://") => {
-                    if let Err(e) = redis_client(url.expose()) {
-                        p.add("store.redis_url", e);
-                    }
-                    StoreBackend::Redis(url)
-                }
-                Some(_) => {
-                    p.add("store.redis_url", "must be a redis:// or rediss:// URL");
-                    StoreBackend::Memory
-                }
-                None => {
-                    if raw.store.redis_url.is_none() {
-                        p.add("store.redis_url", "is required with `backend: redis`, e.g. redis://127.0.0.1:6379");
-                    }
-                    StoreBackend::Memory
-                }
-            },
-            other => {
-                p.add("store.backend", format!("`{other}` is not a store backend; use `memory` or `redis`"));
-                StoreBackend::Memory
-            }
-        },
-        timeout: p.duration("store.timeout", raw.store.timeout.as_deref(), Duration::from_millis(500)),
-        cache_ttl: p.duration("store.cache_ttl", raw.store.cache_ttl.as_deref(), Duration::from_secs(30)),
-    };
-    if raw.store.redis_url.is_some() && raw.store.backend.as_deref().unwrap_or("memory") == "memory" {
-        p.add("store.redis_url", "is only used with `backend: redis`");
-    }
+    let store = super::store::store(&raw.store, env, p);
 
     let encryption_keys = encryption_keys(&raw.encryption_keys, env, p);
 

@@ -268,9 +268,7 @@ impl Broker {
                 None
             }
         };
-        let read = self.store.get(key).await;
-        self.metrics.store_up.set(i64::from(!matches!(read, Err(StoreError::Unavailable(_)))));
-        match read {
+        match self.store.get(key).await {
             Ok(Some(c)) => {
                 self.metrics.token_cache.with_label_values(&["store", "hit"]).inc();
                 self.cache.put(id, &c);

@@ -23,6 +23,11 @@ impl TollgateProcess {
 
     /// Like [`start`](Self::start), with debug-level logs written to `log`.
     pub async fn start_logging(yaml: &str, log: Option<&std::path::Path>) -> TollgateProcess {
+        Self::start_with(yaml, log, &[]).await
+    }
+
+    /// Like [`start_logging`](Self::start_logging), with extra environment variables.
+    pub async fn start_with(yaml: &str, log: Option<&std::path::Path>, env: &[(&str, &str)]) -> TollgateProcess {
         let (proxy, admin) = (free_port(), free_port());
         let config = tempfile::NamedTempFile::new().unwrap();
         let text = format!("listen: 127.0.0.1:{proxy}\nadmin_listen: 127.0.0.1:{admin}\n{yaml}");
@@ -31,6 +36,7 @@ impl TollgateProcess {
             .args(["serve", "--config"])
             .arg(config.path())
             .env("TOLLGATE_LOG", if log.is_some() { "debug" } else { "warn" })
+            .envs(env.iter().copied())
             .stdout(match log {
                 Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
                 None => Stdio::null(),

@@ -9,6 +9,9 @@ pub struct TestCa {
     pub ca_file: tempfile::NamedTempFile,
     pub leaf_der: CertificateDer<'static>,
     pub leaf_key: PrivateKeyDer<'static>,
+    /// The CA itself, to sign more leaves with.
+    ca: rcgen::Certificate,
+    ca_key: rcgen::KeyPair,
 }
 
 impl TestCa {
@@ -29,7 +32,22 @@ impl TestCa {
             ca_file,
             leaf_der: leaf.der().clone(),
             leaf_key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+            ca,
+            ca_key,
         }
+    }
+
+    /// Another leaf signed by this CA (a client certificate, say): its PEM certificate and key
+    /// in files, for programs outside Rust and for Tollgate's config.
+    pub fn another_leaf(&self, common_name: &str) -> (tempfile::NamedTempFile, tempfile::NamedTempFile) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![common_name.to_string()]).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, common_name);
+        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        let (cert_file, key_file) = (tempfile::NamedTempFile::new().unwrap(), tempfile::NamedTempFile::new().unwrap());
+        std::fs::write(cert_file.path(), cert.pem()).unwrap();
+        std::fs::write(key_file.path(), key.serialize_pem()).unwrap();
+        (cert_file, key_file)
     }
 }
 

@@ -3,6 +3,7 @@
 //! also on the owner of the connection's refresh lock, so a writer that lost its lock or
 //! read an old version can never overwrite newer data.
 
+pub mod health;
 pub mod memory;
 pub mod redis;
 

@@ -15,6 +15,7 @@
 //! one Lua script, so a reader never sees a write that was not announced.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,6 +23,7 @@ use futures_core::Stream;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
+use super::health::{spawn_probe, Health};
 use super::{Expect, Invalidation, InvalidationSink, StoreError, TokenStore};
 use crate::metrics::Metrics;
 use crate::token::crypto::Sealer;
@@ -72,6 +74,7 @@ pub fn lock_key(key: &ConnectionKey) -> String {
 pub struct RedisStore {
     client: redis::Client,
     conn: ConnectionManager,
+    health: Arc<Health>,
     sealer: Sealer,
     timeout: Duration,
     metrics: Metrics,
@@ -90,8 +93,19 @@ impl RedisStore {
     /// Prepares the store; connects lazily, so Tollgate starts (and stays ready) while Redis
     /// is down. `url` may carry a password and is never logged.
     pub fn new(url: &str, sealer: Sealer, timeout: Duration, metrics: Metrics) -> Result<RedisStore, StoreError> {
-        let client =
-            crate::config::redis_client(url).map_err(|e| StoreError::Unavailable(format!("store.redis_url {e}")))?;
+        Self::with_tls(url, None, sealer, timeout, metrics)
+    }
+
+    /// The store for `url`, with `tls` settings beyond a `rediss://` URL's defaults.
+    pub fn with_tls(
+        url: &str,
+        tls: Option<&crate::config::RedisTls>,
+        sealer: Sealer,
+        timeout: Duration,
+        metrics: Metrics,
+    ) -> Result<RedisStore, StoreError> {
+        let client = crate::config::redis_client(url, tls)
+            .map_err(|e| StoreError::Unavailable(format!("store.redis_url {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
@@ -99,9 +113,26 @@ impl RedisStore {
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let health = Health::new(metrics.clone());
+        let probe = conn.clone();
+        spawn_probe(
+            &health,
+            Box::new(move || {
+                let mut conn = probe.clone();
+                Box::pin(async move {
+                    let cmd = redis::cmd("PING");
+                    match tokio::time::timeout(timeout, cmd.query_async::<String>(&mut conn)).await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(e)) => Err(e.kind_text()),
+                        Err(_) => Err(format!("timed out after {timeout:?}")),
+                    }
+                })
+            }),
+        );
         Ok(RedisStore {
             client,
             conn,
+            health,
             sealer,
             timeout,
             metrics,
@@ -117,10 +148,25 @@ impl RedisStore {
         op: &str,
         fut: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
+        // Known down: fail at once rather than wait for a timeout (health.rs).
+        if !self.health.is_up() {
+            self.metrics.store_errors.with_label_values(&[op]).inc();
+            return Err(StoreError::Unavailable(format!("{op}: {}", self.health.down_because())));
+        }
         let result = match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(StoreError::Unavailable(format!("{op}: {}", e.kind_text()))),
-            Err(_) => Err(StoreError::Unavailable(format!("{op}: timed out after {:?}", self.timeout))),
+            Ok(Err(e)) => {
+                let why = e.kind_text();
+                if e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped() || e.is_io_error() {
+                    self.health.mark_down(&why);
+                }
+                Err(StoreError::Unavailable(format!("{op}: {why}")))
+            }
+            Err(_) => {
+                let why = format!("timed out after {:?}", self.timeout);
+                self.health.mark_down(&why);
+                Err(StoreError::Unavailable(format!("{op}: {why}")))
+            }
         };
         if result.is_err() {
             self.metrics.store_errors.with_label_values(&[op]).inc();
@@ -136,6 +182,18 @@ trait KindText {
 
 impl KindText for redis::RedisError {
     fn kind_text(&self) -> String {
+        // rustls's own words: they name the problem, never key material.
+        let text = self.to_string();
+        if let Some(why) = text.strip_prefix("invalid peer certificate: ") {
+            return format!(
+                "TLS: the Redis server's certificate is not trusted ({why}); check store.tls.ca_file or the system's CA roots"
+            );
+        }
+        if text.contains("alert") && text.contains("Certificate") {
+            return format!(
+                "TLS: the Redis server refused this client ({text}); check store.tls.cert_file and key_file"
+            );
+        }
         if self.is_timeout() {
             "timed out".into()
         } else if self.is_connection_refusal() || self.is_connection_dropped() || self.is_io_error() {
