@@ -111,24 +111,12 @@ async fn websocket_inside_an_intercepted_tunnel() {
     );
     let proxy = TestProxy::start(&yaml).await;
     let auth = bearer(&jwt("alice", serde_json::json!({})));
-    let pem = get(proxy.running.admin_addr, "/ca.pem", &[]).await.body;
     let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
     let connect =
         format!("CONNECT ws.test:{port} HTTP/1.1\r\nHost: ws.test:{port}\r\nProxy-Authorization: {auth}\r\n\r\n");
     stream.write_all(connect.as_bytes()).await.unwrap();
     assert!(read_head(&mut stream).await.starts_with("HTTP/1.1 200"));
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let name = rustls::pki_types::ServerName::try_from("ws.test").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream).await.unwrap();
+    let mut tls = common::tunnel::intercepted(&proxy, "ws.test", stream, &[b"http/1.1"]).await;
     let inner = upgrade_request("/socket", &format!("ws.test:{port}"), "ignored-inside-the-tunnel")
         .replace("Proxy-Authorization: ignored-inside-the-tunnel\r\n", "");
     tls.write_all(inner.as_bytes()).await.unwrap();
