@@ -78,14 +78,8 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
         (None, StoreBackend::Redis(url)) => {
             let sealer = Sealer::new(&config.encryption_keys).map_err(|e| anyhow::anyhow!("encryption_keys: {e}"))?;
             Arc::new(
-                RedisStore::with_tls(
-                    url.expose(),
-                    config.store.tls.as_ref(),
-                    sealer,
-                    config.store.timeout,
-                    metrics.clone(),
-                )
-                .map_err(|e| anyhow::anyhow!("store: {e}"))?,
+                RedisStore::open(url.expose(), &config.store, sealer, metrics.clone())
+                    .map_err(|e| anyhow::anyhow!("store: {e}"))?,
             )
         }
     };

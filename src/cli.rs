@@ -81,14 +81,8 @@ pub async fn ca_export(file: &Path) -> ExitCode {
     let result = async {
         let sealer = crate::token::crypto::Sealer::new(&config.encryption_keys).map_err(|e| e.to_string())?;
         let metrics = crate::metrics::Metrics::new(std::iter::empty()).map_err(|e| e.to_string())?;
-        let store = crate::token::store::redis::RedisStore::with_tls(
-            url.expose(),
-            config.store.tls.as_ref(),
-            sealer,
-            config.store.timeout,
-            metrics,
-        )
-        .map_err(|e| e.to_string())?;
+        let store = crate::token::store::redis::RedisStore::open(url.expose(), &config.store, sealer, metrics)
+            .map_err(|e| e.to_string())?;
         crate::live::ca::load_or_create(&store).await.map_err(|e| e.to_string())
     }
     .await;

@@ -82,6 +82,10 @@ pub struct Metrics {
     pub refresh_lock_wait: Histogram,
     pub reauth_required: IntCounterVec,
     pub store_errors: IntCounterVec,
+    /// Redis Cluster: each master node's answer to the store's probe.
+    pub store_node_up: IntGaugeVec,
+    /// Writes holding a refresh token whose replica acknowledgements did not all come in time.
+    pub store_replica_ack_timeouts: IntCounter,
     pub discovery_up: IntGaugeVec,
     pub config_reloads: IntCounterVec,
     /// `tollgate_token_cache_total{tier="memory",result="hit"}`, the common case.
@@ -176,6 +180,19 @@ impl Metrics {
             Opts::new("tollgate_store_errors_total", "Token store operations that failed, by operation."),
             &["op"],
         )?;
+        let store_node_up = IntGaugeVec::new(
+            Opts::new(
+                "tollgate_store_node_up",
+                "Redis Cluster mode: 1 when a master node answers the store's probe, 0 when not.",
+            ),
+            &["node"],
+        )?;
+        registry.register(Box::new(store_node_up.clone()))?;
+        let store_replica_ack_timeouts = IntCounter::new(
+            "tollgate_store_replica_ack_timeouts_total",
+            "Writes holding a refresh token that fewer replicas than store.replica_acks acknowledged in time.",
+        )?;
+        registry.register(Box::new(store_replica_ack_timeouts.clone()))?;
         let discovery_up = IntGaugeVec::new(
             Opts::new(
                 "tollgate_discovery_up",
@@ -233,6 +250,8 @@ impl Metrics {
             refresh_lock_wait,
             reauth_required,
             store_errors,
+            store_node_up,
+            store_replica_ack_timeouts,
             discovery_up,
             config_reloads,
         };

@@ -1,5 +1,6 @@
-//! Several Tollgate processes on one real redis-server: one refresh for a storm of requests
-//! across replicas, cache invalidation across processes, and surviving a Redis outage.
+//! Several Tollgate processes on one real redis-server (and on a real 3-master Redis Cluster):
+//! one refresh for a storm of requests across replicas, cache invalidation across processes,
+//! surviving a Redis outage, and a Cluster node that is down showing in `/readyz` and metrics.
 
 mod common;
 
@@ -9,9 +10,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::oauth::{Hold, TokenEndpoint};
 use common::process::TollgateProcess;
-use common::redis_server::RedisServer;
+use common::redis_server::{RedisCluster, RedisServer};
 use common::*;
-use tollgate::config::EncryptionKey;
+use tollgate::config::{EncryptionKey, RedisMode, StoreBackend, StoreSettings};
 use tollgate::metrics::Metrics;
 use tollgate::secret::Secret;
 use tollgate::token::crypto::Sealer;
@@ -24,24 +25,46 @@ fn now() -> u64 {
 
 /// The store as the processes see it (same key), for seeding and inspecting.
 fn store(redis: &RedisServer) -> RedisStore {
+    store_at(&redis.url(), RedisMode::Standalone)
+}
+
+fn store_at(url: &str, mode: RedisMode) -> RedisStore {
     use base64::Engine;
     let key: [u8; 32] = base64::engine::general_purpose::STANDARD.decode(KEY).unwrap().try_into().unwrap();
     let sealer = Sealer::new(&[EncryptionKey { id: "k1".into(), key }]).unwrap();
-    RedisStore::new(&redis.url(), sealer, Duration::from_secs(2), Metrics::new(std::iter::empty()).unwrap()).unwrap()
+    let settings = StoreSettings {
+        backend: StoreBackend::Memory,
+        tls: None,
+        timeout: Duration::from_secs(2),
+        cache_ttl: Duration::from_secs(30),
+        mode,
+        replica_acks: 0,
+        replica_ack_timeout: Duration::from_millis(500),
+    };
+    RedisStore::open(url, &settings, sealer, Metrics::new(std::iter::empty()).unwrap()).unwrap()
 }
 
 async fn seed(redis: &RedisServer, access: &str, expires_in: i64) {
+    seed_into(&store(redis), access, expires_in).await
+}
+
+async fn seed_into(store: &RedisStore, access: &str, expires_in: i64) {
     let mut c = Connection::new(Secret::new(access), Some((now() as i64 + expires_in) as u64));
     c.refresh_token = Some(Secret::new("rt-1"));
-    store(redis).put(&ConnectionKey::new("crm", "alice"), c, Expect::Any, None).await.unwrap();
+    store.put(&ConnectionKey::new("crm", "alice"), c, Expect::Any, None).await.unwrap();
 }
 
 /// Config for processes: everything on 127.0.0.1 (no DNS), opted into loopback explicitly.
 fn process_config(ca: &TestCa, redis: &RedisServer, token_port: u16, upstream_port: u16) -> String {
+    let store = format!(r#"{{ backend: redis, redis_url: "{}", cache_ttl: "60s", timeout: "500ms" }}"#, redis.url());
+    config_with_store(ca, &store, token_port, upstream_port)
+}
+
+fn config_with_store(ca: &TestCa, store: &str, token_port: u16, upstream_port: u16) -> String {
     format!(
         r#"admin_tokens: ["admin-secret-token"]
 encryption_keys: [{{ id: k1, secret: "{KEY}" }}]
-store: {{ backend: redis, redis_url: "{redis}", cache_ttl: "60s", timeout: "500ms" }}
+store: {store}
 callers:
   jwt: {{ audience: tollgate, hs256_secret: "{CALLER_SECRET}" }}
 upstream: {{ extra_ca_file: {ca}, response_timeout: "30s" }}
@@ -56,15 +79,60 @@ connectors:
     unsafe_allow_ranges: ["127.0.0.0/8"]
     allowed_domains: ["https://127.0.0.1:{upstream_port}/*"]
 "#,
-        redis = redis.url(),
         ca = ca.ca_file.path().display()
     )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_refresh_for_300_requests_across_three_replicas() {
-    let ca = TestCa::new(&["127.0.0.1"]);
     let redis = RedisServer::start();
+    let store_yaml =
+        format!(r#"{{ backend: redis, redis_url: "{}", cache_ttl: "60s", timeout: "500ms" }}"#, redis.url());
+    storm(&store_yaml, store(&redis)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_refresh_for_300_requests_across_three_replicas_on_a_cluster() {
+    let mut cluster = RedisCluster::start(3);
+    let store_yaml = format!(
+        r#"{{ backend: redis, mode: cluster, redis_url: "{}", nodes: ["127.0.0.1:{}"], cache_ttl: "60s", timeout: "500ms" }}"#,
+        cluster.url(),
+        cluster.nodes[1].port
+    );
+    let replicas = storm(&store_yaml, store_at(&cluster.url(), RedisMode::Cluster { seeds: Vec::new() })).await;
+
+    // Every master shows in /readyz and in metrics; one that is down shows as down, and the
+    // store as a whole stays up for the keys the others hold.
+    let admin = replicas[0].admin;
+    let ready = get(admin, "/readyz", &[]).await.json();
+    assert_eq!(ready["store"]["mode"], "cluster");
+    let nodes = ready["store"]["nodes"].as_array().cloned().unwrap_or_default();
+    assert_eq!(nodes.len(), 3, "{ready}");
+    assert!(nodes.iter().all(|n| n["up"] == true), "{ready}");
+    let victim = format!("127.0.0.1:{}", cluster.nodes[2].port);
+    cluster.nodes[2].kill();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ready = get(admin, "/readyz", &[]).await.json();
+        let down = ready["store"]["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n["node"] == victim.as_str() && n["up"] == false));
+        if down {
+            assert_eq!(ready["store"]["up"], true, "one master down leaves the store up: {ready}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the dead master never showed in /readyz: {ready}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(replicas[0].metric(&format!("tollgate_store_node_up{{node=\"{victim}\"}}")).await, 0.0);
+    let alive = format!("127.0.0.1:{}", cluster.nodes[0].port);
+    assert_eq!(replicas[0].metric(&format!("tollgate_store_node_up{{node=\"{alive}\"}}")).await, 1.0);
+}
+
+/// 300 concurrent requests on an expired token, over three processes sharing the store that
+/// `store_yaml` describes: one call to the token endpoint.
+async fn storm(store_yaml: &str, store: RedisStore) -> [TollgateProcess; 3] {
+    let ca = TestCa::new(&["127.0.0.1"]);
     let upstream = Upstream::ok(&ca).await;
     let admins: Arc<std::sync::Mutex<Vec<std::net::SocketAddr>>> = Arc::default();
     let held_until_250 = Arc::new(AtomicBool::new(false));
@@ -94,8 +162,8 @@ async fn one_refresh_for_300_requests_across_three_replicas() {
         })
     });
     let endpoint = TokenEndpoint::start(&ca, &["rt-1"], Some(hold)).await;
-    seed(&redis, "at-1", -30).await;
-    let config = process_config(&ca, &redis, endpoint.server.port, upstream.port);
+    seed_into(&store, "at-1", -30).await;
+    let config = config_with_store(&ca, store_yaml, endpoint.server.port, upstream.port);
     let replicas = [
         TollgateProcess::start(&config).await,
         TollgateProcess::start(&config).await,
@@ -121,13 +189,14 @@ async fn one_refresh_for_300_requests_across_three_replicas() {
     let seen = upstream.requests();
     assert_eq!(seen.len(), 300);
     assert!(seen.iter().all(|s| s.headers["authorization"] == "Bearer at-2"));
-    let stored = store(&redis).get(&ConnectionKey::new("crm", "alice")).await.unwrap().unwrap();
+    let stored = store.get(&ConnectionKey::new("crm", "alice")).await.unwrap().unwrap();
     assert_eq!(stored.refresh_token.unwrap().expose(), "rt-2");
     let mut refreshes = 0.0;
     for r in &replicas {
         refreshes += r.metric("tollgate_token_refresh_total{connector=\"crm\",result=\"success\"}").await;
     }
     assert_eq!(refreshes, 1.0);
+    replicas
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

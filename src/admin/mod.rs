@@ -53,9 +53,17 @@ pub async fn handle(shared: &Shared, request: Request<Inbound>) -> Response<Body
         "/readyz" => {
             let store = state.broker.store();
             let up = store.ping().await.is_ok();
+            let status = store.status();
+            let mut described = serde_json::json!({ "backend": store.backend(), "up": up, "mode": status.mode });
+            if let Some(why) = &status.down_because {
+                described["reason"] = why.as_str().into();
+            }
+            if !status.nodes.is_empty() {
+                described["nodes"] = serde_json::to_value(&status.nodes).unwrap_or_default();
+            }
             let body = serde_json::json!({
                 "ready": true,
-                "store": { "backend": store.backend(), "up": up },
+                "store": described,
                 "connectors": state.config.connectors.len(),
                 "discovery": state.broker.providers().status(),
             });

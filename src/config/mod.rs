@@ -89,31 +89,42 @@ impl fmt::Debug for RedisTls {
 /// `check-config` when the file loads and by the store when `serve` builds it. The message
 /// never shows the URL, which may carry a password. TLS is rustls with the ring provider,
 /// as everywhere else in Tollgate.
-pub fn redis_client(url: &str, tls: Option<&RedisTls>) -> Result<redis::Client, String> {
-    // redis-rs builds its rustls configuration with the process's default provider.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+pub fn redis_client(url: impl redis::IntoConnectionInfo, tls: Option<&RedisTls>) -> Result<redis::Client, String> {
     let opened = match tls {
-        None => redis::Client::open(url),
-        Some(tls) => redis::Client::build_with_tls(
-            url,
-            redis::TlsCertificates {
-                client_tls: tls.client.as_ref().map(|(cert, key)| redis::ClientTlsConfig {
-                    client_cert: cert.clone(),
-                    client_key: key.expose().as_bytes().to_vec(),
-                }),
-                root_cert: tls.ca_pem.clone(),
-            },
-        ),
+        None => {
+            install_crypto_provider();
+            redis::Client::open(url)
+        }
+        Some(tls) => redis::Client::build_with_tls(url, redis_certificates(tls)),
     };
-    opened.map_err(|e| {
-        // redis-rs describes a refused URL or certificate with a fixed sentence ("Redis URL
-        // did not parse", ...), never the URL or key material.
-        let reason = match e.kind() {
-            redis::ErrorKind::InvalidClientConfig => e.to_string().split(" - ").next().unwrap_or_default().to_string(),
-            _ => e.category().to_string(),
-        };
-        format!("cannot be opened by this build: {reason}")
-    })
+    opened.map_err(|e| format!("cannot be opened by this build: {}", redis_error_reason(&e)))
+}
+
+/// The certificates of `tls` as redis-rs takes them (also for Cluster clients).
+pub fn redis_certificates(tls: &RedisTls) -> redis::TlsCertificates {
+    install_crypto_provider();
+    redis::TlsCertificates {
+        client_tls: tls.client.as_ref().map(|(cert, key)| redis::ClientTlsConfig {
+            client_cert: cert.clone(),
+            client_key: key.expose().as_bytes().to_vec(),
+        }),
+        root_cert: tls.ca_pem.clone(),
+    }
+}
+
+/// redis-rs builds its rustls configuration with the process's default provider: ring, as
+/// everywhere else in Tollgate.
+fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// redis-rs describes a refused URL or certificate with a fixed sentence ("Redis URL did not
+/// parse", ...), never the URL or key material.
+pub fn redis_error_reason(e: &redis::RedisError) -> String {
+    match e.kind() {
+        redis::ErrorKind::InvalidClientConfig => e.to_string().split(" - ").next().unwrap_or_default().to_string(),
+        _ => e.category().to_string(),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +134,24 @@ pub struct StoreSettings {
     pub tls: Option<RedisTls>,
     pub timeout: Duration,
     pub cache_ttl: Duration,
+    /// How the Redis deployment is reached.
+    pub mode: RedisMode,
+    /// Replicas that must acknowledge a write holding a refresh token before it counts as
+    /// done (`WAIT`), and how long to wait for them.
+    pub replica_acks: u32,
+    pub replica_ack_timeout: Duration,
+}
+
+/// The shape of the Redis deployment behind `store.redis_url`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RedisMode {
+    /// One server (or a managed endpoint that fails over behind one address).
+    #[default]
+    Standalone,
+    /// Redis Cluster: the URL and `nodes` are seeds; keys are routed by slot.
+    Cluster { seeds: Vec<(String, u16)> },
+    /// A primary found through sentinels by the name in the URL's host.
+    Sentinel { master: String, sentinels: Vec<(String, u16)>, password: Option<Secret> },
 }
 
 /// A key for encrypting stored values and signing links. The first one is current.

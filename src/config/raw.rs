@@ -125,6 +125,20 @@ pub struct RawStore {
     /// TLS to Redis beyond a `rediss://` URL's defaults: a private CA, a client certificate.
     #[serde(default)]
     pub tls: Option<RawStoreTls>,
+    /// `standalone` (default), `cluster` or `sentinel`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// `host:port` addresses: more seed nodes (cluster) or the sentinels (sentinel).
+    #[serde(default)]
+    pub nodes: Option<Vec<String>>,
+    /// The sentinels' own password, when they ask for one.
+    #[serde(default)]
+    pub sentinel_password: Option<String>,
+    /// Replicas that must acknowledge a write holding a refresh token.
+    #[serde(default)]
+    pub replica_acks: Option<u32>,
+    #[serde(default)]
+    pub replica_ack_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

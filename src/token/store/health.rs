@@ -65,6 +65,12 @@ impl Health {
         }
     }
 
+    /// An operation could not reach part of the backend (one Cluster node): the probe looks
+    /// now, and decides.
+    pub fn suspect(&self) {
+        self.wake.notify_one();
+    }
+
     /// What an operation says while the store is down.
     pub fn down_because(&self) -> String {
         let why = self.why.lock().unwrap_or_else(|p| p.into_inner());
@@ -89,12 +95,17 @@ pub fn spawn_probe(health: &Arc<Health>, ping: Ping) {
     let (weak, wake): (Weak<Health>, Arc<Notify>) = (Arc::downgrade(health), health.wake.clone());
     runtime.spawn(async move {
         let mut retry = FIRST_RETRY;
+        // The first look is at once: a store that is down at start shows so, and a primary
+        // named by sentinels is known before the first request.
+        let mut first = true;
         loop {
             let wait = match weak.upgrade() {
+                Some(_) if first => Duration::ZERO,
                 Some(health) if health.is_up() => EVERY,
                 Some(_) => retry,
                 None => return,
             };
+            first = false;
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 // Found down by an operation: the first retry comes a short pause later.

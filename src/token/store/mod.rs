@@ -107,6 +107,24 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
 
     /// `memory` or `redis`.
     fn backend(&self) -> &'static str;
+
+    /// Where the backend stands, for `/readyz`: its mode, why it is down, and (Redis Cluster)
+    /// each master node.
+    fn status(&self) -> StoreStatus {
+        StoreStatus { mode: "memory", down_because: None, nodes: Vec::new() }
+    }
+}
+
+/// A store's state for `/readyz`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoreStatus {
+    /// `memory`, or the Redis mode: `standalone`, `sentinel`, `cluster`.
+    pub mode: &'static str,
+    /// Why the store is down, while it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub down_because: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<redis::NodeStatus>,
 }
 
 /// A random token naming the holder of a lock.

@@ -13,6 +13,16 @@
 //! The sealed value binds the record key as associated data (see `crypto.rs`): a value copied
 //! under another connection's key does not decrypt. Writes and their invalidation message are
 //! one Lua script, so a reader never sees a write that was not announced.
+//!
+//! The deployment (one server, Sentinel, Cluster) is the [`link::Link`]'s business; a write
+//! that holds a refresh token waits for `store.replica_acks` replicas (`WAIT`), so a failover
+//! right after a refresh cannot lose the rotated refresh token.
+
+mod cluster;
+mod kind;
+mod link;
+mod scripts;
+mod sentinel;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,44 +30,21 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_core::Stream;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
+use self::kind::KindText;
+pub use self::link::NodeStatus;
+use self::link::{Conn, Link};
+use self::scripts::{DELETE_SCRIPT, PUT_SCRIPT, UNLOCK_SCRIPT};
 use super::health::{spawn_probe, Health};
-use super::{Expect, Invalidation, InvalidationSink, StoreError, TokenStore};
+use super::{Expect, Invalidation, InvalidationSink, StoreError, StoreStatus, TokenStore};
+use crate::config::{RedisMode, StoreSettings};
 use crate::metrics::Metrics;
 use crate::token::crypto::Sealer;
 use crate::token::model::{Connection, ConnectionKey, StoredConnection};
 
 /// The pub/sub channel that carries invalidations.
 pub const CHANNEL: &str = "tollgate:invalidate";
-
-const PUT_SCRIPT: &str = r#"
--- KEYS[1] record, KEYS[2] lock; ARGV[1] "any" | "absent" | version; ARGV[2] owner or "";
--- ARGV[3] sealed value; ARGV[4] channel; ARGV[5] id
-if ARGV[2] ~= "" and redis.call("GET", KEYS[2]) ~= ARGV[2] then return -2 end
-local current = redis.call("HGET", KEYS[1], "v")
-if ARGV[1] == "absent" then
-  if current then return -1 end
-elseif ARGV[1] ~= "any" then
-  if current ~= ARGV[1] then return -1 end
-end
-local version = (tonumber(current) or 0) + 1
-redis.call("HSET", KEYS[1], "v", version, "d", ARGV[3])
-redis.call("PUBLISH", ARGV[4], ARGV[5])
-return version
-"#;
-
-const DELETE_SCRIPT: &str = r#"
-local n = redis.call("DEL", KEYS[1])
-redis.call("PUBLISH", ARGV[1], ARGV[2])
-return n
-"#;
-
-const UNLOCK_SCRIPT: &str = r#"
-if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end
-return 0
-"#;
 
 pub fn record_key(key: &ConnectionKey) -> String {
     format!("tollgate:{{{}}}:conn", key.id())
@@ -72,11 +59,12 @@ pub fn lock_key(key: &ConnectionKey) -> String {
 }
 
 pub struct RedisStore {
-    client: redis::Client,
-    conn: ConnectionManager,
+    link: Arc<Link>,
     health: Arc<Health>,
     sealer: Sealer,
     timeout: Duration,
+    replica_acks: u32,
+    replica_ack_timeout: Duration,
     metrics: Metrics,
     put: Script,
     delete: Script,
@@ -85,61 +73,82 @@ pub struct RedisStore {
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStore").field("timeout", &self.timeout).finish_non_exhaustive()
+        f.debug_struct("RedisStore")
+            .field("mode", &self.link.mode())
+            .field("timeout", &self.timeout)
+            .field("replica_acks", &self.replica_acks)
+            .finish_non_exhaustive()
     }
 }
 
 impl RedisStore {
-    /// Prepares the store; connects lazily, so Tollgate starts (and stays ready) while Redis
-    /// is down. `url` may carry a password and is never logged.
+    /// A standalone store at `url` with default settings (tests and tools). `url` may carry a
+    /// password and is never logged.
     pub fn new(url: &str, sealer: Sealer, timeout: Duration, metrics: Metrics) -> Result<RedisStore, StoreError> {
-        Self::with_tls(url, None, sealer, timeout, metrics)
+        let settings = StoreSettings {
+            backend: crate::config::StoreBackend::Memory,
+            tls: None,
+            timeout,
+            cache_ttl: Duration::from_secs(30),
+            mode: RedisMode::Standalone,
+            replica_acks: 0,
+            replica_ack_timeout: Duration::from_millis(500),
+        };
+        Self::open(url, &settings, sealer, metrics)
     }
 
-    /// The store for `url`, with `tls` settings beyond a `rediss://` URL's defaults.
-    pub fn with_tls(
+    /// The store for `url` as `settings` describe the deployment. It connects lazily, so
+    /// Tollgate starts (and stays ready) while Redis is down; its probe starts at once.
+    pub fn open(
         url: &str,
-        tls: Option<&crate::config::RedisTls>,
+        settings: &StoreSettings,
         sealer: Sealer,
-        timeout: Duration,
         metrics: Metrics,
     ) -> Result<RedisStore, StoreError> {
-        let client = crate::config::redis_client(url, tls)
+        let timeout = settings.timeout;
+        let link = Link::open(url, settings.tls.as_ref(), &settings.mode, timeout, metrics.store_node_up.clone())
             .map_err(|e| StoreError::Unavailable(format!("store.redis_url {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let link = Arc::new(link);
         let health = Health::new(metrics.clone());
-        let probe = conn.clone();
+        let probe = link.clone();
         spawn_probe(
             &health,
             Box::new(move || {
-                let mut conn = probe.clone();
-                Box::pin(async move {
-                    let cmd = redis::cmd("PING");
-                    match tokio::time::timeout(timeout, cmd.query_async::<String>(&mut conn)).await {
-                        Ok(Ok(_)) => Ok(()),
-                        Ok(Err(e)) => Err(e.kind_text()),
-                        Err(_) => Err(format!("timed out after {timeout:?}")),
-                    }
-                })
+                let link = probe.clone();
+                Box::pin(async move { link.check(timeout).await })
             }),
         );
         Ok(RedisStore {
-            client,
-            conn,
+            link,
             health,
             sealer,
             timeout,
+            replica_acks: settings.replica_acks,
+            replica_ack_timeout: settings.replica_ack_timeout,
             metrics,
             put: Script::new(PUT_SCRIPT),
             delete: Script::new(DELETE_SCRIPT),
             unlock: Script::new(UNLOCK_SCRIPT),
         })
+    }
+
+    /// The connection for an operation, or why there is none.
+    fn conn(&self, op: &str) -> Result<Conn, StoreError> {
+        self.link.conn().map_err(|why| self.failed(op, &why, true))
+    }
+
+    /// Counts a failed `op`; `unreachable` says the backend could not be reached (as opposed
+    /// to an answer that was an error), which marks the store down or wakes the probe.
+    fn failed(&self, op: &str, why: &str, unreachable: bool) -> StoreError {
+        self.metrics.store_errors.with_label_values(&[op]).inc();
+        if unreachable {
+            if self.link.fails_as_one() {
+                self.health.mark_down(why);
+            } else {
+                self.health.suspect();
+            }
+        }
+        StoreError::Unavailable(format!("{op}: {why}"))
     }
 
     /// Runs one Redis operation under the store timeout, counting failures by `op`.
@@ -153,53 +162,45 @@ impl RedisStore {
             self.metrics.store_errors.with_label_values(&[op]).inc();
             return Err(StoreError::Unavailable(format!("{op}: {}", self.health.down_because())));
         }
-        let result = match tokio::time::timeout(self.timeout, fut).await {
+        match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
-                let why = e.kind_text();
-                if e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped() || e.is_io_error() {
-                    self.health.mark_down(&why);
-                }
-                Err(StoreError::Unavailable(format!("{op}: {why}")))
+                // A demoted primary (a failover the sentinels have not told us of yet) is as
+                // good as unreachable for writes: the probe finds the new one.
+                let unreachable = e.is_timeout()
+                    || e.is_connection_refusal()
+                    || e.is_connection_dropped()
+                    || e.is_io_error()
+                    || e.code() == Some("READONLY");
+                Err(self.failed(op, &e.kind_text(), unreachable))
             }
-            Err(_) => {
-                let why = format!("timed out after {:?}", self.timeout);
-                self.health.mark_down(&why);
-                Err(StoreError::Unavailable(format!("{op}: {why}")))
-            }
-        };
-        if result.is_err() {
-            self.metrics.store_errors.with_label_values(&[op]).inc();
+            Err(_) => Err(self.failed(op, &format!("timed out after {:?}", self.timeout), true)),
         }
-        result
     }
-}
 
-/// A short, secret-free description of a Redis error.
-trait KindText {
-    fn kind_text(&self) -> String;
-}
-
-impl KindText for redis::RedisError {
-    fn kind_text(&self) -> String {
-        // rustls's own words: they name the problem, never key material.
-        let text = self.to_string();
-        if let Some(why) = text.strip_prefix("invalid peer certificate: ") {
-            return format!(
-                "TLS: the Redis server's certificate is not trusted ({why}); check store.tls.ca_file or the system's CA roots"
+    /// After a write holding a refresh token: waits for `store.replica_acks` replicas, so a
+    /// failover cannot lose the write. The write stands either way (it is on the primary);
+    /// a wait that runs out is counted and logged.
+    async fn await_replicas(&self, conn: &mut Conn, record: &str) {
+        let wanted = self.replica_acks;
+        let wait = self.link.wait(conn, record, wanted, self.replica_ack_timeout);
+        let acked = tokio::time::timeout(self.replica_ack_timeout + self.timeout, wait).await;
+        let acked = match acked {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e.kind_text(), "WAIT for replica acknowledgements failed");
+                0
+            }
+            Err(_) => 0,
+        };
+        if acked < i64::from(wanted) {
+            self.metrics.store_replica_ack_timeouts.inc();
+            tracing::warn!(
+                wanted,
+                acked,
+                timeout = ?self.replica_ack_timeout,
+                "a write holding a refresh token was acknowledged by fewer replicas than store.replica_acks in time; a failover now could lose it"
             );
-        }
-        if text.contains("alert") && text.contains("Certificate") {
-            return format!(
-                "TLS: the Redis server refused this client ({text}); check store.tls.cert_file and key_file"
-            );
-        }
-        if self.is_timeout() {
-            "timed out".into()
-        } else if self.is_connection_refusal() || self.is_connection_dropped() || self.is_io_error() {
-            "connection failed".into()
-        } else {
-            format!("{:?}", self.kind())
         }
     }
 }
@@ -208,7 +209,7 @@ impl KindText for redis::RedisError {
 impl TokenStore for RedisStore {
     async fn get(&self, key: &ConnectionKey) -> Result<Option<Connection>, StoreError> {
         let record = record_key(key);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn("get")?;
         let (version, sealed): (Option<u64>, Option<String>) =
             self.run("get", redis::cmd("HMGET").arg(&record).arg("v").arg("d").query_async(&mut conn)).await?;
         let (Some(version), Some(sealed)) = (version, sealed) else {
@@ -231,6 +232,7 @@ impl TokenStore for RedisStore {
         owner: Option<&str>,
     ) -> Result<u64, StoreError> {
         let record = record_key(key);
+        let durable = self.replica_acks > 0 && connection.refresh_token.is_some();
         let plain = serde_json::to_vec(&StoredConnection::from_connection(key, &connection))
             .map_err(|_| StoreError::Corrupt("serialize".into()))?;
         let sealed = self.sealer.seal(&record, &plain).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -239,19 +241,25 @@ impl TokenStore for RedisStore {
             Expect::Absent => "absent".to_string(),
             Expect::Version(v) => v.to_string(),
         };
-        let mut conn = self.conn.clone();
+        let mut conn = if durable { self.link.durable() } else { self.link.conn() }
+            .map_err(|why| self.failed("put", &why, true))?;
         let mut invocation = self.put.key(&record);
         invocation.key(lock_key(key)).arg(expect).arg(owner.unwrap_or("")).arg(sealed).arg(CHANNEL).arg(key.id());
         let result: i64 = self.run("put", invocation.invoke_async(&mut conn)).await?;
         match result {
             -1 => Err(StoreError::Conflict),
             -2 => Err(StoreError::LockLost),
-            v => Ok(v as u64),
+            v => {
+                if durable {
+                    self.await_replicas(&mut conn, &record).await;
+                }
+                Ok(v as u64)
+            }
         }
     }
 
     async fn delete(&self, key: &ConnectionKey) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn("delete")?;
         let mut invocation = self.delete.key(record_key(key));
         invocation.arg(CHANNEL).arg(key.id());
         let n: i64 = self.run("delete", invocation.invoke_async(&mut conn)).await?;
@@ -259,14 +267,14 @@ impl TokenStore for RedisStore {
     }
 
     async fn lock(&self, key: &ConnectionKey, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn("lock")?;
         let mut set = redis::cmd("SET");
         set.arg(lock_key(key)).arg(owner).arg("NX").arg("PX").arg(ttl.as_millis() as u64);
         Ok(self.run("lock", set.query_async::<Option<String>>(&mut conn)).await?.is_some())
     }
 
     async fn unlock(&self, key: &ConnectionKey, owner: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn("unlock")?;
         let mut invocation = self.unlock.key(lock_key(key));
         invocation.arg(owner);
         let _: i64 = self.run("unlock", invocation.invoke_async(&mut conn)).await?;
@@ -279,33 +287,24 @@ impl TokenStore for RedisStore {
         principal: Option<&str>,
     ) -> Result<Vec<(ConnectionKey, Connection)>, StoreError> {
         // Keys name no connector or principal, so every record is read and opened; this is an
-        // admin operation, bounded by SCAN batches, never on the request path.
-        let mut conn = self.conn.clone();
-        let mut cursor: u64 = 0;
+        // admin operation, bounded by SCAN batches (on every master of a Cluster), never on the
+        // request path.
+        let keys = self.run("list", self.link.scan("tollgate:{*}:conn")).await?;
+        let mut conn = self.conn("list")?;
         let mut out = Vec::new();
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor).arg("MATCH").arg("tollgate:{*}:conn").arg("COUNT").arg(500);
-            let (next, keys): (u64, Vec<String>) = self.run("list", scan.query_async(&mut conn)).await?;
-            for record in keys {
-                let mut hmget = redis::cmd("HMGET");
-                hmget.arg(&record).arg("v").arg("d");
-                let (version, sealed): (Option<u64>, Option<String>) =
-                    self.run("list", hmget.query_async(&mut conn)).await?;
-                let (Some(version), Some(sealed)) = (version, sealed) else { continue };
-                let Ok(plain) = self.sealer.open(&record, &sealed) else { continue };
-                let Ok(stored) = serde_json::from_slice::<StoredConnection>(&plain) else { continue };
-                if connector.is_some_and(|c| c != stored.connector) || principal.is_some_and(|p| p != stored.principal)
-                {
-                    continue;
-                }
-                let key = ConnectionKey::new(&stored.connector, &stored.principal);
-                out.push((key, stored.into_connection(version)));
+        for record in keys {
+            let mut hmget = redis::cmd("HMGET");
+            hmget.arg(&record).arg("v").arg("d");
+            let (version, sealed): (Option<u64>, Option<String>) =
+                self.run("list", hmget.query_async(&mut conn)).await?;
+            let (Some(version), Some(sealed)) = (version, sealed) else { continue };
+            let Ok(plain) = self.sealer.open(&record, &sealed) else { continue };
+            let Ok(stored) = serde_json::from_slice::<StoredConnection>(&plain) else { continue };
+            if connector.is_some_and(|c| c != stored.connector) || principal.is_some_and(|p| p != stored.principal) {
+                continue;
             }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
+            let key = ConnectionKey::new(&stored.connector, &stored.principal);
+            out.push((key, stored.into_connection(version)));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
@@ -320,7 +319,7 @@ impl TokenStore for RedisStore {
     ) -> Result<bool, StoreError> {
         let key = transient_key(name);
         let sealed = self.sealer.seal(&key, value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn("put")?;
         let mut set = redis::cmd("SET");
         set.arg(&key).arg(sealed).arg("PX").arg(ttl.as_millis() as u64);
         if only_if_absent {
@@ -331,25 +330,25 @@ impl TokenStore for RedisStore {
 
     async fn take_transient(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let key = transient_key(name);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn("get")?;
         let sealed: Option<String> = self.run("get", redis::cmd("GETDEL").arg(&key).query_async(&mut conn)).await?;
         sealed.map(|s| self.sealer.open(&key, &s).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn("ping")?;
         let _: String = self.run("ping", redis::cmd("PING").query_async(&mut conn)).await?;
         Ok(())
     }
 
     fn watch(&self, sink: InvalidationSink) {
-        let client = self.client.clone();
+        let link = self.link.clone();
         let metrics = self.metrics.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             loop {
-                match subscribe(&client).await {
-                    Ok(mut stream) => {
+                match subscribe(&link).await {
+                    Some(mut stream) => {
                         backoff = Duration::from_millis(100);
                         // Messages may have been missed while unsubscribed: drop every cached entry.
                         sink(Invalidation::All);
@@ -360,7 +359,7 @@ impl TokenStore for RedisStore {
                         }
                         tracing::warn!("the token store invalidation feed was interrupted; reconnecting");
                     }
-                    Err(_) => metrics.store_errors.with_label_values(&["subscribe"]).inc(),
+                    None => metrics.store_errors.with_label_values(&["subscribe"]).inc(),
                 }
                 // Cached tokens keep serving while Redis is away; the flush above runs when the
                 // feed is back.
@@ -373,10 +372,28 @@ impl TokenStore for RedisStore {
     fn backend(&self) -> &'static str {
         "redis"
     }
+
+    fn status(&self) -> StoreStatus {
+        StoreStatus {
+            mode: self.link.mode(),
+            down_because: (!self.health.is_up()).then(|| self.health.down_because()),
+            nodes: self.link.nodes(),
+        }
+    }
 }
 
-async fn subscribe(client: &redis::Client) -> redis::RedisResult<Pin<Box<redis::aio::PubSubStream>>> {
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(CHANNEL).await?;
-    Ok(Box::pin(pubsub.into_on_message()))
+/// The invalidation feed from the first node that takes the subscription (any node of a
+/// Cluster, the current primary under Sentinel).
+async fn subscribe(link: &Link) -> Option<Pin<Box<redis::aio::PubSubStream>>> {
+    for client in link.feed_clients() {
+        let attempt = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(CHANNEL).await?;
+            redis::RedisResult::Ok(pubsub)
+        };
+        if let Ok(Ok(pubsub)) = tokio::time::timeout(Duration::from_secs(2), attempt).await {
+            return Some(Box::pin(pubsub.into_on_message()));
+        }
+    }
+    None
 }
