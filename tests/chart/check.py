@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """The chart checks behind `make chart-check` (scripts/chart-check installs the tools).
 
-For the default values and ci/full-values.yaml: `helm lint --strict`; `helm template`; the core
+For the default values and each ci/*-values.yaml (full, sentinel, cluster): `helm lint --strict`; `helm template`; the core
 objects validated against the Kubernetes schemas in strict mode (kubernetes-validate); the
 ServiceMonitor and PrometheusRule against their CRD models (validate-crds.mjs); the rendered
 tollgate.yaml loaded by `tollgate check-config` with the rendered Secret as its environment;
 the alert rules through `promtool check rules` and the unit tests in alerts.test.yaml; every
 dashboard query parsed by promtool, and every tollgate_* metric the alerts and the dashboard
-use exported by a running Tollgate. Each alert has a runbook entry in docs/operations.md.
+use exported by a running Tollgate. Each alert has a runbook entry in docs/operations.md. For
+each Redis mode: the store keys rendered, the ports the NetworkPolicy opens to Redis, the TLS
+Secret mounted where the config reads it, and the in-chart Redis on a persistent volume with
+an append-only file.
 """
 
 import argparse
@@ -130,16 +133,72 @@ def check_dashboard(dashboard, workdir, families):
     print(f"dashboard: {len(exprs)} queries parse, every metric is exported")
 
 
+REDIS_TLS_DIR = "/etc/tollgate/redis/"
+
+
 def check_config(docs, tollgate, workdir):
     config = next(d for d in docs if d["kind"] == "ConfigMap" and "tollgate.yaml" in d["data"])
     secret = next((d for d in docs if d["kind"] == "Secret"), None)
     env = {"PATH": os.environ.get("PATH", "")}
     if secret:
         env.update({k: base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()})
+    text = config["data"]["tollgate.yaml"]
+    if REDIS_TLS_DIR in text:
+        # The Redis TLS Secret's files, as the pod would have them mounted: a CA and a client
+        # certificate minted here, so check-config reads and parses real PEM.
+        mounted = os.path.join(workdir, "redis-tls") + "/"
+        os.makedirs(mounted)
+        run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", mounted + "tls.key", "-out", mounted + "tls.crt", "-subj", "/CN=tollgate", "-days", "1"])
+        shutil.copy(mounted + "tls.crt", mounted + "ca.crt")
+        text = text.replace(REDIS_TLS_DIR, mounted)
     path = os.path.join(workdir, "tollgate.yaml")
     with open(path, "w") as f:
-        f.write(config["data"]["tollgate.yaml"])
+        f.write(text)
     run([tollgate, "check-config", path], env=env)
+    return yaml.safe_load(config["data"]["tollgate.yaml"])
+
+
+# What each values file must render for Redis: the store keys of tollgate.yaml, the ports the
+# NetworkPolicy opens to Redis (None: no NetworkPolicy), and whether the in-chart Redis keeps
+# its data on a volume.
+SCENARIOS = [
+    ("default", None, {"mode": None}, None, True),
+    ("full", "full-values.yaml", {"mode": "standalone"}, {6379}, False),
+    ("sentinel", "sentinel-values.yaml",
+     {"mode": "sentinel", "sentinel_password": "${TOLLGATE_SENTINEL_PASSWORD}", "replica_acks": 1,
+      "tls": {"ca_file": REDIS_TLS_DIR + "ca.crt"}}, {6380, 26379}, False),
+    ("cluster", "cluster-values.yaml",
+     {"mode": "cluster", "nodes": ["redis-1.redis.svc:7001", "redis-2.redis.svc:7002"],
+      "tls": {"ca_file": REDIS_TLS_DIR + "ca.crt", "cert_file": REDIS_TLS_DIR + "tls.crt",
+              "key_file": REDIS_TLS_DIR + "tls.key"}}, {7000, 7001, 7002}, False),
+]
+
+
+def check_redis(docs, store, want_store, want_ports, want_persistent):
+    for key, want in want_store.items():
+        if store.get(key) != want:
+            raise SystemExit(f"store.{key} rendered as {store.get(key)!r}, want {want!r}")
+    policy = next((d for d in docs if d["kind"] == "NetworkPolicy" and not d["metadata"]["name"].endswith("-redis")), None)
+    if want_ports is not None:
+        if not policy:
+            raise SystemExit("no NetworkPolicy rendered")
+        opened = {p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])}
+        redis_ports = opened - {53, 443}
+        if redis_ports != want_ports:
+            raise SystemExit(f"NetworkPolicy opens {sorted(redis_ports)} to Redis, want {sorted(want_ports)}")
+    redis = next((d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"].endswith("-redis")), None)
+    if want_persistent:
+        if not redis or not redis["spec"].get("volumeClaimTemplates"):
+            raise SystemExit("the in-chart Redis must keep its data on a persistent volume")
+        args = redis["spec"]["template"]["spec"]["containers"][0]["args"]
+        if args[args.index("--appendonly") + 1] != "yes":
+            raise SystemExit("the in-chart Redis must write an append-only file")
+    mounts = [m for d in docs if d["kind"] == "Deployment"
+              for c in d["spec"]["template"]["spec"]["containers"] for m in c.get("volumeMounts", [])]
+    if "tls" in want_store and not any(m["mountPath"] == REDIS_TLS_DIR.rstrip("/") for m in mounts):
+        raise SystemExit("the Redis TLS Secret is not mounted where the config reads it")
+    print(f"redis: store {', '.join(f'{k}={v!r}' for k, v in want_store.items())}; ports {sorted(want_ports or [])}")
 
 
 def check_runbook(groups):
@@ -162,9 +221,9 @@ def main():
     families = exported_metrics(args.tollgate)
     print(f"tollgate exports {len(families)} metric families")
 
-    for label, values in [("default", None), ("full", os.path.join(CHART, "ci", "full-values.yaml"))]:
+    for label, values, want_store, want_ports, want_persistent in SCENARIOS:
         print(f"== values: {label}")
-        extra = ["-f", values] if values else []
+        extra = ["-f", os.path.join(CHART, "ci", values)] if values else []
         run([args.helm, "lint", "--strict", CHART, *extra])
         rendered = run([args.helm, "template", RELEASE, CHART, "-n", NAMESPACE, *extra])
         docs = [d for d in yaml.safe_load_all(rendered) if d]
@@ -185,7 +244,8 @@ def main():
                 with open(custom_path, "w") as f:
                     json.dump(custom, f)
                 print(run(["node", os.path.join(HERE, "validate-crds.mjs"), custom_path]), end="")
-            check_config(docs, args.tollgate, workdir)
+            store = check_config(docs, args.tollgate, workdir)["store"]
+            check_redis(docs, store, want_store, want_ports, want_persistent)
             rule = next((d for d in docs if d["kind"] == "PrometheusRule"), None)
             if rule:
                 groups = rule["spec"]["groups"]

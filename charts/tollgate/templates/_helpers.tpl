@@ -53,6 +53,35 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/* The ports Tollgate reaches Redis on, for the NetworkPolicy: the in-chart Redis, the port
+of a literal redis.url, each redis.nodes entry, and redis.ports; 6379 when none names one. One
+port a line. */}}
+{{- define "tollgate.redisPorts" -}}
+{{- $ports := list }}
+{{- if .Values.redis.internal.enabled }}
+{{- $ports = append $ports "6379" }}
+{{- else if .Values.redis.url }}
+{{- $host := (urlParse .Values.redis.url).host }}
+{{- if regexMatch ":[0-9]+$" $host }}
+{{- $ports = append $ports (regexFind "[0-9]+$" $host) }}
+{{- else }}
+{{- $ports = append $ports "6379" }}
+{{- end }}
+{{- end }}
+{{- range .Values.redis.nodes }}
+{{- $ports = append $ports (regexFind "[0-9]+$" .) }}
+{{- end }}
+{{- range .Values.redis.ports }}
+{{- $ports = append $ports (toString .) }}
+{{- end }}
+{{- if not $ports }}
+{{- $ports = append $ports "6379" }}
+{{- end }}
+{{- range (uniq $ports) }}
+{{ . }}
+{{- end }}
+{{- end }}
+
 {{- define "tollgate.publicUrl" -}}
 {{- if .Values.publicUrl }}
 {{- .Values.publicUrl | trimSuffix "/" }}
