@@ -29,6 +29,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     HeadersTooLarge,
     TokenEndpointUnavailable,
+    /// The connector's token endpoint refuses its client credentials (`503`).
+    ConnectorMisconfigured,
     TokenStoreUnavailable,
     UpstreamUnreachable,
     UpstreamTimeout,
@@ -44,7 +46,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code a request on the proxy listener can end with (`conflict` is admin-only).
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::EndpointNotAllowed,
         ErrorCode::CallerUnauthenticated,
         ErrorCode::ConnectorForbidden,
@@ -60,6 +62,7 @@ impl ErrorCode {
         ErrorCode::PayloadTooLarge,
         ErrorCode::HeadersTooLarge,
         ErrorCode::TokenEndpointUnavailable,
+        ErrorCode::ConnectorMisconfigured,
         ErrorCode::TokenStoreUnavailable,
         ErrorCode::UpstreamUnreachable,
         ErrorCode::UpstreamTimeout,
@@ -84,6 +87,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::HeadersTooLarge => "headers_too_large",
             ErrorCode::TokenEndpointUnavailable => "token_endpoint_unavailable",
+            ErrorCode::ConnectorMisconfigured => "connector_misconfigured",
             ErrorCode::TokenStoreUnavailable => "token_store_unavailable",
             ErrorCode::UpstreamUnreachable => "upstream_unreachable",
             ErrorCode::UpstreamTimeout => "upstream_timeout",
@@ -110,12 +114,33 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ErrorCode::TokenEndpointUnavailable | ErrorCode::TokenStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::TokenEndpointUnavailable
+            | ErrorCode::ConnectorMisconfigured
+            | ErrorCode::TokenStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::InvalidRequest | ErrorCode::MalformedRequest => StatusCode::BAD_REQUEST,
             ErrorCode::Conflict => StatusCode::CONFLICT,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn the_operations_error_table_lists_every_code_with_its_status() {
+        let doc = include_str!("../docs/operations.md");
+        let codes = ErrorCode::ALL.iter().copied().chain([ErrorCode::MalformedRequest, ErrorCode::Conflict]);
+        for code in codes {
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}` |", code.as_str())))
+                .unwrap_or_else(|| panic!("docs/operations.md has no row for {}", code.as_str()));
+            let status = code.status(false).as_u16().to_string();
+            assert!(row.contains(&status), "{}: the row does not give {status}: {row}", code.as_str());
         }
     }
 }

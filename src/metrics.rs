@@ -87,6 +87,8 @@ pub struct Metrics {
     /// Writes holding a refresh token whose replica acknowledgements did not all come in time.
     pub store_replica_ack_timeouts: IntCounter,
     pub discovery_up: IntGaugeVec,
+    /// 0 while a connector's client credentials are refused by its token endpoint.
+    pub connector_healthy: IntGaugeVec,
     pub config_reloads: IntCounterVec,
     /// `tollgate_token_cache_total{tier="memory",result="hit"}`, the common case.
     pub memory_hits: IntCounter,
@@ -103,7 +105,7 @@ pub const CACHE_RESULTS: [(&str, &str); 6] = [
 ];
 
 /// `tollgate_token_refresh_total` results.
-pub const REFRESH_RESULTS: [&str; 3] = ["success", "permanent_failure", "transient_failure"];
+pub const REFRESH_RESULTS: [&str; 4] = ["success", "permanent_failure", "connector_misconfigured", "transient_failure"];
 
 /// `tollgate_store_errors_total` operations.
 pub const STORE_OPS: [&str; 9] = ["get", "put", "delete", "lock", "unlock", "ping", "subscribe", "publish", "list"];
@@ -201,6 +203,14 @@ impl Metrics {
             &["connector"],
         )?;
         registry.register(Box::new(discovery_up.clone()))?;
+        let connector_healthy = IntGaugeVec::new(
+            Opts::new(
+                "tollgate_connector_healthy",
+                "0 while a connector's token endpoint refuses its client credentials (invalid_client), else 1.",
+            ),
+            &["connector"],
+        )?;
+        registry.register(Box::new(connector_healthy.clone()))?;
         let config_reloads = IntCounterVec::new(
             Opts::new(
                 "tollgate_config_reloads_total",
@@ -253,6 +263,7 @@ impl Metrics {
             store_node_up,
             store_replica_ack_timeouts,
             discovery_up,
+            connector_healthy,
             config_reloads,
         };
         for connector in std::iter::once(NO_CONNECTOR).chain(connectors) {

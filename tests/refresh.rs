@@ -174,6 +174,13 @@ async fn template_declared_permanent_errors_in_a_200_answer() {
     w.seed("crm", "at-1", -10).await;
     w.call("api.crm.test/x").await.assert_refused(503, "token_endpoint_unavailable");
     assert_eq!(w.stored("crm").await.status, ConnectionStatus::Connected);
+    // GitHub's way of saying the client secret is wrong is the connector's failure: the
+    // connection is left as it is.
+    w.seed("gh", "at-1", -10).await;
+    w.endpoint.set_mode(Mode::OkError("incorrect_client_credentials"));
+    get(w.proxy.addr(), &w.url("api.crm.test/gh/user"), &named).await.assert_refused(503, "connector_misconfigured");
+    let stored = w.stored("gh").await;
+    assert_eq!((stored.status, stored.refresh_token.unwrap().expose()), (ConnectionStatus::Connected, "rt-1"));
 }
 
 #[tokio::test]

@@ -81,6 +81,8 @@ fn view(state: &State, index: usize) -> Value {
     if let Some(status) = state.broker.providers().status().get(&connector.name) {
         v["discovery"] = json!(status);
     }
+    // What its token endpoint last said of the client credentials (SPEC section 4).
+    v["client_health"] = json!(state.broker.connector_health().view(&connector.name));
     v
 }
 
@@ -304,6 +306,14 @@ async fn health(state: &State, index: usize) -> Value {
         Ok(o) => o,
         Err(message) => return json!({ "health": "unhealthy", "message": message }),
     };
+    let seen = state.broker.connector_health().view(&connector.name);
+    if seen.state == "unhealthy" {
+        let code = seen.reason.unwrap_or_default();
+        return json!({
+            "health": "unhealthy",
+            "message": format!("the token endpoint refused the client credentials ({code}) at the last renewal; fix client_id and client_secret"),
+        });
+    }
     match &connector.grant {
         Grant::ClientCredentials(_) => {
             match request_token(state.broker.http(), index, &oauth, Exchange::ClientCredentials).await {

@@ -37,6 +37,8 @@ pub struct OAuthClient {
     pub authorize_params: BTreeMap<String, String>,
     pub token_params: BTreeMap<String, String>,
     pub permanent_errors: Vec<String>,
+    /// Template-declared codes meaning the client credentials are wrong (the connector's fault).
+    pub client_errors: Vec<String>,
     /// RFC 8707 resource indicator, sent on authorization, token and refresh requests.
     pub resource: Option<String>,
     /// RFC 7009 endpoint, called when a connection is deleted.
@@ -343,6 +345,7 @@ fn oauth_client(
         permanent_errors: template
             .map(|t| t.permanent_errors.iter().map(|s| s.to_string()).collect())
             .unwrap_or_default(),
+        client_errors: template.map(|t| t.client_errors.iter().map(|s| s.to_string()).collect()).unwrap_or_default(),
         resource,
         revocation_endpoint,
         host_from_instance_url: template.is_some_and(|t| t.host_from_instance_url),

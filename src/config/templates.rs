@@ -21,8 +21,11 @@ pub struct Template {
     /// Added to the authorization request (a connector can exclude any of them).
     pub authorize_params: &'static [(&'static str, &'static str)],
     /// Error codes in a token answer that mean the grant is gone for good, beyond the
-    /// standard `invalid_grant`, `invalid_client` and `unauthorized_client`.
+    /// standard `invalid_grant`.
     pub permanent_errors: &'static [&'static str],
+    /// Error codes that mean the connector's client credentials are wrong, beyond the standard
+    /// `invalid_client` and `unauthorized_client`: the connector's fault, not the user's.
+    pub client_errors: &'static [&'static str],
     /// Tokens are bound to one tenant host on a shared wildcard.
     pub pin_host: bool,
     /// The token answer names that host (`instance_url`).
@@ -42,6 +45,7 @@ const fn base(name: &'static str, authorization_endpoint: &'static str, token_en
         token_endpoint_auth_method: "client_secret_basic",
         authorize_params: &[],
         permanent_errors: &[],
+        client_errors: &[],
         pin_host: false,
         host_from_instance_url: false,
         vars: &[],
@@ -54,7 +58,8 @@ const TEMPLATES: &[Template] = &[
         allowed_domains: &["https://api.github.com/*", "https://uploads.github.com/*"],
         token_endpoint_auth_method: "client_secret_post",
         // GitHub answers refresh failures with HTTP 200 and an error field.
-        permanent_errors: &["bad_refresh_token", "bad_verification_code", "incorrect_client_credentials"],
+        permanent_errors: &["bad_refresh_token", "bad_verification_code"],
+        client_errors: &["incorrect_client_credentials"],
         ..base("github", "https://github.com/login/oauth/authorize", "https://github.com/login/oauth/access_token")
     },
     Template {
@@ -95,7 +100,8 @@ const TEMPLATES: &[Template] = &[
         allowed_domains: &["https://slack.com/api/*"],
         token_endpoint_auth_method: "client_secret_post",
         // Slack answers HTTP 200 with ok:false and these errors.
-        permanent_errors: &["invalid_refresh_token", "token_revoked", "invalid_client_id", "bad_client_secret"],
+        permanent_errors: &["invalid_refresh_token", "token_revoked"],
+        client_errors: &["invalid_client_id", "bad_client_secret"],
         ..base("slack", "https://slack.com/oauth/v2/authorize", "https://slack.com/api/oauth.v2.access")
     },
     Template {

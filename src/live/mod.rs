@@ -222,7 +222,7 @@ fn build_state(base: &Base, config: Config) -> anyhow::Result<State> {
         http,
         policy,
         base.metrics.clone(),
-        config.connectors.len(),
+        &config.connectors.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
     );
     broker.providers().warm_up(config.connectors.clone());
     let upstream = Upstream::new(connectors, config.upstream.response_timeout);

@@ -145,6 +145,12 @@ pub async fn callback(state: &State, headers: &HeaderMap, query: &[(String, Stri
             };
             return failure(StatusCode::BAD_REQUEST, Some(name), what, &fix);
         }
+        Err(RefreshError::Connector(code)) => {
+            tracing::error!(connector = %name, error = %code, "the token endpoint refused the connector's client credentials at the code exchange");
+            // The same words for a template's own code (GitHub's incorrect_client_credentials).
+            let (what, fix) = provider_error("invalid_client", name, &redirect_uri);
+            return failure(StatusCode::BAD_REQUEST, Some(name), what, &fix);
+        }
         Err(RefreshError::Transient(reason)) => {
             tracing::warn!(connector = %name, %reason, "code exchange failed");
             return failure(

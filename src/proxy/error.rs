@@ -93,6 +93,7 @@ impl ProxyError {
                 CredentialError::PinnedHost { .. } => ErrorCode::EndpointNotAllowed,
                 CredentialError::Store { .. } => ErrorCode::TokenStoreUnavailable,
                 CredentialError::TokenEndpointUnavailable { .. } => ErrorCode::TokenEndpointUnavailable,
+                CredentialError::ConnectorMisconfigured { .. } => ErrorCode::ConnectorMisconfigured,
             },
             ProxyError::Upstream(UpstreamError::Unreachable(..)) => ErrorCode::UpstreamUnreachable,
             ProxyError::Upstream(UpstreamError::Timeout(..)) => ErrorCode::UpstreamTimeout,

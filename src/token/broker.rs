@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::cache::{Cached, TokenCache};
+use super::connector_health::ConnectorHealth;
 use super::model::{Connection, ConnectionKey, ConnectionStatus, Keyed};
 use super::renew::{RefreshPolicy, RenewError, Renewal};
 use super::store::{Expect, StoreError, TokenStore};
@@ -40,6 +41,10 @@ pub enum CredentialError {
         "the {connector} access token has expired and its token endpoint cannot renew it now ({reason}); retry later"
     )]
     TokenEndpointUnavailable { connector: String, reason: String, retry_after: u64 },
+    #[error(
+        "the {connector} connector's client credentials were refused by its token endpoint ({code}); an administrator must fix its client_id and client_secret"
+    )]
+    ConnectorMisconfigured { connector: String, code: String },
 }
 
 /// A credential to inject, and what is needed to renew it if the upstream refuses it.
@@ -61,6 +66,7 @@ pub struct Broker {
     metrics: Metrics,
     /// The client-credentials connection key of each connector, computed on first use.
     client_keys: Vec<OnceLock<Arc<Keyed>>>,
+    health: Arc<ConnectorHealth>,
 }
 
 impl Broker {
@@ -71,14 +77,28 @@ impl Broker {
         http: HttpClient,
         policy: RefreshPolicy,
         metrics: Metrics,
-        connectors: usize,
+        names: &[&str],
     ) -> Self {
+        let connectors = names.len();
         let providers =
             Arc::new(Providers::new(connectors, http.clone(), store.clone(), metrics.clone(), links.redirect_uri()));
-        let renewal =
-            Renewal::new(providers.clone(), store.clone(), cache.clone(), http.clone(), policy, metrics.clone());
+        let health = Arc::new(ConnectorHealth::new(metrics.clone(), names.iter().copied(), policy.retry_backoff));
+        let renewal = Renewal::new(
+            providers.clone(),
+            store.clone(),
+            cache.clone(),
+            http.clone(),
+            policy,
+            metrics.clone(),
+            health.clone(),
+        );
         let client_keys = (0..connectors).map(|_| OnceLock::new()).collect();
-        Broker { store, links, cache, renewal, providers, http, metrics, client_keys }
+        Broker { store, links, cache, renewal, providers, http, metrics, client_keys, health }
+    }
+
+    /// Whether each connector's client credentials work, as its token endpoint last said.
+    pub fn connector_health(&self) -> &ConnectorHealth {
+        &self.health
     }
 
     /// The effective OAuth settings (config, discovery, registration) of each connector.
@@ -307,6 +327,9 @@ impl Broker {
             },
             RenewError::Transient { reason, retry_after } => {
                 CredentialError::TokenEndpointUnavailable { connector: connector.name.clone(), reason, retry_after }
+            }
+            RenewError::Connector(code) => {
+                CredentialError::ConnectorMisconfigured { connector: connector.name.clone(), code }
             }
         }
     }

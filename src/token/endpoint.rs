@@ -2,9 +2,12 @@
 //! revocation endpoint, through the oauth2 crate over Tollgate's own HTTP client, and the
 //! classification of a token answer's outcome (SPEC section 4):
 //!
-//! - **permanent**: a 400/401 answer with `invalid_grant`, `invalid_client` or
-//!   `unauthorized_client`, or a template-declared equivalent (GitHub answers 200 with
-//!   `error=bad_refresh_token`). The connection needs re-authorization.
+//! - **permanent**: a 400/401 answer with `invalid_grant`, or a template-declared equivalent
+//!   (GitHub answers 200 with `error=bad_refresh_token`). The connection needs
+//!   re-authorization.
+//! - **connector**: `invalid_client` or `unauthorized_client` (or a template-declared
+//!   equivalent such as GitHub's `incorrect_client_credentials`): the connector's client
+//!   configuration is wrong, not the user's grant. No connection changes.
 //! - **transient**: timeouts, connection failures, 5xx, 429, anything unparseable. Nothing
 //!   changes; the refresh is retried after a backoff.
 //!
@@ -80,11 +83,14 @@ pub struct Issued {
 pub enum RefreshError {
     #[error("the token endpoint refused the grant for good ({0})")]
     Permanent(String),
+    #[error("the token endpoint refused the connector's client credentials ({0})")]
+    Connector(String),
     #[error("the token endpoint could not issue a token now ({0})")]
     Transient(String),
 }
 
-const STANDARD_PERMANENT: [&str; 3] = ["invalid_grant", "invalid_client", "unauthorized_client"];
+const STANDARD_PERMANENT: [&str; 1] = ["invalid_grant"];
+const STANDARD_CLIENT: [&str; 2] = ["invalid_client", "unauthorized_client"];
 
 /// An error code safe to show: short and made of `[a-z0-9_.-]`.
 fn safe_code(code: &str) -> String {
@@ -265,7 +271,15 @@ pub async fn request_token(
     };
     let status = *status.lock().unwrap_or_else(|p| p.into_inner());
     let refusal_status = matches!(status, Some(StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED));
-    let permanent = |code: &str| STANDARD_PERMANENT.contains(&code) || oauth.permanent_errors.iter().any(|p| p == code);
+    let classify = |code: &str| {
+        if STANDARD_CLIENT.contains(&code) || oauth.client_errors.iter().any(|p| p == code) {
+            Some(RefreshError::Connector(safe_code(code)))
+        } else if STANDARD_PERMANENT.contains(&code) || oauth.permanent_errors.iter().any(|p| p == code) {
+            Some(RefreshError::Permanent(safe_code(code)))
+        } else {
+            None
+        }
+    };
     match result {
         Ok(answer) if !well_formed(answer.token_type(), answer.access_token().secret()) => {
             Err(RefreshError::Transient("the answer is not a well-formed bearer token".into()))
@@ -279,17 +293,18 @@ pub async fn request_token(
         }),
         Err(RequestTokenError::ServerResponse(e)) => {
             let code = e.error().as_ref().to_string();
-            if refusal_status && permanent(&code) {
-                Err(RefreshError::Permanent(safe_code(&code)))
-            } else {
-                Err(RefreshError::Transient(format!("HTTP {} {}", status.map_or(0, |s| s.as_u16()), safe_code(&code))))
+            match classify(&code) {
+                Some(refused) if refusal_status => Err(refused),
+                _ => Err(RefreshError::Transient(format!(
+                    "HTTP {} {}",
+                    status.map_or(0, |s| s.as_u16()),
+                    safe_code(&code)
+                ))),
             }
         }
-        Err(RequestTokenError::Parse(_, body)) => match error_field(&body) {
+        Err(RequestTokenError::Parse(_, body)) => match error_field(&body).as_deref().and_then(classify) {
             // A template-declared error in an answer that is not an error status (GitHub).
-            Some(code) if (status == Some(StatusCode::OK) || refusal_status) && permanent(&code) => {
-                Err(RefreshError::Permanent(safe_code(&code)))
-            }
+            Some(refused) if status == Some(StatusCode::OK) || refusal_status => Err(refused),
             _ => Err(RefreshError::Transient(format!("HTTP {}: unparseable answer", status.map_or(0, |s| s.as_u16())))),
         },
         Err(RequestTokenError::Request(e)) => Err(RefreshError::Transient(e.to_string())),

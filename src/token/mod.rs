@@ -3,6 +3,7 @@
 
 pub mod broker;
 pub mod cache;
+pub mod connector_health;
 pub mod crypto;
 pub mod endpoint;
 pub mod link;

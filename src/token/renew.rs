@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::cache::{Cached, TokenCache};
+use super::connector_health::ConnectorHealth;
 use super::endpoint::{request_token, Exchange, RefreshError};
 use super::model::{Connection, ConnectionKey, ConnectionStatus};
 use super::store::{Expect, StoreError, TokenStore};
@@ -43,6 +44,9 @@ const LOCK_POLL: Duration = Duration::from_millis(25);
 pub enum RenewError {
     #[error("the grant was refused for good")]
     Permanent,
+    /// The token endpoint refused the connector's client credentials (with this code).
+    #[error("the connector's client credentials were refused ({0})")]
+    Connector(String),
     #[error("{reason}")]
     Transient { reason: String, retry_after: u64 },
     #[error(transparent)]
@@ -59,6 +63,7 @@ pub struct Renewal {
     gates: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Until when renewal of a connection is paused after a transient failure.
     backoff: Mutex<HashMap<String, Instant>>,
+    connectors: Arc<ConnectorHealth>,
 }
 
 impl std::fmt::Debug for Renewal {
@@ -75,8 +80,19 @@ impl Renewal {
         http: HttpClient,
         policy: RefreshPolicy,
         metrics: Metrics,
+        connectors: Arc<ConnectorHealth>,
     ) -> Self {
-        Renewal { providers, store, cache, http, policy, metrics, gates: Mutex::default(), backoff: Mutex::default() }
+        Renewal {
+            providers,
+            store,
+            cache,
+            http,
+            policy,
+            metrics,
+            gates: Mutex::default(),
+            backoff: Mutex::default(),
+            connectors,
+        }
     }
 
     pub fn skew_secs(&self) -> u64 {
@@ -115,6 +131,9 @@ impl Renewal {
         stale: Option<u64>,
     ) -> Result<Connection, RenewError> {
         let id = key.id();
+        if let Some(code) = self.connectors.paused(&connector.name) {
+            return Err(RenewError::Connector(code));
+        }
         if let Some(paused) = self.paused(&id) {
             return Err(paused);
         }
@@ -213,6 +232,7 @@ impl Renewal {
         match answer {
             Ok(issued) => {
                 self.count(&connector.name, "success");
+                self.connectors.succeeded(&connector.name, crate::clock::unix_now());
                 let lifetime =
                     issued.expires_in.or_else(|| issued.refresh_token.as_ref().map(|_| self.policy.default_lifetime));
                 let (old_refresh, old_scopes, pinned) = match &current {
@@ -264,6 +284,12 @@ impl Renewal {
                     }
                 }
                 Err(RenewError::Permanent)
+            }
+            Err(RefreshError::Connector(code)) => {
+                // The connector's fault: every connection and refresh token stays as it is.
+                self.count(&connector.name, "connector_misconfigured");
+                self.connectors.refused(&connector.name, &code, crate::clock::unix_now());
+                Err(RenewError::Connector(code))
             }
             Err(RefreshError::Transient(reason)) => {
                 self.count(&connector.name, "transient_failure");

@@ -54,6 +54,9 @@ pub struct State {
     pub same_client_id: Option<String>,
     /// Answer registrations with these redirect URIs instead of the requested ones.
     pub registered_redirects: Option<Vec<String>>,
+    /// When set, the token endpoint answers `401 invalid_client` (as real servers do) unless
+    /// the client authenticates with this secret (HTTP Basic or `client_secret` in the form).
+    pub client_secret: Option<String>,
 }
 
 pub type Hold = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
@@ -82,6 +85,7 @@ impl TokenEndpoint {
             registrations: Vec::new(),
             same_client_id: None,
             registered_redirects: None,
+            client_secret: None,
         }));
         let s = state.clone();
         let server = Upstream::with(ca, move |req| {
@@ -89,6 +93,7 @@ impl TokenEndpoint {
             let hold = hold.clone();
             async move {
                 let path = req.uri().path().to_string();
+                let basic_secret = basic_password(req.headers());
                 let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                 let form: Vec<(String, String)> = url_decode_form(&body);
                 let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
@@ -112,6 +117,11 @@ impl TokenEndpoint {
                     hold().await;
                 }
                 let mut st = state.lock().unwrap();
+                if let Some(expected) = &st.client_secret {
+                    if basic_secret.or_else(|| field("client_secret")).as_deref() != Some(expected.as_str()) {
+                        return json(StatusCode::UNAUTHORIZED, serde_json::json!({ "error": "invalid_client" }));
+                    }
+                }
                 if field("grant_type").as_deref() == Some("authorization_code") {
                     if let Some(refused) =
                         check_code(&mut st, field("code"), field("code_verifier"), field("redirect_uri"))
@@ -239,6 +249,16 @@ fn check_code(
         return refuse();
     }
     None
+}
+
+/// The password of an HTTP Basic `Authorization` header (form-encoded, as RFC 6749 2.3.1 says).
+fn basic_password(headers: &http::HeaderMap) -> Option<String> {
+    use base64::Engine;
+    let value = headers.get("authorization")?.to_str().ok()?.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(value).ok()?;
+    let (_, password) =
+        String::from_utf8(decoded).ok()?.split_once(':').map(|(u, p)| (u.to_string(), p.to_string()))?;
+    url_decode_form(format!("p={password}").as_bytes()).into_iter().next().map(|(_, v)| v)
 }
 
 fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
