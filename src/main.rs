@@ -22,6 +22,15 @@ fn main() -> ExitCode {
                 Err(_) => ExitCode::FAILURE,
             }
         }
+        Command::Keys { command } => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(async {
+                match command {
+                    cli::KeysCommand::Status { config } => cli::keys::status(&config).await,
+                    cli::KeysCommand::Rewrap { config, batch } => cli::keys::rewrap(&config, batch).await,
+                }
+            }),
+            Err(_) => ExitCode::FAILURE,
+        },
         Command::Explain { config, connector, allow, url } => {
             cli::explain(config.as_deref(), connector.as_deref(), &allow, &url)
         }

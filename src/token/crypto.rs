@@ -76,6 +76,17 @@ impl Sealer {
         Ok(format!("v1.{}.{}", key.id, URL_SAFE_NO_PAD.encode(out)))
     }
 
+    /// The id of the key that encrypts new values.
+    pub fn current_key_id(&self) -> &str {
+        &self.keys[0].id
+    }
+
+    /// The key id a sealed value names, without opening it (`None`: not in the sealed format).
+    pub fn key_id_of(sealed: &str) -> Option<&str> {
+        let rest = sealed.strip_prefix("v1.")?;
+        rest.rsplit_once('.').map(|(id, _)| id)
+    }
+
     /// Decrypts a value read from `storage_key`.
     pub fn open(&self, storage_key: &str, sealed: &str) -> Result<Vec<u8>, SealError> {
         let rest = sealed.strip_prefix("v1.").ok_or(SealError::Format)?;

@@ -21,6 +21,7 @@
 mod cluster;
 mod kind;
 mod link;
+pub mod rewrap;
 mod scripts;
 mod sentinel;
 

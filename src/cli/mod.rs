@@ -1,5 +1,8 @@
-//! The command line: `serve`, `check-config` and `explain`. Exit codes: 0 success, 1 an
-//! explained URL is blocked or rejected, 2 usage errors, 64 an invalid config.
+//! The command line: `serve`, `check-config`, `explain`, `ca export` and `keys`. Exit codes:
+//! 0 success, 1 an explained URL is blocked or rejected (or a store command failed), 2 usage
+//! errors, 64 an invalid config.
+
+pub mod keys;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -37,6 +40,12 @@ pub enum Command {
         #[command(subcommand)]
         command: CaCommand,
     },
+    /// Encryption keys of the stored values: which key seals how many, and re-sealing them
+    /// under the first key so an old one can be removed (Redis store).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Would this URL be allowed, and why? Prints one JSON object; no network.
     Explain {
         #[arg(long, value_name = "FILE", conflicts_with = "allow", required_unless_present = "allow")]
@@ -47,6 +56,24 @@ pub enum Command {
         allow: Vec<String>,
         #[arg(value_name = "URL")]
         url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Counts stored values by the key id they are sealed under (JSON).
+    Status {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Re-seals every stored record under the first key in `encryption_keys`, online and
+    /// resumable (rerun it after an interruption).
+    Rewrap {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Records between progress lines.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
     },
 }
 
@@ -74,15 +101,12 @@ pub async fn ca_export(file: &Path) -> ExitCode {
         print!("{cert}");
         return ExitCode::SUCCESS;
     }
-    let crate::config::StoreBackend::Redis(url) = &config.store.backend else {
+    if !matches!(config.store.backend, crate::config::StoreBackend::Redis(_)) {
         eprintln!("tollgate ca export: with the memory store each Tollgate generates its own CA; fetch it from GET /ca.pem on the admin listener");
         return ExitCode::from(1);
-    };
+    }
     let result = async {
-        let sealer = crate::token::crypto::Sealer::new(&config.encryption_keys).map_err(|e| e.to_string())?;
-        let metrics = crate::metrics::Metrics::new(std::iter::empty()).map_err(|e| e.to_string())?;
-        let store = crate::token::store::redis::RedisStore::open(url.expose(), &config.store, sealer, metrics)
-            .map_err(|e| e.to_string())?;
+        let store = redis_store(&config)?;
         crate::live::ca::load_or_create(&store).await.map_err(|e| e.to_string())
     }
     .await;
@@ -96,6 +120,25 @@ pub async fn ca_export(file: &Path) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The configured Redis store, for commands that work on it outside `serve`.
+pub(crate) fn redis_store(config: &crate::config::Config) -> Result<crate::token::store::redis::RedisStore, String> {
+    let crate::config::StoreBackend::Redis(url) = &config.store.backend else {
+        return Err("the store is `memory`: nothing is kept between runs".into());
+    };
+    let sealer = crate::token::crypto::Sealer::new(&config.encryption_keys).map_err(|e| e.to_string())?;
+    let metrics = crate::metrics::Metrics::new(std::iter::empty()).map_err(|e| e.to_string())?;
+    crate::token::store::redis::RedisStore::open(url.expose(), &config.store, sealer, metrics)
+        .map_err(|e| e.to_string())
+}
+
+/// Loads `file` for a command, or says why not (exit 64).
+pub(crate) fn load_for(command: &str, file: &Path) -> Result<crate::config::Config, ExitCode> {
+    load_file(file, &Environment::process()).map_err(|e| {
+        eprintln!("tollgate {command}: {}: invalid configuration\n{e}", file.display());
+        ExitCode::from(EXIT_BAD_CONFIG)
+    })
 }
 
 /// Runs every command except `serve` (which needs the runtime) and returns the exit code.
