@@ -1,5 +1,5 @@
-//! Caller identity: JWTs from a JWKS file (ES256, algorithm pinned by the key), issuer
-//! checks, API keys, the Basic username and the JWT `connector` claim choosing a connector.
+//! Caller identity: JWTs from a JWKS file (ES256, algorithm pinned by the key), issuer and
+//! required-claim checks, API keys, the Basic username and the JWT `connector` claim choosing a connector.
 
 mod common;
 
@@ -56,11 +56,15 @@ async fn es256_from_a_jwks_file_with_the_algorithm_pinned() {
     std::fs::write(jwks_file.path(), &jwks).unwrap();
     let yaml = base_config(&ca).replace(
         &format!("    hs256_secret: \"{CALLER_SECRET}\""),
-        &format!("    jwks_file: {}\n    issuer: https://agents.test", jwks_file.path().display()),
+        &format!(
+            "    jwks_file: {}\n    issuer: https://agents.test\n    required_claims: {{ tenant: acme, scope: tools }}",
+            jwks_file.path().display()
+        ),
     ) + &connectors(upstream.port);
     let proxy = TestProxy::start(&yaml).await;
     let url = format!("https://api.shared.test:{}/x", upstream.port);
-    let claims = serde_json::json!({ "sub": "alice", "aud": "tollgate", "exp": exp(), "iss": "https://agents.test", "connector": "weather2" });
+    let claims = serde_json::json!({ "sub": "alice", "aud": "tollgate", "exp": exp(), "iss": "https://agents.test",
+                                     "connector": "weather2", "tenant": "acme", "scope": ["read", "tools"] });
     let good = sign(jsonwebtoken::Algorithm::ES256, Some("caller-1"), claims.clone(), &key);
     let ok = get(proxy.addr(), &url, &[("proxy-authorization", &bearer(&good))]).await;
     assert_eq!(ok.status, 200, "{:?}", ok.body);
@@ -76,8 +80,17 @@ async fn es256_from_a_jwks_file_with_the_algorithm_pinned() {
     let mut wrong_issuer = claims.clone();
     wrong_issuer["iss"] = "https://elsewhere.test".into();
     let wrong_issuer = sign(jsonwebtoken::Algorithm::ES256, Some("caller-1"), wrong_issuer, &key);
-    let unknown_kid = sign(jsonwebtoken::Algorithm::ES256, Some("other"), claims, &key);
-    for bad in [confused, wrong_issuer, unknown_kid] {
+    let unknown_kid = sign(jsonwebtoken::Algorithm::ES256, Some("other"), claims.clone(), &key);
+    // Required claims: a different tenant, a scope list without "tools", no tenant at all.
+    let mut other_tenant = claims.clone();
+    other_tenant["tenant"] = "globex".into();
+    let mut narrow_scope = claims.clone();
+    narrow_scope["scope"] = serde_json::json!(["read"]);
+    let mut no_tenant = claims.clone();
+    no_tenant.as_object_mut().unwrap().remove("tenant");
+    let [other_tenant, narrow_scope, no_tenant] = [other_tenant, narrow_scope, no_tenant]
+        .map(|c| sign(jsonwebtoken::Algorithm::ES256, Some("caller-1"), c, &key));
+    for bad in [confused, wrong_issuer, unknown_kid, other_tenant, narrow_scope, no_tenant] {
         get(proxy.addr(), &url, &[("proxy-authorization", &bearer(&bad))])
             .await
             .assert_refused(407, "caller_unauthenticated");

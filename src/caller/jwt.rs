@@ -6,6 +6,7 @@ use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use super::IdentityError;
+use crate::config::jwks::PublicKey;
 use crate::config::{JwtKey, JwtSettings};
 
 /// Expiry leeway for clocks that disagree a little.
@@ -21,6 +22,31 @@ pub struct Claims {
     pub connectors: Option<Vec<String>>,
     #[serde(default)]
     pub connector: Option<String>,
+    /// Every other claim, read only for `callers.jwt.required_claims`.
+    #[serde(flatten)]
+    pub other: std::collections::HashMap<String, serde_json::Value>,
+}
+
+/// Whether `claims` carries `value` under `name`: equal as a string, or held in an array.
+fn carries(claims: &Claims, name: &str, value: &str) -> bool {
+    match claims.other.get(name) {
+        Some(serde_json::Value::String(s)) => s == value,
+        Some(serde_json::Value::Array(items)) => items.iter().any(|i| i.as_str() == Some(value)),
+        Some(serde_json::Value::Bool(b)) => value == if *b { "true" } else { "false" },
+        Some(serde_json::Value::Number(n)) => n.to_string() == value,
+        _ => false,
+    }
+}
+
+/// The key a JWT names by `kid` (or the only key, when it names none).
+fn find(keys: &[PublicKey], kid: Option<&str>) -> Result<(Algorithm, DecodingKey), IdentityError> {
+    let found = match kid {
+        Some(kid) => keys.iter().find(|k| k.kid.as_deref() == Some(kid)),
+        None if keys.len() == 1 => keys.first(),
+        None => None,
+    };
+    let k = found.ok_or(IdentityError::UnknownKey)?;
+    Ok((k.alg, k.key.clone()))
 }
 
 /// Verifies signature, `alg`, `aud`, `exp` (with leeway) and `iss` when configured.
@@ -28,15 +54,8 @@ pub fn verify(token: &str, settings: &JwtSettings) -> Result<Claims, IdentityErr
     let header = decode_header(token).map_err(|_| IdentityError::Invalid("the JWT is malformed"))?;
     let (alg, key) = match &settings.key {
         JwtKey::Hs256(secret) => (Algorithm::HS256, DecodingKey::from_secret(secret.expose().as_bytes())),
-        JwtKey::Jwks(keys) => {
-            let found = match &header.kid {
-                Some(kid) => keys.iter().find(|k| k.kid.as_deref() == Some(kid)),
-                None if keys.len() == 1 => keys.first(),
-                None => None,
-            };
-            let k = found.ok_or(IdentityError::Invalid("the JWT names no known key"))?;
-            (k.alg, k.key.clone())
-        }
+        JwtKey::Jwks(keys) => find(keys, header.kid.as_deref())?,
+        JwtKey::Remote(remote) => find(&remote.keys(), header.kid.as_deref())?,
     };
     if header.alg != alg {
         return Err(IdentityError::Invalid("the JWT uses an algorithm that is not accepted"));
@@ -61,6 +80,9 @@ pub fn verify(token: &str, settings: &JwtSettings) -> Result<Claims, IdentityErr
     })?;
     if data.claims.sub.is_empty() {
         return Err(IdentityError::Invalid("the JWT subject is empty"));
+    }
+    if !settings.required_claims.iter().all(|(name, value)| carries(&data.claims, name, value)) {
+        return Err(IdentityError::Invalid("the JWT lacks a required claim"));
     }
     Ok(data.claims)
 }

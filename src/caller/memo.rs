@@ -54,6 +54,32 @@ impl Memo {
         Ok(caller)
     }
 
+    /// [`Memo::identify`], and when the JWT names a key the identity provider's published set
+    /// lacks (a key rotated in since it was fetched), one fetch of the set, at most one per
+    /// interval however many requests ask, and one more try.
+    pub async fn identify_fresh(
+        &self,
+        value: &HeaderValue,
+        config: &Arc<Config>,
+        now: u64,
+    ) -> Result<Arc<Caller>, IdentityError> {
+        match self.identify(value, config, now) {
+            Err(IdentityError::UnknownKey) => {
+                let Some(crate::config::JwtSettings { key: crate::config::JwtKey::Remote(remote), .. }) =
+                    &config.callers.jwt
+                else {
+                    return Err(IdentityError::UnknownKey);
+                };
+                if remote.refetch(true).await {
+                    self.identify(value, config, now)
+                } else {
+                    Err(IdentityError::UnknownKey)
+                }
+            }
+            other => other,
+        }
+    }
+
     fn recall(&self, value: &[u8], config: &Arc<Config>, now: u64) -> Option<Arc<Caller>> {
         let memo = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let remembered = memo.as_ref()?;

@@ -26,6 +26,10 @@ pub enum IdentityError {
     Malformed,
     #[error("{0}")]
     Invalid(&'static str),
+    /// The JWT's `kid` is not in the key set (a key the identity provider rotated in since the
+    /// set was fetched, or a forgery): a remote set may be fetched again once.
+    #[error("the JWT names no known key")]
+    UnknownKey,
 }
 
 /// A credential as presented, before verification.

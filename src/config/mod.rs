@@ -173,6 +173,8 @@ pub enum JwtKey {
     Hs256(Secret),
     /// Public keys from a JWKS document; each key's type pins its algorithm.
     Jwks(Vec<jwks::PublicKey>),
+    /// Public keys fetched from the identity provider's JWKS URL, kept fresh while running.
+    Remote(std::sync::Arc<jwks::RemoteJwks>),
 }
 
 #[derive(Debug, Clone)]
@@ -180,6 +182,8 @@ pub struct JwtSettings {
     pub audience: String,
     pub issuer: Option<String>,
     pub key: JwtKey,
+    /// `callers.jwt.required_claims`: (claim, value) pairs every JWT must match.
+    pub required_claims: Vec<(String, String)>,
 }
 
 /// A static API key for service callers, stored as the SHA-256 of the key.

@@ -182,6 +182,13 @@ pub struct RawJwt {
     pub jwks_file: Option<String>,
     #[serde(default)]
     pub jwks_url: Option<String>,
+    /// Private ranges the JWKS fetch may connect to (an identity provider inside the network).
+    #[serde(default)]
+    pub unsafe_allow_ranges: Option<Vec<String>>,
+    /// Claims every JWT must carry with these values (a string claim equal to the value, or an
+    /// array claim that holds it).
+    #[serde(default)]
+    pub required_claims: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -243,6 +243,9 @@ fn callers(raw: &RawCallers, env: &Environment, names: &HashMap<String, usize>, 
             p.add("callers.jwt", "set exactly one of hs256_secret, jwks_file or jwks_url");
             return None;
         }
+        if j.unsafe_allow_ranges.is_some() && j.jwks_url.is_none() {
+            p.add("callers.jwt.unsafe_allow_ranges", "is only used with jwks_url");
+        }
         let key = if let Some(secret) = p.secret(env, "callers.jwt.hs256_secret", j.hs256_secret.as_deref()) {
             if secret.expose().len() < 32 {
                 p.add("callers.jwt.hs256_secret", "must be at least 32 bytes");
@@ -256,16 +259,38 @@ fn callers(raw: &RawCallers, env: &Environment, names: &HashMap<String, usize>, 
                     return None;
                 }
             }
-        } else if j.jwks_url.is_some() {
-            p.add("callers.jwt.jwks_url", "fetching JWKS from a URL is not available in this build yet; use jwks_file");
-            return None;
+        } else if let Some(url) = &j.jwks_url {
+            let parsed = url.parse::<http::Uri>().ok().filter(|u| u.scheme_str() == Some("https") && u.host().is_some());
+            if parsed.is_none() {
+                p.add("callers.jwt.jwks_url", "must be an https:// URL, e.g. https://idp.example.com/.well-known/jwks.json");
+                return None;
+            }
+            let mut ranges = Vec::new();
+            for (i, r) in j.unsafe_allow_ranges.iter().flatten().enumerate() {
+                match r.parse::<crate::domains::addr::IpNet>() {
+                    Ok(net) => ranges.push(net),
+                    Err(e) => p.add(format!("callers.jwt.unsafe_allow_ranges[{i}]"), e),
+                }
+            }
+            let policy = crate::domains::addr::AddressPolicy::new(ranges);
+            JwtKey::Remote(std::sync::Arc::new(crate::config::jwks::RemoteJwks::new(url.clone(), policy)))
         } else {
             return None;
         };
         if j.audience.is_empty() {
             p.add("callers.jwt.audience", "must not be empty");
         }
-        Some(JwtSettings { audience: j.audience.clone(), issuer: j.issuer.clone(), key })
+        const READ: [&str; 6] = ["sub", "exp", "aud", "iss", "connectors", "connector"];
+        for name in j.required_claims.keys() {
+            if name.is_empty() || READ.contains(&name.as_str()) {
+                p.add(
+                    format!("callers.jwt.required_claims.{name}"),
+                    "names a claim Tollgate already checks (sub, exp, aud, iss, connectors, connector); use audience or issuer",
+                );
+            }
+        }
+        let required_claims = j.required_claims.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        Some(JwtSettings { audience: j.audience.clone(), issuer: j.issuer.clone(), key, required_claims })
     });
     let mut api_keys = Vec::new();
     for (i, k) in raw.api_keys.iter().enumerate() {

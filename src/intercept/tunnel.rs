@@ -40,7 +40,7 @@ pub async fn open(
     // The tunnel's inner requests verify the CONNECT's credential again, through this
     // session's memo, and share its upstream connection.
     let session = Arc::new(Session::default());
-    let caller = session.callers.identify(&header, &state.config, unix_now())?;
+    let caller = session.callers.identify_fresh(&header, &state.config, unix_now()).await?;
     record.caller = Some(caller.clone());
     let authority = request.uri().authority().map(|a| a.as_str().to_string()).ok_or(TargetError::MissingHost)?;
     if !authority.contains(':') && !authority.ends_with(']') {
@@ -119,7 +119,7 @@ async fn inner_request(
 ) -> Response<Body> {
     let state = shared.current();
     let mut record = Record::start(request.method(), &state);
-    let caller = match session.callers.identify(header, &state.config, unix_now()) {
+    let caller = match session.callers.identify_fresh(header, &state.config, unix_now()).await {
         Ok(caller) => caller,
         Err(e) => return crate::proxy::respond(record, Err(e.into())),
     };

@@ -9,6 +9,7 @@
 //! [`Shared`].
 
 pub mod ca;
+pub mod jwks;
 pub mod reload;
 pub mod stored;
 
@@ -208,6 +209,7 @@ fn build_state(base: &Base, config: Config) -> anyhow::Result<State> {
     let connectors =
         upstream::connectors(&config, base.resolver.clone(), base.dialer.clone()).map_err(anyhow::Error::msg)?;
     let http = HttpClient::new(connectors.clone(), config.refresh.token_endpoint_timeout);
+    jwks::start(&config, base.resolver.clone(), base.dialer.clone()).map_err(anyhow::Error::msg)?;
     let policy = RefreshPolicy {
         skew: config.refresh.skew,
         lock_ttl: config.refresh.lock_ttl,

@@ -11,7 +11,7 @@ use crate::config::Config;
 /// Authenticates the caller from `Proxy-Authorization`, or in gateway mode also from
 /// `Authorization: Bearer`. The connection's memo answers for a credential it verified
 /// already under this config.
-pub fn identify(
+pub async fn identify(
     headers: &HeaderMap,
     gateway: bool,
     config: &Arc<Config>,
@@ -21,5 +21,5 @@ pub fn identify(
     let value = first(headers, &header::PROXY_AUTHORIZATION)
         .or_else(|| gateway.then(|| first(headers, &header::AUTHORIZATION)).flatten())
         .ok_or(IdentityError::Missing)?;
-    memo.identify(value, config, now)
+    memo.identify_fresh(value, config, now).await
 }

@@ -45,7 +45,7 @@ pub async fn handle_local(
         return Err(ProxyError::InvalidRequest("use POST /connect with {\"connector\": NAME}".into()));
     }
     let config = &state.config;
-    let caller = identify(request.headers(), true, config, &session.callers, unix_now())?;
+    let caller = identify(request.headers(), true, config, &session.callers, unix_now()).await?;
     record.caller = Some(caller.clone());
     let body = Limited::new(request.into_body(), CONNECT_BODY_LIMIT)
         .collect()

@@ -44,7 +44,7 @@ pub async fn run(
     };
     let caller = match caller {
         Some(caller) => caller,
-        None => identify(request.headers(), record.gateway, config, &session.callers, now)?,
+        None => identify(request.headers(), record.gateway, config, &session.callers, now).await?,
     };
     record.caller = Some(caller.clone());
 
