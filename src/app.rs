@@ -132,6 +132,7 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
     let connector_count = config.connectors.len();
     let link_key = config.encryption_keys.first().context("no encryption key")?.clone();
     let (shutdown, watcher) = watch::channel(false);
+    let events = crate::token::events::Events::new(crate::token::queue::Queue::new(store.clone()), metrics.clone());
     let base = Base {
         link_key,
         limits,
@@ -143,6 +144,7 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
         dialer: deps.dialer,
         public_url,
         shutdown: watcher.clone(),
+        events,
     };
     let stored_failing = stored_set.is_err();
     let shared = Arc::new(Shared::new(base, config, stored_set.unwrap_or_default())?);
@@ -158,6 +160,8 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
     let admin_handler = move |r, busy| crate::router::admin(s.clone(), r, busy);
     tasks.spawn(serve(admin, limits, move || admin_handler.clone(), watcher.clone()));
     tasks.spawn(stored::follow(shared.clone(), changed, stored_failing, watcher.clone()));
+    tasks.spawn(crate::live::worker::run(shared.clone(), watcher.clone()));
+    tasks.spawn(crate::live::sweep::run(shared.clone(), watcher.clone()));
     if ca_missing {
         tasks.spawn(crate::live::load_interception_ca(shared.clone(), watcher.clone()));
     }

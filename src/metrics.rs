@@ -89,6 +89,14 @@ pub struct Metrics {
     pub discovery_up: IntGaugeVec,
     /// 0 while a connector's client credentials are refused by its token endpoint.
     pub connector_healthy: IntGaugeVec,
+    /// Webhook deliveries by event type and result (queued, delivered, failed, dropped).
+    pub events: IntCounterVec,
+    /// Revocations at providers by result (revoked, failed, dropped).
+    pub revocations: IntCounterVec,
+    /// Stored connections by connector and state, counted by the lifecycle sweep.
+    pub connections: IntGaugeVec,
+    /// Connections whose refresh token expires within `events.refresh_token_warning`.
+    pub refresh_expiring: IntGaugeVec,
     pub config_reloads: IntCounterVec,
     /// `tollgate_token_cache_total{tier="memory",result="hit"}`, the common case.
     pub memory_hits: IntCounter,
@@ -211,6 +219,46 @@ impl Metrics {
             &["connector"],
         )?;
         registry.register(Box::new(connector_healthy.clone()))?;
+        let events = IntCounterVec::new(
+            Opts::new(
+                "tollgate_events_total",
+                "Webhook deliveries by event type and result: queued, delivered, failed (retried), dropped (gave up).",
+            ),
+            &["type", "result"],
+        )?;
+        registry.register(Box::new(events.clone()))?;
+        for kind in crate::config::events::EVENT_TYPES {
+            for result in ["queued", "delivered", "failed", "dropped"] {
+                events.with_label_values(&[kind, result]);
+            }
+        }
+        let revocations = IntCounterVec::new(
+            Opts::new(
+                "tollgate_revocations_total",
+                "Tokens revoked at providers (RFC 7009) by result: revoked, failed (retried), dropped (gave up).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(revocations.clone()))?;
+        for result in ["revoked", "failed", "dropped"] {
+            revocations.with_label_values(&[result]);
+        }
+        let connections = IntGaugeVec::new(
+            Opts::new(
+                "tollgate_connections",
+                "Stored connections by connector and state (connected, needs_reauth), counted every minute.",
+            ),
+            &["connector", "state"],
+        )?;
+        registry.register(Box::new(connections.clone()))?;
+        let refresh_expiring = IntGaugeVec::new(
+            Opts::new(
+                "tollgate_connections_refresh_expiring",
+                "Connections whose refresh token expires within events.refresh_token_warning (7 days by default).",
+            ),
+            &["connector"],
+        )?;
+        registry.register(Box::new(refresh_expiring.clone()))?;
         let config_reloads = IntCounterVec::new(
             Opts::new(
                 "tollgate_config_reloads_total",
@@ -264,6 +312,10 @@ impl Metrics {
             store_replica_ack_timeouts,
             discovery_up,
             connector_healthy,
+            events,
+            revocations,
+            connections,
+            refresh_expiring,
             config_reloads,
         };
         for connector in std::iter::once(NO_CONNECTOR).chain(connectors) {
@@ -320,6 +372,10 @@ impl Metrics {
             }
             self.token_refresh_duration.with_label_values(&[connector]);
             self.reauth_required.with_label_values(&[connector]);
+            for state in ["connected", "needs_reauth"] {
+                self.connections.with_label_values(&[connector, state]);
+            }
+            self.refresh_expiring.with_label_values(&[connector]);
         }
     }
 

@@ -53,6 +53,7 @@ fn env() -> Environment {
         ("WEATHER_API_KEY", "w"),
         ("CHAT_API_KEY", "c"),
         ("DEMO_API_KEY", "d"),
+        ("TOLLGATE_WEBHOOK_SECRET", "webhook-secret-of-16-plus"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -102,7 +103,8 @@ fn fixtures_agree_with_the_schema() {
             | "inject-prefix-tab.yaml"
             | "redis-tls-half-client.yaml"
             | "redis-sentinel-bad-node.yaml"
-            | "redis-mode-unknown.yaml" => {
+            | "redis-mode-unknown.yaml"
+            | "webhook-unknown-type.yaml" => {
                 assert!(verdict.is_err(), "{name} passed the schema")
             }
             // Values only the loader can judge (patterns, references, names, files).

@@ -35,6 +35,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/connections"),
     ("DELETE", "/admin/connections/{connector}/{principal}"),
     ("POST", "/admin/explain"),
+    ("GET", "/admin/jobs"),
 ];
 
 fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
@@ -116,6 +117,7 @@ pub async fn handle(shared: &Shared, state: &State, request: Request<Inbound>) -
         (Method::GET, ["connections"]) => connections(state, &request).await,
         (Method::DELETE, ["connections", connector, principal]) => delete_connection(state, connector, principal).await,
         (Method::POST, ["explain"]) => explain(state, request).await,
+        (Method::GET, ["jobs"]) => jobs(state, &request).await,
         _ => {
             refuse(&ProxyError::NotFound(format!("{method} {path} is not an admin route; see docs/admin-openapi.yaml")))
         }
@@ -197,11 +199,17 @@ async fn put_connector(shared: &Shared, state: &State, name: &str, request: Requ
     }
 }
 
-/// `DELETE /admin/connectors/{name}`: removes a stored connector and its tools. Its
-/// connections stay in the store (listed under `/admin/connections`) until deleted.
+/// `DELETE /admin/connectors/{name}`: removes a stored connector and its tools, and every
+/// connection it had: each is deleted and its token revoked at the provider through the
+/// durable queue (`GET /admin/jobs` until done).
 async fn delete_connector(shared: &Shared, state: &State, name: &str) -> Response<Body> {
     if let Err(e) = check_writable(state, name) {
         return refuse(&e);
+    }
+    if let Some(index) = state.config.resolve_name(name) {
+        if let Err(source) = state.broker.delete_all(index, &state.config.connectors[index]).await {
+            return refuse(&CredentialError::Store { connector: name.to_string(), source }.into());
+        }
     }
     let removed = stored::update(shared.store().as_ref(), |list| {
         let before = list.len();
@@ -222,6 +230,19 @@ async fn delete_connector(shared: &Shared, state: &State, name: &str) -> Respons
             text(StatusCode::NO_CONTENT, "text/plain", String::new())
         }
         Err(e) => change_refused(e),
+    }
+}
+
+/// `GET /admin/jobs`: revocations and event deliveries not done yet (never a token).
+async fn jobs(state: &State, request: &Request<Inbound>) -> Response<Body> {
+    let kind = query_param(request, "kind");
+    match state.broker.events().queue().jobs().await {
+        Ok(jobs) => {
+            let rows: Vec<Value> =
+                jobs.iter().map(|j| j.view()).filter(|v| kind.as_deref().is_none_or(|k| v["kind"] == k)).collect();
+            json_response(StatusCode::OK, &json!({ "jobs": rows }))
+        }
+        Err(source) => refuse(&CredentialError::Store { connector: String::new(), source }.into()),
     }
 }
 
@@ -246,6 +267,7 @@ async fn connections(state: &State, request: &Request<Inbound>) -> Response<Body
                         "status": c.status, "expires_at": c.expires_at, "scopes": c.scopes,
                         "pinned_host": c.pinned_host, "version": c.version,
                         "has_refresh_token": c.refresh_token.is_some(),
+                        "refresh_token_expires_at": c.refresh_expires_at,
                     })
                 })
                 .collect();

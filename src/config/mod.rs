@@ -4,6 +4,7 @@
 
 pub mod connector;
 pub mod env;
+pub mod events;
 pub mod json;
 pub mod jwks;
 pub mod problems;
@@ -256,6 +257,7 @@ pub struct Config {
     /// Connector and tool names (one namespace) to connector index.
     pub names: HashMap<String, usize>,
     pub allow_list: AllowList,
+    pub events: events::EventSettings,
 }
 
 impl Config {
@@ -288,6 +290,7 @@ impl Config {
             connectors,
             names,
             allow_list,
+            events: self.events.clone(),
         }
     }
 

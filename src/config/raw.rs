@@ -109,6 +109,40 @@ pub struct RawConfig {
     pub connectors: Vec<RawConnector>,
     #[serde(default)]
     pub tools: Vec<RawTool>,
+    #[serde(default)]
+    pub events: RawEvents,
+}
+
+/// Lifecycle events for the agent platform, and how queued work (events, revocations) retries.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvents {
+    #[serde(default)]
+    pub webhooks: Vec<RawWebhook>,
+    #[serde(default)]
+    pub retry_backoff: Option<String>,
+    #[serde(default)]
+    pub retry_max: Option<String>,
+    #[serde(default)]
+    pub give_up_after: Option<String>,
+    #[serde(default)]
+    pub refresh_token_warning: Option<String>,
+    #[serde(default)]
+    pub sweep_interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub url: String,
+    pub secret: String,
+    /// Only these event types (all when unset).
+    #[serde(default)]
+    pub types: Option<Vec<String>>,
+    #[serde(default)]
+    pub unsafe_allow_http: bool,
+    #[serde(default)]
+    pub unsafe_allow_ranges: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,9 +1,9 @@
-//! Durations (`"500ms"`, `"60s"`, `"5m"`, `"1h"`) and sizes (`"64KiB"`, `"1MiB"`) as the
+//! Durations (`"500ms"`, `"60s"`, `"5m"`, `"1h"`, `"7d"`) and sizes (`"64KiB"`, `"1MiB"`) as the
 //! config file writes them.
 
 use std::time::Duration;
 
-/// Parses `<integer><unit>` with unit `ms`, `s`, `m` or `h`.
+/// Parses `<integer><unit>` with unit `ms`, `s`, `m`, `h` or `d`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
@@ -14,6 +14,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
+        "d" => Duration::from_secs(n.saturating_mul(86_400)),
         "" => return Err(format!("`{text}` has no unit; write \"500ms\", \"60s\", \"5m\" or \"1h\"")),
         _ => return Err(format!("`{text}` is not a duration like \"500ms\", \"60s\", \"5m\" or \"1h\"")),
     };

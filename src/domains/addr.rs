@@ -197,6 +197,11 @@ impl AddressPolicy {
         AddressPolicy { unsafe_allow }
     }
 
+    /// The ranges opted into (`unsafe_allow_ranges`).
+    pub fn allowed_ranges(&self) -> &[IpNet] {
+        &self.unsafe_allow
+    }
+
     /// `Err` with the range when the address may not be dialed.
     pub fn check(&self, ip: IpAddr) -> Result<(), DeniedRange> {
         // An opt-in for an IPv4 range also covers that range's IPv6-embedded forms.

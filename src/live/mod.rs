@@ -12,6 +12,8 @@ pub mod ca;
 pub mod jwks;
 pub mod reload;
 pub mod stored;
+pub mod sweep;
+pub mod worker;
 
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
@@ -27,7 +29,7 @@ use crate::net::{Dialer, Resolver};
 use crate::proxy::upstream::{self, Upstream};
 use crate::proxy::State;
 use crate::server::ConnLimits;
-use crate::token::broker::Broker;
+use crate::token::broker::{Broker, Lasting};
 use crate::token::cache::TokenCache;
 use crate::token::link::LinkSigner;
 use crate::token::renew::RefreshPolicy;
@@ -51,6 +53,8 @@ pub struct Base {
     /// Turns true when Tollgate shuts down: connections served inside tunnels end with the
     /// listeners'.
     pub shutdown: watch::Receiver<bool>,
+    /// Lifecycle events and the durable queue (its backlog survives reloads).
+    pub events: Arc<crate::token::events::Events>,
 }
 
 /// The state requests start from. Each request takes the current one and keeps it to the
@@ -217,15 +221,15 @@ fn build_state(base: &Base, config: Config) -> anyhow::Result<State> {
         default_lifetime: config.refresh.default_lifetime,
     };
     let links = LinkSigner::new(link_key, &base.public_url);
-    let broker = Broker::new(
-        base.store.clone(),
-        links,
-        base.cache.clone(),
-        http,
-        policy,
-        base.metrics.clone(),
-        &config.connectors.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
-    );
+    base.events.set_webhooks(config.events.webhooks.clone());
+    let lasting = Lasting {
+        store: base.store.clone(),
+        cache: base.cache.clone(),
+        metrics: base.metrics.clone(),
+        events: base.events.clone(),
+    };
+    let names: Vec<&str> = config.connectors.iter().map(|c| c.name.as_str()).collect();
+    let broker = Broker::new(lasting, links, http, policy, &names);
     broker.providers().warm_up(config.connectors.clone());
     let upstream = Upstream::new(connectors, config.upstream.response_timeout);
     let series = config.connectors.iter().map(|c| base.metrics.series(&c.name)).collect();

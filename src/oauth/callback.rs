@@ -204,6 +204,8 @@ pub async fn callback(state: &State, headers: &HeaderMap, query: &[(String, Stri
         scopes: issued.scopes.unwrap_or_else(|| oauth.scopes.clone()),
         status: ConnectionStatus::Connected,
         pinned_host,
+        refresh_expires_at: issued.refresh_expires_in.map(|d| now + d.as_secs()),
+        expiry_warned: false,
         version: 0,
     };
     let key = ConnectionKey::new(&connector.name, &flow.principal);

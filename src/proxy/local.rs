@@ -1,5 +1,6 @@
 //! Tollgate's own paths on the proxy listener: `POST /connect` hands an authenticated caller
-//! a connect link. Any other origin-form path names no gateway connector, and `OPTIONS *` asks
+//! a connect link; `DELETE /connections/{connector}` disconnects the caller's own connection
+//! (deleted, and revoked at the provider through the durable queue). Any other origin-form path names no gateway connector, and `OPTIONS *` asks
 //! the server itself: both are `proxy_request_expected`, saying what the listener takes.
 
 use bytes::Bytes;
@@ -32,6 +33,9 @@ pub async fn handle_local(
     path: &str,
     record: &mut Record,
 ) -> Result<Response<Body>, ProxyError> {
+    if let Some(name) = path.strip_prefix("/connections/") {
+        return disconnect(state, session, &request, &crate::form::decode_path(name), record).await;
+    }
     if path != "/connect" {
         // Said the same whether or not the name exists: the caller is not authenticated yet.
         let got = if path == "*" {
@@ -72,4 +76,38 @@ pub async fn handle_local(
     let mut response = Response::new(Full::new(Bytes::from(json.to_string())).map_err(|never| match never {}).boxed());
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(response)
+}
+
+/// `DELETE /connections/{connector}`: the caller's own connection, deleted and revoked.
+async fn disconnect(
+    state: &State,
+    session: &Session,
+    request: &Request<Inbound>,
+    name: &str,
+    record: &mut Record,
+) -> Result<Response<Body>, ProxyError> {
+    if request.method() != Method::DELETE {
+        return Err(ProxyError::InvalidRequest("use DELETE /connections/{connector} to disconnect".into()));
+    }
+    let config = &state.config;
+    let caller = identify(request.headers(), true, config, &session.callers, unix_now()).await?;
+    record.caller = Some(caller.clone());
+    let index = config.resolve_name(name).ok_or_else(|| PolicyError::Unknown(name.to_string()))?;
+    let connector = &config.connectors[index];
+    record.connector = Some(index);
+    if !caller.may_use(index) {
+        return Err(PolicyError::Forbidden(connector.name.clone()).into());
+    }
+    let key = crate::token::ConnectionKey::new(&connector.name, &caller.principal);
+    match state.broker.delete(index, connector, &key).await {
+        Ok(true) => {
+            let mut response = Response::new(Full::new(Bytes::new()).map_err(|never| match never {}).boxed());
+            *response.status_mut() = http::StatusCode::NO_CONTENT;
+            Ok(response)
+        }
+        Ok(false) => Err(ProxyError::NotFound(format!("{} has no {} connection", caller.principal, connector.name))),
+        Err(source) => {
+            Err(crate::token::broker::CredentialError::Store { connector: connector.name.clone(), source }.into())
+        }
+    }
 }

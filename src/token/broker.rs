@@ -6,11 +6,12 @@
 //! token in the config.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use super::cache::{Cached, TokenCache};
 use super::connector_health::ConnectorHealth;
+use super::events::{Event, Events};
 use super::model::{Connection, ConnectionKey, ConnectionStatus, Keyed};
+use super::queue::{Job, Work};
 use super::renew::{RefreshPolicy, RenewError, Renewal};
 use super::store::{Expect, StoreError, TokenStore};
 use crate::caller::Caller;
@@ -67,22 +68,31 @@ pub struct Broker {
     /// The client-credentials connection key of each connector, computed on first use.
     client_keys: Vec<OnceLock<Arc<Keyed>>>,
     health: Arc<ConnectorHealth>,
+    events: Arc<Events>,
+}
+
+/// What a broker shares with every other state of the process: the store, its cache, the
+/// metrics and the events.
+#[derive(Clone)]
+pub struct Lasting {
+    pub store: Arc<dyn TokenStore>,
+    pub cache: Arc<TokenCache>,
+    pub metrics: Metrics,
+    pub events: Arc<Events>,
 }
 
 impl Broker {
-    pub fn new(
-        store: Arc<dyn TokenStore>,
-        links: LinkSigner,
-        cache: Arc<TokenCache>,
-        http: HttpClient,
-        policy: RefreshPolicy,
-        metrics: Metrics,
-        names: &[&str],
-    ) -> Self {
+    pub fn new(lasting: Lasting, links: LinkSigner, http: HttpClient, policy: RefreshPolicy, names: &[&str]) -> Self {
+        let Lasting { store, cache, metrics, events } = lasting;
         let connectors = names.len();
         let providers =
             Arc::new(Providers::new(connectors, http.clone(), store.clone(), metrics.clone(), links.redirect_uri()));
-        let health = Arc::new(ConnectorHealth::new(metrics.clone(), names.iter().copied(), policy.retry_backoff));
+        let health = Arc::new(ConnectorHealth::new(
+            metrics.clone(),
+            names.iter().copied(),
+            policy.retry_backoff,
+            events.clone(),
+        ));
         let renewal = Renewal::new(
             providers.clone(),
             store.clone(),
@@ -93,7 +103,17 @@ impl Broker {
             health.clone(),
         );
         let client_keys = (0..connectors).map(|_| OnceLock::new()).collect();
-        Broker { store, links, cache, renewal, providers, http, metrics, client_keys, health }
+        Broker { store, links, cache, renewal, providers, http, metrics, client_keys, health, events }
+    }
+
+    /// Drops a connection from this process's cache (the store tells the other replicas).
+    pub(super) fn forget(&self, key: &ConnectionKey) {
+        self.cache.remove(&key.id());
+    }
+
+    /// Lifecycle events and the durable queue.
+    pub fn events(&self) -> &Arc<Events> {
+        &self.events
     }
 
     /// Whether each connector's client credentials work, as its token endpoint last said.
@@ -123,37 +143,32 @@ impl Broker {
     pub async fn connect(&self, key: &ConnectionKey, connection: Connection) -> Result<u64, StoreError> {
         let version = self.store.put(key, connection, Expect::Any, None).await?;
         self.cache.remove(&key.id());
+        let now = crate::clock::unix_now();
+        self.events.emit(Event::new("connection.created", &key.connector, Some(&key.principal), None, now));
         Ok(version)
     }
 
-    /// Deletes a connection everywhere (the store announces it to every replica's cache), then
-    /// revokes its refresh token at the provider (RFC 7009) in the background, retrying: the
-    /// local delete never waits for or depends on the provider.
+    /// Deletes a connection everywhere (the store announces it to every replica's cache) and
+    /// queues the revocation of its token at the provider (RFC 7009) in the durable queue: the
+    /// delete never waits for or depends on the provider, and the revocation survives a
+    /// restart. Returns whether there was a connection.
     pub async fn delete(&self, index: usize, connector: &Connector, key: &ConnectionKey) -> Result<bool, StoreError> {
         let existing = self.store.get(key).await.ok().flatten();
         self.cache.remove(&key.id());
-        let deleted = self.store.delete(key).await?;
-        let refresh = existing.and_then(|c| c.refresh_token);
-        let oauth = match (&connector.grant, &refresh) {
-            (Grant::AuthorizationCode(_), Some(_)) => self.providers.resolve(index, connector).await.ok(),
-            _ => None,
+        let revocation = match existing {
+            Some(c) => self.revocation(index, connector, vec![(key.principal.clone(), c)]).await,
+            None => None,
         };
-        if let (Some(oauth), Some(token)) = (oauth, refresh) {
-            if oauth.revocation_endpoint.is_some() {
-                let (http, name) = (self.http.clone(), connector.name.clone());
-                tokio::spawn(async move {
-                    for (attempt, pause) in [1u64, 5, 25].into_iter().enumerate() {
-                        match super::endpoint::revoke(&http, index, &oauth, &token).await {
-                            Ok(()) => return,
-                            Err(reason) => {
-                                tracing::warn!(connector = %name, attempt = attempt + 1, %reason, "revocation failed; retrying");
-                                tokio::time::sleep(Duration::from_secs(pause)).await;
-                            }
-                        }
-                    }
-                    tracing::error!(connector = %name, "revocation gave up; the provider may still honour the old grant");
-                });
-            }
+        // Queued before the delete: a crash between the two leaves a revoked token in a record
+        // about to be deleted, never a deleted record whose token stays live.
+        if let Some(r) = revocation {
+            self.events.queue().push(vec![Job::new(Work::Revoke(r), crate::clock::unix_now())]).await?;
+            self.events.wake.notify_one();
+        }
+        let deleted = self.store.delete(key).await?;
+        if deleted {
+            let now = crate::clock::unix_now();
+            self.events.emit(Event::new("connection.revoked", &key.connector, Some(&key.principal), None, now));
         }
         Ok(deleted)
     }

@@ -12,7 +12,13 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use super::events::{Event, Events};
 use crate::metrics::Metrics;
+
+/// A connector's change of state is announced once across replicas within this long.
+const ANNOUNCE_ONCE: Duration = Duration::from_secs(60);
 
 /// A connector's state for the admin API.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -39,15 +45,31 @@ pub struct ConnectorHealth {
     marks: Mutex<HashMap<String, Mark>>,
     metrics: Metrics,
     pause: Duration,
+    events: Arc<Events>,
 }
 
 impl ConnectorHealth {
     /// Every connector starts `unknown`, counted healthy by `tollgate_connector_healthy`.
-    pub fn new<'a>(metrics: Metrics, connectors: impl Iterator<Item = &'a str>, pause: Duration) -> Self {
+    pub fn new<'a>(
+        metrics: Metrics,
+        connectors: impl Iterator<Item = &'a str>,
+        pause: Duration,
+        events: Arc<Events>,
+    ) -> Self {
         for name in connectors {
             metrics.connector_healthy.with_label_values(&[name]).set(1);
         }
-        ConnectorHealth { marks: Mutex::default(), metrics, pause }
+        ConnectorHealth { marks: Mutex::default(), metrics, pause, events }
+    }
+
+    /// Where lifecycle events go (the renewal reports `connection.needs_reauth` there too).
+    pub fn events(&self) -> &Arc<Events> {
+        &self.events
+    }
+
+    fn announce(&self, kind: &str, connector: &str, detail: Option<serde_json::Value>, now: u64) {
+        let event = Event::new(kind, connector, None, detail, now);
+        self.events.emit_once(format!("{kind}:{connector}"), ANNOUNCE_ONCE, event);
     }
 
     /// The token endpoint refused `connector`'s client credentials with `code`.
@@ -61,6 +83,7 @@ impl ConnectorHealth {
                     error = code,
                     "the token endpoint refused the connector's client credentials; the connector is unhealthy until they are fixed (no connection is changed)"
                 );
+                self.announce("connector.unhealthy", connector, Some(serde_json::json!({ "error": code })), now);
                 now
             }
         };
@@ -77,6 +100,7 @@ impl ConnectorHealth {
         }
         if matches!(marks.get(connector), Some(Mark::Unhealthy { .. })) {
             tracing::info!(connector, "the connector's client credentials work again; it is healthy");
+            self.announce("connector.healthy", connector, None, now);
         }
         marks.insert(connector.to_string(), Mark::Healthy { since: now });
         self.metrics.connector_healthy.with_label_values(&[connector]).set(1);

@@ -50,6 +50,30 @@ pub struct ExtraFields {
     /// Salesforce: the instance the token belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_url: Option<String>,
+    /// Seconds the refresh token lives (GitHub, Microsoft and others: `refresh_token_expires_in`;
+    /// Keycloak: `refresh_expires_in`; some send the number as a string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_expires_in: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_in: Option<serde_json::Value>,
+}
+
+impl ExtraFields {
+    /// The refresh token's lifetime, when the answer gives one (`0` means "no expiry" to
+    /// Keycloak, and is read as none).
+    fn refresh_lifetime(&self) -> Option<Duration> {
+        let seconds = |v: &serde_json::Value| match v {
+            serde_json::Value::Number(n) => n.as_u64(),
+            serde_json::Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        };
+        let secs = self
+            .refresh_token_expires_in
+            .as_ref()
+            .and_then(seconds)
+            .or_else(|| self.refresh_expires_in.as_ref().and_then(seconds))?;
+        (secs > 0).then(|| Duration::from_secs(secs))
+    }
 }
 
 impl oauth2::ExtraTokenFields for ExtraFields {}
@@ -77,6 +101,7 @@ pub struct Issued {
     pub expires_in: Option<Duration>,
     pub scopes: Option<Vec<String>>,
     pub instance_url: Option<String>,
+    pub refresh_expires_in: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -156,35 +181,43 @@ fn extra_params(oauth: &OAuthClient) -> Vec<(String, String)> {
 /// Revokes a refresh token (RFC 7009, `token_type_hint=refresh_token`). `Err` is a short
 /// reason; the caller retries.
 ///
+/// `client` is what the connector had when the revocation was queued: it may be gone since.
+///
 /// The request is written here rather than by the oauth2 crate, which refuses any revocation
 /// URL but https: the URL was already judged when the config loaded (https, or http on a
 /// connector with `unsafe_allow_http`), like the token endpoint's, and a revocation that is
 /// silently never sent would leave the grant live at the provider.
+/// A revocation endpoint and the client that calls it.
+pub struct RevokeClient<'a> {
+    pub endpoint: &'a str,
+    pub client_id: &'a str,
+    pub client_secret: Option<&'a Secret>,
+    pub auth_method: AuthMethod,
+}
+
 pub async fn revoke(
     http: &HttpClient,
     index: usize,
-    oauth: &OAuthClient,
-    refresh_token: &Secret,
+    client: &RevokeClient<'_>,
+    token: &str,
+    hint: &str,
 ) -> Result<(), String> {
-    let (Some(url), Some(client_id)) = (&oauth.revocation_endpoint, &oauth.client_id) else {
-        return Ok(());
-    };
     // Built before the first await: the form serializer is not Send.
     let request = {
         let mut form = oauth2::url::form_urlencoded::Serializer::new(String::new());
-        form.append_pair("token", refresh_token.expose()).append_pair("token_type_hint", "refresh_token");
-        let mut request = http::Request::post(url.as_str())
+        form.append_pair("token", token).append_pair("token_type_hint", hint);
+        let mut request = http::Request::post(client.endpoint)
             .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(http::header::ACCEPT, "application/json");
-        match (oauth.auth_method, &oauth.client_secret) {
+        match (client.auth_method, client.client_secret) {
             (AuthMethod::ClientSecretBasic, Some(secret)) => {
-                request = request.header(http::header::AUTHORIZATION, basic_auth(client_id, secret));
+                request = request.header(http::header::AUTHORIZATION, basic_auth(client.client_id, secret));
             }
             (AuthMethod::ClientSecretPost, Some(secret)) => {
-                form.append_pair("client_id", client_id).append_pair("client_secret", secret.expose());
+                form.append_pair("client_id", client.client_id).append_pair("client_secret", secret.expose());
             }
             _ => {
-                form.append_pair("client_id", client_id);
+                form.append_pair("client_id", client.client_id);
             }
         }
         request.body(form.finish().into_bytes()).map_err(|_| "the revocation URL is not a URL".to_string())?
@@ -290,6 +323,7 @@ pub async fn request_token(
             expires_in: answer.expires_in(),
             scopes: answer.scopes().map(|s| s.iter().map(|s| s.to_string()).collect()),
             instance_url: answer.extra_fields().instance_url.clone(),
+            refresh_expires_in: answer.extra_fields().refresh_lifetime(),
         }),
         Err(RequestTokenError::ServerResponse(e)) => {
             let code = e.error().as_ref().to_string();

@@ -6,10 +6,13 @@ pub mod cache;
 pub mod connector_health;
 pub mod crypto;
 pub mod endpoint;
+pub mod events;
 pub mod link;
 pub mod model;
 pub mod provider;
+pub mod queue;
 pub mod renew;
+pub mod revocation;
 pub mod store;
 
 pub use model::{Connection, ConnectionKey, ConnectionStatus};

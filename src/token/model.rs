@@ -23,6 +23,10 @@ pub struct Connection {
     pub status: ConnectionStatus,
     /// For `pin_host` connectors: the only host this token may be sent to.
     pub pinned_host: Option<String>,
+    /// Unix seconds when the refresh token expires, when the provider said.
+    pub refresh_expires_at: Option<u64>,
+    /// `connection.refresh_token_expiring` was sent for this refresh token.
+    pub expiry_warned: bool,
     pub version: u64,
 }
 
@@ -36,6 +40,8 @@ impl Connection {
             scopes: Vec::new(),
             status: ConnectionStatus::Connected,
             pinned_host: None,
+            refresh_expires_at: None,
+            expiry_warned: false,
             version: 0,
         }
     }
@@ -69,6 +75,10 @@ pub(crate) struct StoredConnection {
     pub status: ConnectionStatus,
     #[serde(default)]
     pub pinned_host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expiry_warned: bool,
 }
 
 impl StoredConnection {
@@ -82,6 +92,8 @@ impl StoredConnection {
             scopes: c.scopes.clone(),
             status: c.status,
             pinned_host: c.pinned_host.clone(),
+            refresh_expires_at: c.refresh_expires_at,
+            expiry_warned: c.expiry_warned,
         }
     }
 
@@ -93,6 +105,8 @@ impl StoredConnection {
             scopes: self.scopes,
             status: self.status,
             pinned_host: self.pinned_host,
+            refresh_expires_at: self.refresh_expires_at,
+            expiry_warned: self.expiry_warned,
             version,
         }
     }

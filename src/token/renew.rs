@@ -235,9 +235,22 @@ impl Renewal {
                 self.connectors.succeeded(&connector.name, crate::clock::unix_now());
                 let lifetime =
                     issued.expires_in.or_else(|| issued.refresh_token.as_ref().map(|_| self.policy.default_lifetime));
-                let (old_refresh, old_scopes, pinned) = match &current {
-                    Some(c) => (c.refresh_token.clone(), c.scopes.clone(), c.pinned_host.clone()),
-                    None => (None, Vec::new(), None),
+                let (old_refresh, old_scopes, pinned, old_expiry) = match &current {
+                    Some(c) => (
+                        c.refresh_token.clone(),
+                        c.scopes.clone(),
+                        c.pinned_host.clone(),
+                        (c.refresh_expires_at, c.expiry_warned),
+                    ),
+                    None => (None, Vec::new(), None, (None, false)),
+                };
+                // A rotated refresh token has its own lifetime (and its own warning); one kept
+                // as it was keeps its expiry.
+                let rotated = issued.refresh_token.is_some();
+                let (refresh_expires_at, expiry_warned) = match issued.refresh_expires_in {
+                    Some(d) => (Some(now + d.as_secs()), false),
+                    None if rotated => (None, false),
+                    None => old_expiry,
                 };
                 let mut next = Connection {
                     access_token: issued.access_token,
@@ -247,6 +260,8 @@ impl Renewal {
                     scopes: issued.scopes.unwrap_or(old_scopes),
                     status: ConnectionStatus::Connected,
                     pinned_host: pinned,
+                    refresh_expires_at,
+                    expiry_warned,
                     version: 0,
                 };
                 let expect = current.as_ref().map_or(Expect::Absent, |c| Expect::Version(c.version));
@@ -281,6 +296,15 @@ impl Renewal {
                     if self.store.put(key, marked, Expect::Version(version), Some(owner)).await.is_ok() {
                         self.metrics.reauth_required.with_label_values(&[&connector.name]).inc();
                         self.cache.remove(id);
+                        let detail = serde_json::json!({ "error": code });
+                        let event = super::events::Event::new(
+                            "connection.needs_reauth",
+                            &connector.name,
+                            Some(&key.principal),
+                            Some(detail),
+                            now,
+                        );
+                        self.connectors.events().emit(event);
                     }
                 }
                 Err(RenewError::Permanent)

@@ -16,7 +16,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{ConnectionInfo, IntoConnectionInfo};
 
 use super::kind::KindText;
-use super::link::{address, scan_one, short_lived, NodeStatus};
+use super::node::{address, scan_one, short_lived, NodeStatus};
 use crate::config::{redis_certificates, redis_client, redis_error_reason, RedisTls};
 
 pub struct Cluster {

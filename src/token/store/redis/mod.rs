@@ -21,6 +21,7 @@
 mod cluster;
 mod kind;
 mod link;
+mod node;
 pub mod rewrap;
 mod scripts;
 mod sentinel;
@@ -34,8 +35,8 @@ use futures_core::Stream;
 use redis::Script;
 
 use self::kind::KindText;
-pub use self::link::NodeStatus;
 use self::link::{Conn, Link};
+pub use self::node::NodeStatus;
 use self::scripts::{DELETE_SCRIPT, PUT_SCRIPT, UNLOCK_SCRIPT};
 use super::health::{spawn_probe, Health};
 use super::{Expect, Invalidation, InvalidationSink, StoreError, StoreStatus, TokenStore};

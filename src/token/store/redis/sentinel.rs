@@ -15,7 +15,7 @@ use redis::aio::ConnectionManager;
 use redis::{ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 
 use super::kind::KindText;
-use super::link::{address, manager, short_lived};
+use super::node::{address, manager, short_lived};
 use crate::config::{redis_client, redis_error_reason, RedisTls};
 use crate::secret::Secret;
 

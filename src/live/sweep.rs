@@ -1,0 +1,95 @@
+//! The lifecycle sweep: every `events.sweep_interval`, one replica (the one that takes the
+//! sweep's lock in the store) reads every connection once, sets `tollgate_connections{connector,
+//! state}` and `tollgate_connections_refresh_expiring{connector}`, and sends
+//! `connection.refresh_token_expiring` once per refresh token that expires within
+//! `events.refresh_token_warning` (marked on the connection with compare-and-swap, so it is
+//! sent once whichever replica sweeps). Other replicas keep the figures of their own last
+//! sweep: aggregate them with `max`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::Shared;
+use crate::clock::unix_now;
+use crate::token::events::Event;
+use crate::token::{ConnectionKey, ConnectionStatus, Expect};
+
+pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let owner = crate::token::store::owner_token();
+    loop {
+        let interval = shared.current().config.events.sweep_interval;
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        let store = shared.base.store.clone();
+        let lock = ConnectionKey::new("tollgate", "sweep");
+        // Held for the interval: the next sweep anywhere comes one interval later.
+        match store.lock(&lock, &owner, interval).await {
+            Ok(true) => {}
+            _ => continue,
+        }
+        if let Err(e) = sweep(&shared).await {
+            tracing::warn!(error = %e, "the lifecycle sweep could not read the connections");
+        }
+    }
+}
+
+async fn sweep(shared: &Shared) -> Result<(), crate::token::StoreError> {
+    let state = shared.current();
+    let config = &state.config;
+    let store = state.broker.store();
+    let now = unix_now();
+    let warn_before = config.events.refresh_token_warning.as_secs();
+    let mut counts: HashMap<(&str, &'static str), i64> = HashMap::new();
+    let mut expiring: HashMap<&str, i64> = HashMap::new();
+    for connector in &config.connectors {
+        for status in ["connected", "needs_reauth"] {
+            counts.insert((connector.name.as_str(), status), 0);
+        }
+        expiring.insert(connector.name.as_str(), 0);
+    }
+    for (key, connection) in store.list(None, None).await? {
+        let Some(connector) = config.connectors.iter().find(|c| c.name == key.connector) else { continue };
+        let name = connector.name.as_str();
+        let status = match connection.status {
+            ConnectionStatus::Connected => "connected",
+            ConnectionStatus::NeedsReauth => "needs_reauth",
+        };
+        *counts.entry((name, status)).or_default() += 1;
+        let Some(at) = connection.refresh_expires_at else { continue };
+        if connection.status != ConnectionStatus::Connected || at > now + warn_before {
+            continue;
+        }
+        *expiring.entry(name).or_default() += 1;
+        if connection.expiry_warned {
+            continue;
+        }
+        let version = connection.version;
+        let marked = crate::token::Connection { expiry_warned: true, ..connection };
+        // Only the write that marks it sends the event.
+        if store.put(&key, marked, Expect::Version(version), None).await.is_ok() {
+            let detail = serde_json::json!({ "refresh_token_expires_at": at });
+            let event = Event::new(
+                "connection.refresh_token_expiring",
+                &key.connector,
+                Some(&key.principal),
+                Some(detail),
+                now,
+            );
+            state.broker.events().emit(event);
+        }
+    }
+    let metrics = &shared.base.metrics;
+    metrics.connections.reset();
+    for ((connector, status), n) in counts {
+        metrics.connections.with_label_values(&[connector, status]).set(n);
+    }
+    metrics.refresh_expiring.reset();
+    for (connector, n) in expiring {
+        metrics.refresh_expiring.with_label_values(&[connector]).set(n);
+    }
+    Ok(())
+}

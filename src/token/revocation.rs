@@ -1,0 +1,74 @@
+//! What revoking connections at a provider takes, built when they are deleted and kept with
+//! the queued job (`queue.rs`): the connector may be gone by the time the job runs.
+
+use super::broker::Broker;
+use super::events::Event;
+use super::queue::{Grant as Revoked, Job, Revocation, Work};
+use super::{Connection, ConnectionKey, StoreError};
+use crate::clock::unix_now;
+use crate::config::connector::AuthMethod;
+use crate::config::{Connector, Grant};
+
+impl Broker {
+    /// Deletes every connection of connector `index` after queueing their revocation (one
+    /// job); returns how many there were.
+    pub async fn delete_all(&self, index: usize, connector: &Connector) -> Result<usize, StoreError> {
+        let store = self.store();
+        let all = store.list(Some(&connector.name), None).await?;
+        let connections: Vec<(String, Connection)> =
+            all.into_iter().filter(|(k, _)| k.connector == connector.name).map(|(k, c)| (k.principal, c)).collect();
+        let principals: Vec<String> = connections.iter().map(|(p, _)| p.clone()).collect();
+        if let Some(revocation) = self.revocation(index, connector, connections).await {
+            self.events().queue().push(vec![Job::new(Work::Revoke(revocation), unix_now())]).await?;
+            self.events().wake.notify_one();
+        }
+        for principal in &principals {
+            let key = ConnectionKey::new(&connector.name, principal);
+            self.forget(&key);
+            if store.delete(&key).await? {
+                let event = Event::new("connection.revoked", &connector.name, Some(principal), None, unix_now());
+                self.events().emit(event);
+            }
+        }
+        tracing::info!(connector = %connector.name, connections = principals.len(), "connections deleted with their connector; revocations queued");
+        Ok(principals.len())
+    }
+
+    /// What revoking these connections at `connector`'s provider takes, if it has a revocation
+    /// endpoint: each connection's refresh token (its access token when it has none).
+    pub async fn revocation(
+        &self,
+        index: usize,
+        connector: &Connector,
+        connections: Vec<(String, Connection)>,
+    ) -> Option<Revocation> {
+        if !matches!(connector.grant, Grant::AuthorizationCode(_)) || connections.is_empty() {
+            return None;
+        }
+        let oauth = self.providers().resolve(index, connector).await.ok()?;
+        let (Some(endpoint), Some(client_id)) = (oauth.revocation_endpoint.clone(), oauth.client_id.clone()) else {
+            return None;
+        };
+        let grants = connections
+            .into_iter()
+            .map(|(principal, c)| match c.refresh_token {
+                Some(t) => Revoked { principal, token: t.expose().to_string(), hint: "refresh_token".into() },
+                None => Revoked { principal, token: c.access_token.expose().to_string(), hint: "access_token".into() },
+            })
+            .collect();
+        Some(Revocation {
+            connector: connector.name.clone(),
+            endpoint,
+            client_id,
+            client_secret: oauth.client_secret.as_ref().map(|s| s.expose().to_string()),
+            auth_method: match oauth.auth_method {
+                AuthMethod::ClientSecretBasic => "client_secret_basic",
+                AuthMethod::ClientSecretPost => "client_secret_post",
+                AuthMethod::None => "none",
+            }
+            .into(),
+            allow_ranges: connector.addresses.allowed_ranges().iter().map(|r| r.to_string()).collect(),
+            grants,
+        })
+    }
+}
