@@ -145,6 +145,7 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
         public_url,
         shutdown: watcher.clone(),
         events,
+        observations: Default::default(),
     };
     let stored_failing = stored_set.is_err();
     let shared = Arc::new(Shared::new(base, config, stored_set.unwrap_or_default())?);

@@ -246,9 +246,9 @@ impl Metrics {
         let connections = IntGaugeVec::new(
             Opts::new(
                 "tollgate_connections",
-                "Stored connections by connector and state (connected, needs_reauth), counted every minute.",
+                "Stored connections by connector, state (connected, needs_reauth) and health (healthy, unhealthy, unknown), counted by the lifecycle sweep.",
             ),
-            &["connector", "state"],
+            &["connector", "state", "health"],
         )?;
         registry.register(Box::new(connections.clone()))?;
         let refresh_expiring = IntGaugeVec::new(
@@ -373,7 +373,7 @@ impl Metrics {
             self.token_refresh_duration.with_label_values(&[connector]);
             self.reauth_required.with_label_values(&[connector]);
             for state in ["connected", "needs_reauth"] {
-                self.connections.with_label_values(&[connector, state]);
+                self.connections.with_label_values(&[connector, state, "unknown"]);
             }
             self.refresh_expiring.with_label_values(&[connector]);
         }

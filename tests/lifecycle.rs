@@ -296,10 +296,11 @@ async fn refresh_token_expiry_is_recorded_counted_and_announced_once() {
     assert_eq!(event["detail"]["refresh_token_expires_at"], at);
     let expiring = r#"tollgate_connections_refresh_expiring{connector="crm"}"#;
     assert_eq!(metric(running.admin_addr, expiring).await, Some(1.0));
-    assert_eq!(
-        metric(running.admin_addr, r#"tollgate_connections{connector="crm",state="connected"}"#).await,
-        Some(2.0)
-    );
+    // Alice's refresh worked (healthy); bob has not been used yet (unknown).
+    let connected =
+        |health: &str| format!(r#"tollgate_connections{{connector="crm",health="{health}",state="connected"}}"#);
+    assert_eq!(metric(running.admin_addr, &connected("healthy")).await, Some(1.0));
+    assert_eq!(metric(running.admin_addr, &connected("unknown")).await, Some(1.0));
     // Later sweeps do not announce the same refresh token again.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(receiver.of("connection.refresh_token_expiring").len(), 1);

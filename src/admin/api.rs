@@ -34,6 +34,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/admin/connectors/{name}/test"),
     ("GET", "/admin/connections"),
     ("DELETE", "/admin/connections/{connector}/{principal}"),
+    ("POST", "/admin/connections/{connector}/{principal}/test"),
     ("POST", "/admin/explain"),
     ("GET", "/admin/jobs"),
 ];
@@ -116,6 +117,9 @@ pub async fn handle(shared: &Shared, state: &State, request: Request<Inbound>) -
         },
         (Method::GET, ["connections"]) => connections(state, &request).await,
         (Method::DELETE, ["connections", connector, principal]) => delete_connection(state, connector, principal).await,
+        (Method::POST, ["connections", connector, principal, "test"]) => {
+            test_connection(state, connector, principal).await
+        }
         (Method::POST, ["explain"]) => explain(state, request).await,
         (Method::GET, ["jobs"]) => jobs(state, &request).await,
         _ => {
@@ -268,6 +272,10 @@ async fn connections(state: &State, request: &Request<Inbound>) -> Response<Body
                         "pinned_host": c.pinned_host, "version": c.version,
                         "has_refresh_token": c.refresh_token.is_some(),
                         "refresh_token_expires_at": c.refresh_expires_at,
+                        "health": if c.status == crate::token::ConnectionStatus::NeedsReauth { "unhealthy" } else { c.health.state() },
+                        "last_success_at": c.health.last_success_at,
+                        "last_failure_at": c.health.last_failure_at,
+                        "last_error": c.health.last_error,
                     })
                 })
                 .collect();
@@ -288,6 +296,19 @@ async fn delete_connection(state: &State, connector: &str, principal: &str) -> R
         Ok(true) => text(StatusCode::NO_CONTENT, "text/plain", String::new()),
         Ok(false) => refuse(&ProxyError::NotFound(format!("{principal} has no {} connection", found.name))),
         Err(source) => refuse(&CredentialError::Store { connector: found.name.clone(), source }.into()),
+    }
+}
+
+/// `POST /admin/connections/{connector}/{principal}/test`: the connector's health check with
+/// that user's token.
+async fn test_connection(state: &State, connector: &str, principal: &str) -> Response<Body> {
+    let Some(index) = state.config.resolve_name(connector) else {
+        return refuse(&PolicyError::Unknown(connector.to_string()).into());
+    };
+    let found = &state.config.connectors[index];
+    match state.broker.test_connection(index, found, principal).await {
+        Ok(outcome) => json_response(StatusCode::OK, &json!(outcome)),
+        Err(e) => refuse(&e.into()),
     }
 }
 

@@ -93,6 +93,8 @@ pub struct Connector {
     pub allow_websocket: bool,
     pub strip_headers: Vec<HeaderName>,
     pub pin_host: bool,
+    /// What "Test connection" calls with a user's token.
+    pub health_check: Option<super::health_check::HealthCheck>,
 }
 
 /// Where discovery starts: metadata (and the registration endpoint it names) is fetched over
@@ -225,6 +227,7 @@ pub(crate) fn validate_connector(
             Err(_) => p.add(at(&format!("strip_headers[{i}]")), format!("`{h}` is not a header name")),
         }
     }
+    let health_check = super::health_check::health_check(rc, template, &patterns, path, p);
     Some(Connector {
         name: rc.name.clone(),
         grant,
@@ -235,6 +238,7 @@ pub(crate) fn validate_connector(
         allow_websocket: rc.allow_websocket.unwrap_or(false),
         strip_headers,
         pin_host: rc.pin_host.unwrap_or(template.is_some_and(|t| t.pin_host)),
+        health_check,
     })
 }
 

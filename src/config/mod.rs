@@ -5,6 +5,7 @@
 pub mod connector;
 pub mod env;
 pub mod events;
+pub mod health_check;
 pub mod json;
 pub mod jwks;
 pub mod problems;

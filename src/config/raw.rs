@@ -338,6 +338,16 @@ pub struct RawConnector {
     pub revocation_endpoint: Option<String>,
     #[serde(default)]
     pub template_vars: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub health_check: Option<RawHealthCheck>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    pub url: String,
+    #[serde(default)]
+    pub expect: Option<u16>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -32,6 +32,8 @@ pub struct Template {
     pub host_from_instance_url: bool,
     /// Default values of `{placeholders}`; a placeholder without one must be set.
     pub vars: &'static [(&'static str, &'static str)],
+    /// A `GET` that answers 200 to any valid token (the user's own profile): "Test connection".
+    pub health_check: Option<&'static str>,
 }
 
 const fn base(name: &'static str, authorization_endpoint: &'static str, token_endpoint: &'static str) -> Template {
@@ -49,6 +51,7 @@ const fn base(name: &'static str, authorization_endpoint: &'static str, token_en
         pin_host: false,
         host_from_instance_url: false,
         vars: &[],
+        health_check: None,
     }
 }
 
@@ -60,6 +63,7 @@ const TEMPLATES: &[Template] = &[
         // GitHub answers refresh failures with HTTP 200 and an error field.
         permanent_errors: &["bad_refresh_token", "bad_verification_code"],
         client_errors: &["incorrect_client_credentials"],
+        health_check: Some("https://api.github.com/user"),
         ..base("github", "https://github.com/login/oauth/authorize", "https://github.com/login/oauth/access_token")
     },
     Template {
@@ -69,6 +73,7 @@ const TEMPLATES: &[Template] = &[
         token_endpoint_auth_method: "client_secret_post",
         // Without both, Google issues no refresh token on a repeat consent.
         authorize_params: &[("access_type", "offline"), ("prompt", "consent")],
+        health_check: Some("https://openidconnect.googleapis.com/v1/userinfo"),
         ..base("google", "https://accounts.google.com/o/oauth2/v2/auth", "https://oauth2.googleapis.com/token")
     },
     Template {
@@ -76,6 +81,7 @@ const TEMPLATES: &[Template] = &[
         allowed_domains: &["https://graph.microsoft.com/*"],
         token_endpoint_auth_method: "client_secret_post",
         vars: &[("tenant", "common")],
+        health_check: Some("https://graph.microsoft.com/v1.0/me"),
         ..base(
             "microsoft",
             "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize",
@@ -109,6 +115,7 @@ const TEMPLATES: &[Template] = &[
         allowed_domains: &["https://api.atlassian.com/*"],
         token_endpoint_auth_method: "client_secret_post",
         authorize_params: &[("audience", "api.atlassian.com"), ("prompt", "consent")],
+        health_check: Some("https://api.atlassian.com/me"),
         ..base("atlassian", "https://auth.atlassian.com/authorize", "https://auth.atlassian.com/oauth/token")
     },
     Template {
@@ -127,6 +134,7 @@ const TEMPLATES: &[Template] = &[
         scopes: &["api"],
         allowed_domains: &["https://gitlab.com/api/*"],
         token_endpoint_auth_method: "client_secret_post",
+        health_check: Some("https://gitlab.com/api/v4/user"),
         ..base("gitlab", "https://gitlab.com/oauth/authorize", "https://gitlab.com/oauth/token")
     },
     Template {
@@ -145,6 +153,7 @@ const TEMPLATES: &[Template] = &[
     Template {
         revocation_endpoint: Some("https://zoom.us/oauth/revoke"),
         allowed_domains: &["https://api.zoom.us/*"],
+        health_check: Some("https://api.zoom.us/v2/users/me"),
         ..base("zoom", "https://zoom.us/oauth/authorize", "https://zoom.us/oauth/token")
     },
     Template {
@@ -201,6 +210,13 @@ mod tests {
                 Pattern::parse_vetted(d, &AddressPolicy::default()).unwrap_or_else(|e| panic!("{}: {e}", t.name));
             }
             assert!(["client_secret_basic", "client_secret_post", "none"].contains(&t.token_endpoint_auth_method));
+            if let Some(url) = t.health_check {
+                let target = Target::parse(url).unwrap();
+                let patterns =
+                    t.allowed_domains.iter().map(|d| (0, Pattern::parse_vetted(d, &AddressPolicy::default()).unwrap()));
+                let list = crate::domains::AllowList::build(patterns).unwrap();
+                assert!(list.covering_for(0, &target).is_some(), "{}: {url} is outside its allowed domains", t.name);
+            }
         }
         assert_eq!(fill("https://x/{tenant}/a", &[("tenant", "common")]).unwrap(), "https://x/common/a");
         assert_eq!(fill("https://x/{account_id}", &[]), Err("account_id".into()));

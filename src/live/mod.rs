@@ -55,6 +55,8 @@ pub struct Base {
     pub shutdown: watch::Receiver<bool>,
     /// Lifecycle events and the durable queue (its backlog survives reloads).
     pub events: Arc<crate::token::events::Events>,
+    /// Per-connection health noted from traffic, written every few seconds.
+    pub observations: Arc<crate::token::observed::Observations>,
 }
 
 /// The state requests start from. Each request takes the current one and keeps it to the
@@ -227,6 +229,7 @@ fn build_state(base: &Base, config: Config) -> anyhow::Result<State> {
         cache: base.cache.clone(),
         metrics: base.metrics.clone(),
         events: base.events.clone(),
+        observations: base.observations.clone(),
     };
     let names: Vec<&str> = config.connectors.iter().map(|c| c.name.as_str()).collect();
     let broker = Broker::new(lasting, links, http, policy, &names);

@@ -1,6 +1,6 @@
 //! The lifecycle sweep: every `events.sweep_interval`, one replica (the one that takes the
 //! sweep's lock in the store) reads every connection once, sets `tollgate_connections{connector,
-//! state}` and `tollgate_connections_refresh_expiring{connector}`, and sends
+//! state, health}` and `tollgate_connections_refresh_expiring{connector}`, and sends
 //! `connection.refresh_token_expiring` once per refresh token that expires within
 //! `events.refresh_token_warning` (marked on the connection with compare-and-swap, so it is
 //! sent once whichever replica sweeps). Other replicas keep the figures of their own last
@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use super::Shared;
 use crate::clock::unix_now;
 use crate::token::events::Event;
-use crate::token::{ConnectionKey, ConnectionStatus, Expect};
+use crate::token::{ConnectionKey, ConnectionStatus};
 
 pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let owner = crate::token::store::owner_token();
@@ -43,22 +43,19 @@ async fn sweep(shared: &Shared) -> Result<(), crate::token::StoreError> {
     let store = state.broker.store();
     let now = unix_now();
     let warn_before = config.events.refresh_token_warning.as_secs();
-    let mut counts: HashMap<(&str, &'static str), i64> = HashMap::new();
+    let mut counts: HashMap<(&str, &'static str, &'static str), i64> = HashMap::new();
     let mut expiring: HashMap<&str, i64> = HashMap::new();
     for connector in &config.connectors {
-        for status in ["connected", "needs_reauth"] {
-            counts.insert((connector.name.as_str(), status), 0);
-        }
         expiring.insert(connector.name.as_str(), 0);
     }
     for (key, connection) in store.list(None, None).await? {
         let Some(connector) = config.connectors.iter().find(|c| c.name == key.connector) else { continue };
         let name = connector.name.as_str();
-        let status = match connection.status {
-            ConnectionStatus::Connected => "connected",
-            ConnectionStatus::NeedsReauth => "needs_reauth",
+        let (status, health) = match connection.status {
+            ConnectionStatus::Connected => ("connected", connection.health.state()),
+            ConnectionStatus::NeedsReauth => ("needs_reauth", "unhealthy"),
         };
-        *counts.entry((name, status)).or_default() += 1;
+        *counts.entry((name, status, health)).or_default() += 1;
         let Some(at) = connection.refresh_expires_at else { continue };
         if connection.status != ConnectionStatus::Connected || at > now + warn_before {
             continue;
@@ -67,10 +64,16 @@ async fn sweep(shared: &Shared) -> Result<(), crate::token::StoreError> {
         if connection.expiry_warned {
             continue;
         }
-        let version = connection.version;
-        let marked = crate::token::Connection { expiry_warned: true, ..connection };
-        // Only the write that marks it sends the event.
-        if store.put(&key, marked, Expect::Version(version), None).await.is_ok() {
+        // Under the connection's refresh lock; only the write that marks it sends the event.
+        let marked = state
+            .broker
+            .amend(&key, |c| {
+                let fresh = !c.expiry_warned && c.refresh_expires_at == Some(at);
+                c.expiry_warned |= fresh;
+                fresh
+            })
+            .await;
+        if let Ok(Some(_)) = marked {
             let detail = serde_json::json!({ "refresh_token_expires_at": at });
             let event = Event::new(
                 "connection.refresh_token_expiring",
@@ -84,8 +87,13 @@ async fn sweep(shared: &Shared) -> Result<(), crate::token::StoreError> {
     }
     let metrics = &shared.base.metrics;
     metrics.connections.reset();
-    for ((connector, status), n) in counts {
-        metrics.connections.with_label_values(&[connector, status]).set(n);
+    for connector in &config.connectors {
+        for status in ["connected", "needs_reauth"] {
+            metrics.connections.with_label_values(&[&connector.name, status, "unknown"]);
+        }
+    }
+    for ((connector, status, health), n) in counts {
+        metrics.connections.with_label_values(&[connector, status, health]).set(n);
     }
     metrics.refresh_expiring.reset();
     for (connector, n) in expiring {

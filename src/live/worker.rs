@@ -2,7 +2,8 @@
 //! that are due, delivers events to webhooks (signed, `events.retry_backoff` doubling up to
 //! `events.retry_max`) and revokes tokens at providers (RFC 7009), then settles them. A round
 //! runs every second, and at once when something is queued here. Events that waited in
-//! memory while the store was down are queued first.
+//! memory while the store was down are queued first. Every fifth round it also writes the
+//! connection health noted from traffic (`token/observed.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,13 +28,25 @@ const LEASE_SECS: u64 = 120;
 /// Tokens revoked per job per round (a connector's revocation continues next round).
 const GRANTS_PER_ROUND: usize = 50;
 
+/// Connection health noted from traffic is written every this many rounds.
+const HEALTH_EVERY: u32 = 5;
+
 pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut round: u32 = 0;
     loop {
         let events = shared.base.events.clone();
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = events.wake.notified() => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {
+                // What traffic said of connections is not lost on a clean stop.
+                shared.current().broker.flush_health().await;
+                return;
+            }
+        }
+        round = round.wrapping_add(1);
+        if round % HEALTH_EVERY == 0 {
+            shared.current().broker.flush_health().await;
         }
         events.flush_backlog().await;
         let now = unix_now();

@@ -206,6 +206,7 @@ pub async fn callback(state: &State, headers: &HeaderMap, query: &[(String, Stri
         pinned_host,
         refresh_expires_at: issued.refresh_expires_in.map(|d| now + d.as_secs()),
         expiry_warned: false,
+        health: Default::default(),
         version: 0,
     };
     let key = ConnectionKey::new(&connector.name, &flow.principal);

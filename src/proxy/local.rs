@@ -1,6 +1,7 @@
 //! Tollgate's own paths on the proxy listener: `POST /connect` hands an authenticated caller
-//! a connect link; `DELETE /connections/{connector}` disconnects the caller's own connection
-//! (deleted, and revoked at the provider through the durable queue). Any other origin-form path names no gateway connector, and `OPTIONS *` asks
+//! a connect link; `POST /connections/{connector}/test` runs the connector's health check with
+//! the caller's own token; `DELETE /connections/{connector}` disconnects the caller's own
+//! connection (deleted, and revoked at the provider through the durable queue). Any other origin-form path names no gateway connector, and `OPTIONS *` asks
 //! the server itself: both are `proxy_request_expected`, saying what the listener takes.
 
 use bytes::Bytes;
@@ -34,6 +35,9 @@ pub async fn handle_local(
     record: &mut Record,
 ) -> Result<Response<Body>, ProxyError> {
     if let Some(name) = path.strip_prefix("/connections/") {
+        if let Some(name) = name.strip_suffix("/test") {
+            return test(state, session, &request, &crate::form::decode_path(name), record).await;
+        }
         return disconnect(state, session, &request, &crate::form::decode_path(name), record).await;
     }
     if path != "/connect" {
@@ -72,10 +76,50 @@ pub async fn handle_local(
         )));
     }
     let (url, expires_at) = state.broker.links().connect_url(&connector.name, &caller.principal, unix_now());
-    let json = serde_json::json!({ "connect_url": url, "expires_at": expires_at });
-    let mut response = Response::new(Full::new(Bytes::from(json.to_string())).map_err(|never| match never {}).boxed());
+    Ok(json(serde_json::json!({ "connect_url": url, "expires_at": expires_at })))
+}
+
+/// The caller of a `/connections/...` request, and the connector it names (which it may use).
+async fn own_connection<'s>(
+    state: &'s State,
+    session: &Session,
+    request: &Request<Inbound>,
+    name: &str,
+    record: &mut Record,
+) -> Result<(std::sync::Arc<crate::caller::Caller>, usize, &'s crate::config::Connector), ProxyError> {
+    let config = &state.config;
+    let caller = identify(request.headers(), true, config, &session.callers, unix_now()).await?;
+    record.caller = Some(caller.clone());
+    let index = config.resolve_name(name).ok_or_else(|| PolicyError::Unknown(name.to_string()))?;
+    let connector = &config.connectors[index];
+    record.connector = Some(index);
+    if !caller.may_use(index) {
+        return Err(PolicyError::Forbidden(connector.name.clone()).into());
+    }
+    Ok((caller, index, connector))
+}
+
+fn json(value: serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(value.to_string())).map_err(|never| match never {}).boxed());
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(response)
+    response
+}
+
+/// `POST /connections/{connector}/test`: the connector's health check with the caller's own
+/// token.
+async fn test(
+    state: &State,
+    session: &Session,
+    request: &Request<Inbound>,
+    name: &str,
+    record: &mut Record,
+) -> Result<Response<Body>, ProxyError> {
+    if request.method() != Method::POST {
+        return Err(ProxyError::InvalidRequest("use POST /connections/{connector}/test".into()));
+    }
+    let (caller, index, connector) = own_connection(state, session, request, name, record).await?;
+    let outcome = state.broker.test_connection(index, connector, &caller.principal).await?;
+    Ok(json(serde_json::json!(outcome)))
 }
 
 /// `DELETE /connections/{connector}`: the caller's own connection, deleted and revoked.
@@ -89,15 +133,7 @@ async fn disconnect(
     if request.method() != Method::DELETE {
         return Err(ProxyError::InvalidRequest("use DELETE /connections/{connector} to disconnect".into()));
     }
-    let config = &state.config;
-    let caller = identify(request.headers(), true, config, &session.callers, unix_now()).await?;
-    record.caller = Some(caller.clone());
-    let index = config.resolve_name(name).ok_or_else(|| PolicyError::Unknown(name.to_string()))?;
-    let connector = &config.connectors[index];
-    record.connector = Some(index);
-    if !caller.may_use(index) {
-        return Err(PolicyError::Forbidden(connector.name.clone()).into());
-    }
+    let (caller, index, connector) = own_connection(state, session, request, name, record).await?;
     let key = crate::token::ConnectionKey::new(&connector.name, &caller.principal);
     match state.broker.delete(index, connector, &key).await {
         Ok(true) => {

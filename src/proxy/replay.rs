@@ -53,9 +53,12 @@ pub async fn forward(
 ) -> Result<Response<Body>, ProxyError> {
     let limit = state.config.refresh.replay_body_limit;
     let token = &credential.token;
+    let observe = credential.observe;
     let Some((key, version)) = credential.renewal.filter(|_| replayable(&body, limit)) else {
         let body = first_frame_checked(body).await?;
-        return Ok(redact::echoed(send(state, affinity, decision, target, request, token, body).await?, token));
+        let response = send(state, affinity, decision, target, request, token, body).await?;
+        note(state, observe.as_deref(), response.status());
+        return Ok(redact::echoed(response, token));
     };
     let bytes = if body.is_end_stream() {
         Bytes::new()
@@ -64,17 +67,31 @@ pub async fn forward(
     };
     let response = send(state, affinity, decision, target, request, token, full(bytes.clone())).await?;
     if response.status() != StatusCode::UNAUTHORIZED {
+        note(state, observe.as_deref(), response.status());
         return Ok(redact::echoed(response, token));
     }
     // Boxed: a large future on a rare path would enlarge every request's future.
     let renewal = state.broker.renew_refused(decision.index, decision.connector, &key.key, version, unix_now());
     let Some(renewed) = Box::pin(renewal).await else {
+        // A refused token that could not be renewed is a failure, whatever was recorded.
+        state.broker.observe(&key, Some("upstream_401"), unix_now());
         return Ok(redact::echoed(response, token));
     };
     drop(response);
     tracing::info!(connector = %decision.connector.name, "retrying once with a renewed token after an upstream 401");
     let response = send(state, affinity, decision, target, request, &renewed, full(bytes)).await?;
+    let failure = (response.status() == StatusCode::UNAUTHORIZED).then_some("upstream_401");
+    state.broker.observe(&key, failure, unix_now());
     Ok(redact::echoed(response, &renewed))
+}
+
+/// Notes the upstream's answer to a token whose recorded health is not fresh: `401` refused
+/// it, anything else took it.
+fn note(state: &State, observe: Option<&crate::token::model::Keyed>, status: StatusCode) {
+    if let Some(keyed) = observe {
+        let failure = (status == StatusCode::UNAUTHORIZED).then_some("upstream_401");
+        state.broker.observe(keyed, failure, unix_now());
+    }
 }
 
 async fn send(

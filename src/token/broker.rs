@@ -11,6 +11,7 @@ use super::cache::{Cached, TokenCache};
 use super::connector_health::ConnectorHealth;
 use super::events::{Event, Events};
 use super::model::{Connection, ConnectionKey, ConnectionStatus, Keyed};
+use super::observed::Observations;
 use super::queue::{Job, Work};
 use super::renew::{RefreshPolicy, RenewError, Renewal};
 use super::store::{Expect, StoreError, TokenStore};
@@ -54,6 +55,9 @@ pub struct Credential {
     pub token: Secret,
     /// For renewable connections: the connection and the version of `token`.
     pub renewal: Option<(Arc<Keyed>, u64)>,
+    /// The connection whose health the upstream's answer should update (`observed.rs`), when
+    /// its recorded health is not fresh.
+    pub observe: Option<Arc<Keyed>>,
 }
 
 #[derive(Debug)]
@@ -69,6 +73,7 @@ pub struct Broker {
     client_keys: Vec<OnceLock<Arc<Keyed>>>,
     health: Arc<ConnectorHealth>,
     events: Arc<Events>,
+    observations: Arc<Observations>,
 }
 
 /// What a broker shares with every other state of the process: the store, its cache, the
@@ -79,11 +84,12 @@ pub struct Lasting {
     pub cache: Arc<TokenCache>,
     pub metrics: Metrics,
     pub events: Arc<Events>,
+    pub observations: Arc<Observations>,
 }
 
 impl Broker {
     pub fn new(lasting: Lasting, links: LinkSigner, http: HttpClient, policy: RefreshPolicy, names: &[&str]) -> Self {
-        let Lasting { store, cache, metrics, events } = lasting;
+        let Lasting { store, cache, metrics, events, observations } = lasting;
         let connectors = names.len();
         let providers =
             Arc::new(Providers::new(connectors, http.clone(), store.clone(), metrics.clone(), links.redirect_uri()));
@@ -103,12 +109,16 @@ impl Broker {
             health.clone(),
         );
         let client_keys = (0..connectors).map(|_| OnceLock::new()).collect();
-        Broker { store, links, cache, renewal, providers, http, metrics, client_keys, health, events }
+        Broker { store, links, cache, renewal, providers, http, metrics, client_keys, health, events, observations }
     }
 
     /// Drops a connection from this process's cache (the store tells the other replicas).
     pub(super) fn forget(&self, key: &ConnectionKey) {
         self.cache.remove(&key.id());
+    }
+
+    pub(super) fn observations(&self) -> &Observations {
+        &self.observations
     }
 
     /// Lifecycle events and the durable queue.
@@ -186,7 +196,7 @@ impl Broker {
     ) -> Result<Credential, CredentialError> {
         let principal = caller.principal.as_str();
         let keyed = match &connector.grant {
-            Grant::Static(token) => return Ok(Credential { token: token.clone(), renewal: None }),
+            Grant::Static(token) => return Ok(Credential { token: token.clone(), renewal: None, observe: None }),
             Grant::AuthorizationCode(_) => caller.keys.get(&connector.name, principal),
             Grant::ClientCredentials(oauth) => self.client_key(index, &connector.name, oauth),
         };
@@ -213,7 +223,8 @@ impl Broker {
             let fresh = Box::pin(self.renewal.renew(index, connector, key, None, now, None))
                 .await
                 .map_err(|e| self.renew_failed(e, connector))?;
-            return Ok(Credential { token: fresh.access_token, renewal: Some((keyed, fresh.version)) });
+            let observe = super::observed::due(&fresh, now).then(|| keyed.clone());
+            return Ok(Credential { token: fresh.access_token, renewal: Some((keyed, fresh.version)), observe });
         };
         if current.status == ConnectionStatus::NeedsReauth {
             return Err(reauth("needs to be re-authorized"));
@@ -242,7 +253,8 @@ impl Broker {
             check_pinned(connector, connection.pinned_host.as_deref(), target)?;
         }
         let renewal = renewable.then_some((keyed.clone(), connection.version));
-        Ok(Credential { token: connection.access_token.clone(), renewal })
+        let observe = super::observed::due(&connection, now).then(|| keyed.clone());
+        Ok(Credential { token: connection.access_token.clone(), renewal, observe })
     }
 
     /// The connection key of a client-credentials connector: one connection per connector and

@@ -1,6 +1,7 @@
 //! Tokens: the connection model, the store interface and its backends, and the broker that
 //! turns (connector, principal) into a credential to inject.
 
+pub mod amend;
 pub mod broker;
 pub mod cache;
 pub mod connector_health;
@@ -9,6 +10,8 @@ pub mod endpoint;
 pub mod events;
 pub mod link;
 pub mod model;
+pub mod observed;
+pub mod probe;
 pub mod provider;
 pub mod queue;
 pub mod renew;

@@ -12,6 +12,56 @@ pub enum ConnectionStatus {
     NeedsReauth,
 }
 
+/// What real traffic and tests last said of a connection: the time of the last success and of
+/// the last failure with its code (`upstream_401`, `invalid_grant`, ...). Never a token.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Health {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl Health {
+    pub fn is_empty(&self) -> bool {
+        self == &Health::default()
+    }
+
+    /// `healthy` when the latest outcome succeeded, `unhealthy` when it failed, `unknown`
+    /// before the first call or test.
+    pub fn state(&self) -> &'static str {
+        match (self.last_success_at, self.last_failure_at) {
+            (None, None) => "unknown",
+            (Some(ok), Some(failed)) if failed > ok => "unhealthy",
+            (None, Some(_)) => "unhealthy",
+            _ => "healthy",
+        }
+    }
+
+    pub fn succeeded(&mut self, at: u64) {
+        self.last_success_at = Some(self.last_success_at.map_or(at, |t| t.max(at)));
+    }
+
+    pub fn failed(&mut self, at: u64, code: &str) {
+        if self.last_failure_at.is_none_or(|t| t <= at) {
+            self.last_failure_at = Some(at);
+            self.last_error = Some(code.to_string());
+        }
+    }
+
+    /// Both observations, the later of each.
+    pub fn merge(&mut self, other: &Health) {
+        if let Some(at) = other.last_success_at {
+            self.succeeded(at);
+        }
+        if let (Some(at), Some(code)) = (other.last_failure_at, &other.last_error) {
+            self.failed(at, code);
+        }
+    }
+}
+
 /// The tokens of one connection. `version` is assigned by the store on every write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connection {
@@ -27,6 +77,7 @@ pub struct Connection {
     pub refresh_expires_at: Option<u64>,
     /// `connection.refresh_token_expiring` was sent for this refresh token.
     pub expiry_warned: bool,
+    pub health: Health,
     pub version: u64,
 }
 
@@ -42,6 +93,7 @@ impl Connection {
             pinned_host: None,
             refresh_expires_at: None,
             expiry_warned: false,
+            health: Health::default(),
             version: 0,
         }
     }
@@ -79,6 +131,8 @@ pub(crate) struct StoredConnection {
     pub refresh_expires_at: Option<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub expiry_warned: bool,
+    #[serde(default, skip_serializing_if = "Health::is_empty")]
+    pub health: Health,
 }
 
 impl StoredConnection {
@@ -94,6 +148,7 @@ impl StoredConnection {
             pinned_host: c.pinned_host.clone(),
             refresh_expires_at: c.refresh_expires_at,
             expiry_warned: c.expiry_warned,
+            health: c.health.clone(),
         }
     }
 
@@ -107,6 +162,7 @@ impl StoredConnection {
             pinned_host: self.pinned_host,
             refresh_expires_at: self.refresh_expires_at,
             expiry_warned: self.expiry_warned,
+            health: self.health,
             version,
         }
     }
@@ -115,6 +171,22 @@ impl StoredConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn health_follows_the_latest_outcome() {
+        let mut h = Health::default();
+        assert_eq!(h.state(), "unknown");
+        h.succeeded(10);
+        assert_eq!(h.state(), "healthy");
+        h.failed(20, "upstream_401");
+        assert_eq!((h.state(), h.last_error.as_deref()), ("unhealthy", Some("upstream_401")));
+        h.succeeded(15);
+        assert_eq!(h.state(), "unhealthy", "an older success does not hide a newer failure");
+        let mut later = Health::default();
+        later.succeeded(30);
+        h.merge(&later);
+        assert_eq!((h.state(), h.last_success_at, h.last_failure_at), ("healthy", Some(30), Some(20)));
+    }
 
     #[test]
     fn expiry_is_inclusive() {

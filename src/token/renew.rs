@@ -262,6 +262,12 @@ impl Renewal {
                     pinned_host: pinned,
                     refresh_expires_at,
                     expiry_warned,
+                    // A refresh that worked says the grant does.
+                    health: {
+                        let mut health = current.as_ref().map(|c| c.health.clone()).unwrap_or_default();
+                        health.succeeded(now);
+                        health
+                    },
                     version: 0,
                 };
                 let expect = current.as_ref().map_or(Expect::Absent, |c| Expect::Version(c.version));
@@ -292,7 +298,8 @@ impl Renewal {
                 tracing::warn!(connector = %connector.name, error = %code, "the token endpoint refused the grant; the connection needs re-authorization");
                 if let (Some(c), Grant::AuthorizationCode(_)) = (current, &connector.grant) {
                     let version = c.version;
-                    let marked = Connection { status: ConnectionStatus::NeedsReauth, ..c };
+                    let mut marked = Connection { status: ConnectionStatus::NeedsReauth, ..c };
+                    marked.health.failed(now, &code);
                     if self.store.put(key, marked, Expect::Version(version), Some(owner)).await.is_ok() {
                         self.metrics.reauth_required.with_label_values(&[&connector.name]).inc();
                         self.cache.remove(id);

@@ -338,6 +338,14 @@ impl TokenStore for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        if !self.link.fails_as_one() {
+            // A Cluster is up while any master answers, as the probe last saw every one of
+            // them; a PING here would reach one node of its choosing.
+            if self.health.is_up() {
+                return Ok(());
+            }
+            return Err(StoreError::Unavailable(self.health.down_because()));
+        }
         let mut conn = self.conn("ping")?;
         let _: String = self.run("ping", redis::cmd("PING").query_async(&mut conn)).await?;
         Ok(())
