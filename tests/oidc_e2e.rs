@@ -2,7 +2,8 @@
 //! tests/e2e/oidc) on loopback over TLS, with the real `curl` binary as the browser. Connect
 //! link, login and consent, callback, a tool call with the injected token (checked at the
 //! provider's userinfo endpoint), expiry and refresh with rotation, revocation on delete,
-//! and a client-credentials connector on the same server.
+//! and client-credentials connectors on the same server, one authenticating with HTTP Basic
+//! and one with `client_secret_post` (the provider refuses any other method for it).
 
 mod common;
 
@@ -157,6 +158,14 @@ connectors:
     client_secret: machine-client-secret
     scopes: ["api:read"]
     allowed_domains: ["https://api.e2e.test:{up}/service/*"]
+  - name: machine-post
+    grant: client_credentials
+    issuer: https://auth.test:{ap}
+    client_id: machine-post
+    client_secret: machine-post-client-secret
+    token_endpoint_auth_method: client_secret_post
+    scopes: ["api:read"]
+    allowed_domains: ["https://api.e2e.test:{up}/batch/*"]
 "#
     );
     let proxy = TestProxy::start(&yaml).await;
@@ -255,5 +264,23 @@ connectors:
         &format!("https://auth.test:{ap}/token/introspection"),
     );
     assert!(introspected.body.contains("\"active\":true"), "{}", introspected.body);
+
+    // 7. client_secret_post: the provider accepts this client's secret only in the form body.
+    let batch = call("/batch/run").await;
+    assert_eq!(batch.status, 200, "{:?}", batch.body);
+    let posted = upstream.requests().last().unwrap().headers["authorization"].to_str().unwrap().to_string();
+    assert_ne!(posted, machine, "its own token");
+    let introspected = browser.run(
+        &[
+            "--data",
+            &format!(
+                "client_id=machine-post&client_secret=machine-post-client-secret&token={}",
+                posted.trim_start_matches("Bearer ")
+            ),
+        ],
+        &format!("https://auth.test:{ap}/token/introspection"),
+    );
+    assert!(introspected.body.contains("\"active\":true"), "{}", introspected.body);
+    assert!(introspected.body.contains("\"client_id\":\"machine-post\""), "{}", introspected.body);
     drop(server);
 }

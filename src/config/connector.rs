@@ -35,6 +35,9 @@ pub struct OAuthClient {
     pub mcp_url: Option<String>,
     /// Template defaults merged with the connector's own, minus `exclude_authorize_params`.
     pub authorize_params: BTreeMap<String, String>,
+    /// `exclude_authorize_params` drops `scope` / `resource` from the authorization request.
+    pub omit_scope: bool,
+    pub omit_resource: bool,
     pub token_params: BTreeMap<String, String>,
     pub permanent_errors: Vec<String>,
     /// Template-declared codes meaning the client credentials are wrong (the connector's fault).
@@ -301,13 +304,7 @@ fn oauth_client(
             None
         }
     });
-    let mut authorize_params: BTreeMap<String, String> = template
-        .map(|t| t.authorize_params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
-        .unwrap_or_default();
-    authorize_params.extend(rc.authorize_params.clone().unwrap_or_default());
-    for excluded in rc.exclude_authorize_params.iter().flatten() {
-        authorize_params.remove(excluded);
-    }
+    let params = super::authorize::authorize_params(rc, template, path, p);
     let client_id = rc.client_id.as_deref().and_then(|v| p.secret(env, &at("client_id"), Some(v)));
     let client_secret = p.secret(env, &at("client_secret"), rc.client_secret.as_deref());
     let method_name = rc
@@ -344,7 +341,9 @@ fn oauth_client(
         issuer,
         discovery_url,
         mcp_url,
-        authorize_params,
+        authorize_params: params.extra,
+        omit_scope: params.omit_scope,
+        omit_resource: params.omit_resource,
         token_params: rc.token_params.clone().unwrap_or_default(),
         permanent_errors: template
             .map(|t| t.permanent_errors.iter().map(|s| s.to_string()).collect())

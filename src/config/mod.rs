@@ -2,6 +2,7 @@
 //! validated once into types that cannot be invalid (`validate`, `connector`). `serve` and
 //! `check-config` share [`load_file`], so what one accepts the other runs.
 
+pub mod authorize;
 pub mod connector;
 pub mod env;
 pub mod events;

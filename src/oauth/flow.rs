@@ -227,14 +227,14 @@ async fn start_flow(state: &State, form: &[(String, String)]) -> Response<Body> 
         .set_auth_uri(auth_url)
         .set_redirect_uri(redirect);
     let state_value = flow_state.clone();
-    let mut request = client
-        .authorize_url(move || CsrfToken::new(state_value))
-        .add_scopes(oauth.scopes.iter().cloned().map(Scope::new))
-        .set_pkce_challenge(challenge);
+    let mut request = client.authorize_url(move || CsrfToken::new(state_value)).set_pkce_challenge(challenge);
+    if !oauth.omit_scope {
+        request = request.add_scopes(oauth.scopes.iter().cloned().map(Scope::new));
+    }
     for (k, v) in &oauth.authorize_params {
         request = request.add_extra_param(k.clone(), v.clone());
     }
-    if let Some(resource) = &oauth.resource {
+    if let Some(resource) = oauth.resource.as_ref().filter(|_| !oauth.omit_resource) {
         request = request.add_extra_param("resource", resource.clone());
     }
     let (url, _) = request.url();

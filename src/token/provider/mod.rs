@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod registration;
+mod resource;
 
 use http::{header, Method, Request};
 use serde::Deserialize;
@@ -178,14 +179,7 @@ impl Providers {
         let mut oauth = configured.clone();
         let mut issuer = oauth.issuer.clone();
         if let Some(mcp_url) = &oauth.mcp_url {
-            let url = well_known(mcp_url, "oauth-protected-resource")?;
-            let resource: ProtectedResourceMetadata = self.fetch(index, &url).await?;
-            if canonical(&resource.resource) != canonical(mcp_url) {
-                return Err(format!(
-                    "the protected-resource metadata at {url} names resource {}, not {mcp_url}",
-                    resource.resource
-                ));
-            }
+            let (url, resource) = self.protected_resource(index, mcp_url).await?;
             let server =
                 resource.authorization_servers.first().ok_or(format!("{url} names no authorization server"))?;
             if !matches!(Target::parse(server), Ok(t) if t.scheme == Scheme::Https) {

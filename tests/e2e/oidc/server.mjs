@@ -28,6 +28,16 @@ const provider = new Provider(issuer, {
       token_endpoint_auth_method: 'client_secret_basic',
       scope: 'api:read',
     },
+    {
+      // Accepts only client_secret_post: a client that sends HTTP Basic is refused.
+      client_id: 'machine-post',
+      client_secret: 'machine-post-client-secret',
+      redirect_uris: [],
+      response_types: [],
+      grant_types: ['client_credentials'],
+      token_endpoint_auth_method: 'client_secret_post',
+      scope: 'api:read',
+    },
   ],
   scopes: ['openid', 'offline_access', 'api:read'],
   features: {
