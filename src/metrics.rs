@@ -246,7 +246,7 @@ impl Metrics {
         let connections = IntGaugeVec::new(
             Opts::new(
                 "tollgate_connections",
-                "Stored connections by connector, state (connected, needs_reauth) and health (healthy, unhealthy, unknown), counted by the lifecycle sweep.",
+                "Stored connections by connector, state (connected, needs_reauth, revoked) and health (healthy, unhealthy, unknown), counted by the lifecycle sweep.",
             ),
             &["connector", "state", "health"],
         )?;
@@ -372,9 +372,7 @@ impl Metrics {
             }
             self.token_refresh_duration.with_label_values(&[connector]);
             self.reauth_required.with_label_values(&[connector]);
-            for state in ["connected", "needs_reauth"] {
-                self.connections.with_label_values(&[connector, state, "unknown"]);
-            }
+            self.connections.with_label_values(&[connector, "connected", "unknown"]);
             self.refresh_expiring.with_label_values(&[connector]);
         }
     }

@@ -120,7 +120,15 @@ async fn connectors_connections_explain_and_health() {
     assert_eq!(alice["connections"].as_array().unwrap().len(), 1);
     let deleted = send(admin, "DELETE", "/admin/connections/crm/bob%40example.com", &[ADMIN], Bytes::new()).await;
     assert_eq!(deleted.status, 204);
+    // Bob's stays listed as revoked, without tokens; deleting it again removes it.
+    let listed = get(admin, "/admin/connections", &[ADMIN]).await.json()["connections"].as_array().unwrap().clone();
+    let bob = listed.iter().find(|c| c["principal"] == "bob@example.com").expect("bob is listed");
+    assert_eq!((bob["status"].as_str(), bob["has_refresh_token"].as_bool()), (Some("revoked"), Some(false)));
+    let again = send(admin, "DELETE", "/admin/connections/crm/bob%40example.com", &[ADMIN], Bytes::new()).await;
+    assert_eq!(again.status, 204);
     assert_eq!(get(admin, "/admin/connections", &[ADMIN]).await.json()["connections"].as_array().unwrap().len(), 1);
+    let gone = send(admin, "DELETE", "/admin/connections/crm/bob%40example.com", &[ADMIN], Bytes::new()).await;
+    assert_eq!(gone.status, 404);
 
     let explained =
         send(admin, "POST", "/admin/explain", &[ADMIN], Bytes::from(r#"{"url":"https://CRM.test./x/../y"}"#))

@@ -202,7 +202,15 @@ async fn disconnecting_and_deleting_a_connector_revoke_through_the_durable_queue
     };
     assert_eq!(disconnect(first.proxy_addr, "alice").await.status, 204);
     disconnect(first.proxy_addr, "bob").await.assert_refused(404, "not_found");
-    assert!(first.store().get(&ConnectionKey::new("crm", "alice")).await.unwrap().is_none(), "deleted at once");
+    // Its tokens are gone at once; the record stays as revoked for the user and admins to see.
+    let left = first.store().get(&ConnectionKey::new("crm", "alice")).await.unwrap().expect("kept as revoked");
+    assert_eq!(left.status, tollgate::token::ConnectionStatus::Revoked);
+    assert!(left.refresh_token.is_none() && left.access_token.expose().is_empty());
+    let listed = admin_json(first.admin_addr, "/admin/connections?connector=crm&principal=alice").await;
+    assert_eq!(listed["connections"][0]["status"], "revoked", "{listed}");
+    let url = format!("https://api.crm.test:{}/x", upstream.port);
+    let alice = bearer(&jwt("alice", json!({})));
+    get(first.proxy_addr, &url, &[("proxy-authorization", &alice)]).await.assert_refused(401, "connection_required");
     // The provider is down: the revocation stays queued, visible with its error, no token shown.
     let deadline = Instant::now() + Duration::from_secs(20);
     let job = loop {

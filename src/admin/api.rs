@@ -272,7 +272,7 @@ async fn connections(state: &State, request: &Request<Inbound>) -> Response<Body
                         "pinned_host": c.pinned_host, "version": c.version,
                         "has_refresh_token": c.refresh_token.is_some(),
                         "refresh_token_expires_at": c.refresh_expires_at,
-                        "health": if c.status == crate::token::ConnectionStatus::NeedsReauth { "unhealthy" } else { c.health.state() },
+                        "health": if c.status == crate::token::ConnectionStatus::Connected { c.health.state() } else { "unhealthy" },
                         "last_success_at": c.health.last_success_at,
                         "last_failure_at": c.health.last_failure_at,
                         "last_error": c.health.last_error,

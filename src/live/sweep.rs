@@ -16,6 +16,9 @@ use crate::clock::unix_now;
 use crate::token::events::Event;
 use crate::token::{ConnectionKey, ConnectionStatus};
 
+/// How long a revoked connection stays listed.
+const TOMBSTONE_SECS: u64 = 30 * 86_400;
+
 pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let owner = crate::token::store::owner_token();
     loop {
@@ -54,6 +57,15 @@ async fn sweep(shared: &Shared) -> Result<(), crate::token::StoreError> {
         let (status, health) = match connection.status {
             ConnectionStatus::Connected => ("connected", connection.health.state()),
             ConnectionStatus::NeedsReauth => ("needs_reauth", "unhealthy"),
+            ConnectionStatus::Revoked => {
+                // Kept for 30 days so the user and admins see it, then removed.
+                let since = connection.health.last_failure_at.unwrap_or(0);
+                if now.saturating_sub(since) > TOMBSTONE_SECS {
+                    let _ = store.delete(&key).await;
+                    continue;
+                }
+                ("revoked", "unhealthy")
+            }
         };
         *counts.entry((name, status, health)).or_default() += 1;
         let Some(at) = connection.refresh_expires_at else { continue };
@@ -88,9 +100,7 @@ async fn sweep(shared: &Shared) -> Result<(), crate::token::StoreError> {
     let metrics = &shared.base.metrics;
     metrics.connections.reset();
     for connector in &config.connectors {
-        for status in ["connected", "needs_reauth"] {
-            metrics.connections.with_label_values(&[&connector.name, status, "unknown"]);
-        }
+        metrics.connections.with_label_values(&[&connector.name, "connected", "unknown"]);
     }
     for ((connector, status, health), n) in counts {
         metrics.connections.with_label_values(&[connector, status, health]).set(n);

@@ -158,29 +158,55 @@ impl Broker {
         Ok(version)
     }
 
-    /// Deletes a connection everywhere (the store announces it to every replica's cache) and
-    /// queues the revocation of its token at the provider (RFC 7009) in the durable queue: the
-    /// delete never waits for or depends on the provider, and the revocation survives a
-    /// restart. Returns whether there was a connection.
+    /// Disconnects a connection: its tokens leave the store and every replica's cache at
+    /// once, their revocation at the provider (RFC 7009) is queued in the durable queue (the
+    /// disconnect never waits for the provider, and the revocation survives a restart), and
+    /// the record stays as `revoked`, without tokens, so the user and admins see what
+    /// happened (the sweep removes it after 30 days; deleting it again removes it now).
+    /// Returns whether there was a record.
     pub async fn delete(&self, index: usize, connector: &Connector, key: &ConnectionKey) -> Result<bool, StoreError> {
-        let existing = self.store.get(key).await.ok().flatten();
         self.cache.remove(&key.id());
-        let revocation = match existing {
-            Some(c) => self.revocation(index, connector, vec![(key.principal.clone(), c)]).await,
-            None => None,
-        };
-        // Queued before the delete: a crash between the two leaves a revoked token in a record
-        // about to be deleted, never a deleted record whose token stays live.
-        if let Some(r) = revocation {
-            self.events.queue().push(vec![Job::new(Work::Revoke(r), crate::clock::unix_now())]).await?;
-            self.events.wake.notify_one();
-        }
-        let deleted = self.store.delete(key).await?;
-        if deleted {
+        // A renewal may replace the record between our read and our write: then its new
+        // token is revoked too.
+        for _ in 0..4 {
+            let Some(existing) = self.store.get(key).await? else { return Ok(false) };
+            if existing.status == ConnectionStatus::Revoked {
+                self.store.delete(key).await?;
+                return Ok(true);
+            }
+            // Queued before the tokens go: a crash between the two leaves a revoked token in
+            // a record about to be cleared, never a cleared record whose token stays live.
+            let version = existing.version;
             let now = crate::clock::unix_now();
-            self.events.emit(Event::new("connection.revoked", &key.connector, Some(&key.principal), None, now));
+            if let Some(r) = self.revocation(index, connector, vec![(key.principal.clone(), existing.clone())]).await {
+                self.events.queue().push(vec![Job::new(Work::Revoke(r), now)]).await?;
+                self.events.wake.notify_one();
+            }
+            let mut health = existing.health.clone();
+            health.failed(now, "revoked");
+            let tombstone = Connection {
+                access_token: Secret::new(""),
+                refresh_token: None,
+                expires_at: Some(0),
+                scopes: existing.scopes,
+                status: ConnectionStatus::Revoked,
+                pinned_host: None,
+                refresh_expires_at: None,
+                expiry_warned: false,
+                health,
+                version: 0,
+            };
+            match self.store.put(key, tombstone, Expect::Version(version), None).await {
+                Ok(_) => {
+                    self.cache.remove(&key.id());
+                    self.events.emit(Event::new("connection.revoked", &key.connector, Some(&key.principal), None, now));
+                    return Ok(true);
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e),
+            }
         }
-        Ok(deleted)
+        Err(StoreError::Unavailable("the connection kept changing while it was disconnected".into()))
     }
 
     /// The token to inject for `caller` on connector `index` and `target`, at `now`
@@ -226,8 +252,16 @@ impl Broker {
             let observe = super::observed::due(&fresh, now).then(|| keyed.clone());
             return Ok(Credential { token: fresh.access_token, renewal: Some((keyed, fresh.version)), observe });
         };
-        if current.status == ConnectionStatus::NeedsReauth {
-            return Err(reauth("needs to be re-authorized"));
+        match current.status {
+            ConnectionStatus::Connected => {}
+            ConnectionStatus::NeedsReauth => return Err(reauth("needs to be re-authorized")),
+            ConnectionStatus::Revoked => {
+                return Err(CredentialError::ConnectionRequired {
+                    connector: connector.name.clone(),
+                    principal: principal.to_string(),
+                    connect_url: link(),
+                })
+            }
         }
         let renewable = client_credentials || current.refresh_token.is_some();
         let connection = if renewable && current.expires_within(now, self.renewal.skew_secs()) {

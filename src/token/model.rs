@@ -10,6 +10,9 @@ pub enum ConnectionStatus {
     Connected,
     /// The refresh token was refused for good; the user must connect again.
     NeedsReauth,
+    /// Disconnected by the user or an admin: the tokens are gone (and revoked at the
+    /// provider); the record stays, without them, so the user and admins see what happened.
+    Revoked,
 }
 
 /// What real traffic and tests last said of a connection: the time of the last success and of

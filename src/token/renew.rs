@@ -178,7 +178,7 @@ impl Renewal {
                     self.cache.put(id, &c);
                     return Ok(c);
                 }
-                if c.status == ConnectionStatus::NeedsReauth {
+                if c.status != ConnectionStatus::Connected {
                     return Err(RenewError::Permanent);
                 }
             }
@@ -206,7 +206,7 @@ impl Renewal {
                 self.cache.put(id, c);
                 return Ok(c.clone());
             }
-            if c.status == ConnectionStatus::NeedsReauth {
+            if c.status != ConnectionStatus::Connected {
                 return Err(RenewError::Permanent);
             }
         }
