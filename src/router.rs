@@ -32,7 +32,8 @@ pub async fn proxy(
     busy: Busy,
 ) -> Result<Response<Timed>, Infallible> {
     let state = shared.current();
-    if request.uri().scheme().is_none() && request.uri().path().starts_with("/oauth/") {
+    let path = request.uri().path();
+    if request.uri().scheme().is_none() && (path.starts_with("/oauth/") || path.starts_with("/console/")) {
         return Ok(busy.answer(Box::pin(pages(&state, request)).await));
     }
     let mut record = Record::start(request.method(), &state);
@@ -61,18 +62,19 @@ pub async fn admin(shared: Arc<Shared>, request: Request<Inbound>, busy: Busy) -
     Ok(busy.answer(response))
 }
 
-/// A request on the public listener: the OAuth pages only.
+/// A request on the public listener: the OAuth pages and the console only.
 pub async fn public(shared: Arc<Shared>, request: Request<Inbound>, busy: Busy) -> Result<Response<Timed>, Infallible> {
     let state = shared.current();
     Ok(busy.answer(pages(&state, request).await))
 }
 
-/// The OAuth pages, on whichever listener they are asked for.
+/// The OAuth pages and the console, on whichever listener they are asked for.
 async fn pages(state: &State, request: Request<Inbound>) -> Response<Body> {
     match check_header_limit(request.headers(), state.config.limits.max_header_bytes) {
         Err(refused) => {
             error_response(&refused, &ErrorContext { request_id: &next_request_id(), ..Default::default() })
         }
+        Ok(()) if request.uri().path().starts_with("/console") => crate::console::handle(state, request).await,
         Ok(()) => crate::oauth::flow::handle(state, request).await,
     }
 }

@@ -37,6 +37,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/admin/connections/{connector}/{principal}/test"),
     ("POST", "/admin/explain"),
     ("GET", "/admin/jobs"),
+    ("POST", "/admin/console/links"),
 ];
 
 fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
@@ -122,6 +123,7 @@ pub async fn handle(shared: &Shared, state: &State, request: Request<Inbound>) -
         }
         (Method::POST, ["explain"]) => explain(state, request).await,
         (Method::GET, ["jobs"]) => jobs(state, &request).await,
+        (Method::POST, ["console", "links"]) => console_link(state, request).await,
         _ => {
             refuse(&ProxyError::NotFound(format!("{method} {path} is not an admin route; see docs/admin-openapi.yaml")))
         }
@@ -234,6 +236,39 @@ async fn delete_connector(shared: &Shared, state: &State, name: &str) -> Respons
             text(StatusCode::NO_CONTENT, "text/plain", String::new())
         }
         Err(e) => change_refused(e),
+    }
+}
+
+/// `POST /admin/console/links` with `{"name"?}`: a one-time console sign-in link for an
+/// admin (bootstrap before an identity provider is set up); `name` is who the audit log shows.
+async fn console_link(state: &State, request: Request<Inbound>) -> Response<Body> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Asked {
+        #[serde(default)]
+        name: Option<String>,
+    }
+    let body = Limited::new(request.into_body(), 4096).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let asked = if body.iter().all(u8::is_ascii_whitespace) {
+        Asked { name: None }
+    } else {
+        match serde_json::from_slice::<Asked>(&body) {
+            Ok(a) => a,
+            Err(_) => return refuse(&ProxyError::InvalidRequest("send {} or {\"name\": WHO}".into())),
+        }
+    };
+    let name = asked.name.unwrap_or_else(|| "admin".into());
+    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        return refuse(&ProxyError::InvalidRequest("name: 1 to 128 characters, no control characters".into()));
+    }
+    let grant = crate::signin::Grant { role: crate::signin::Role::Admin, principal: name, connectors: None };
+    match crate::signin::mint_link(state.broker.store().as_ref(), &grant).await {
+        Ok(token) => {
+            let url = format!("{}/console/login?token={token}", state.broker.links().public_url());
+            let expires_at = unix_now() + crate::signin::LINK_TTL.as_secs();
+            json_response(StatusCode::CREATED, &json!({ "url": url, "expires_at": expires_at }))
+        }
+        Err(source) => refuse(&CredentialError::Store { connector: String::new(), source }.into()),
     }
 }
 

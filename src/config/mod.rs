@@ -4,6 +4,7 @@
 
 pub mod authorize;
 pub mod connector;
+pub mod console;
 pub mod env;
 pub mod events;
 pub mod health_check;
@@ -260,6 +261,7 @@ pub struct Config {
     pub names: HashMap<String, usize>,
     pub allow_list: AllowList,
     pub events: events::EventSettings,
+    pub console: console::ConsoleSettings,
 }
 
 impl Config {
@@ -293,6 +295,7 @@ impl Config {
             names,
             allow_list,
             events: self.events.clone(),
+            console: self.console.clone(),
         }
     }
 

@@ -111,6 +111,19 @@ pub struct RawConfig {
     pub tools: Vec<RawTool>,
     #[serde(default)]
     pub events: RawEvents,
+    #[serde(default)]
+    pub console: RawConsole,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsole {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub embed_origins: Option<Vec<String>>,
+    #[serde(default)]
+    pub session_ttl: Option<String>,
 }
 
 /// Lifecycle events for the agent platform, and how queued work (events, revocations) retries.

@@ -17,7 +17,8 @@ use super::*;
 use crate::domains::{AllowList, Target};
 
 /// Names that route to Tollgate's own endpoints and cannot be connectors or tools.
-pub const RESERVED_NAMES: &[&str] = &["oauth", "connect", "connections", "admin", "tollgate"];
+pub const RESERVED_NAMES: &[&str] =
+    &["oauth", "connect", "connections", "console", "console-link", "admin", "tollgate"];
 
 pub(crate) fn validate(text: &str, env: &Environment) -> Result<Config, ConfigError> {
     let raw = raw::parse(text).map_err(|e| ConfigError {
@@ -159,6 +160,7 @@ fn build(raw: RawConfig, env: &Environment, p: &mut Problems) -> Option<Config> 
     }
     let callers = callers(&raw.callers, env, &names, p);
     let events = super::events::events(&raw.events, env, p);
+    let console = super::console::console(&raw.console, p);
 
     let allow_list = match AllowList::build(patterns) {
         Ok(list) => list,
@@ -185,6 +187,7 @@ fn build(raw: RawConfig, env: &Environment, p: &mut Problems) -> Option<Config> 
         names,
         allow_list,
         events,
+        console,
     })
 }
 

@@ -34,6 +34,9 @@ pub async fn handle_local(
     path: &str,
     record: &mut Record,
 ) -> Result<Response<Body>, ProxyError> {
+    if path == "/console-link" {
+        return console_link(state, session, &request, record).await;
+    }
     if let Some(name) = path.strip_prefix("/connections/") {
         if let Some(name) = name.strip_suffix("/test") {
             return test(state, session, &request, &crate::form::decode_path(name), record).await;
@@ -103,6 +106,36 @@ fn json(value: serde_json::Value) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(value.to_string())).map_err(|never| match never {}).boxed());
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
+}
+
+/// `POST /console-link`: a one-time link that signs the caller's user in to the console's
+/// "My connections" (the agent platform hands it to the user), limited to the connectors the
+/// caller may use.
+async fn console_link(
+    state: &State,
+    session: &Session,
+    request: &Request<Inbound>,
+    record: &mut Record,
+) -> Result<Response<Body>, ProxyError> {
+    if request.method() != Method::POST {
+        return Err(ProxyError::InvalidRequest("use POST /console-link".into()));
+    }
+    let config = &state.config;
+    let caller = identify(request.headers(), true, config, &session.callers, unix_now()).await?;
+    record.caller = Some(caller.clone());
+    let connectors = caller
+        .allowed
+        .as_ref()
+        .map(|list| list.iter().filter_map(|i| config.connectors.get(*i)).map(|c| c.name.clone()).collect());
+    let grant =
+        crate::signin::Grant { role: crate::signin::Role::User, principal: caller.principal.clone(), connectors };
+    let store = state.broker.store();
+    let token = crate::signin::mint_link(store.as_ref(), &grant)
+        .await
+        .map_err(|source| crate::token::broker::CredentialError::Store { connector: String::new(), source })?;
+    let url = format!("{}/console/login?token={token}", state.broker.links().public_url());
+    let expires_at = unix_now() + crate::signin::LINK_TTL.as_secs();
+    Ok(json(serde_json::json!({ "url": url, "expires_at": expires_at })))
 }
 
 /// `POST /connections/{connector}/test`: the connector's health check with the caller's own

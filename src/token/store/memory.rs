@@ -145,6 +145,11 @@ impl TokenStore for MemoryStore {
         Ok(inner.transient.remove(name).filter(|(_, until)| *until > Instant::now()).map(|(v, _)| v))
     }
 
+    async fn get_transient(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let inner = self.inner.lock().await;
+        Ok(inner.transient.get(name).filter(|(_, until)| *until > Instant::now()).map(|(v, _)| v.clone()))
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }

@@ -98,6 +98,14 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
     /// Reads and deletes a transient value in one step, so it can be used once.
     async fn take_transient(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// Reads a transient value and leaves it (a console session).
+    async fn get_transient(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Deletes a transient value.
+    async fn drop_transient(&self, name: &str) -> Result<(), StoreError> {
+        self.take_transient(name).await.map(|_| ())
+    }
+
     /// Whether the backend answers (for `/readyz` and `tollgate_store_up`).
     async fn ping(&self) -> Result<(), StoreError>;
 

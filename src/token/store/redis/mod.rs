@@ -337,6 +337,13 @@ impl TokenStore for RedisStore {
         sealed.map(|s| self.sealer.open(&key, &s).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
     }
 
+    async fn get_transient(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = transient_key(name);
+        let mut conn = self.conn("get")?;
+        let sealed: Option<String> = self.run("get", redis::cmd("GET").arg(&key).query_async(&mut conn)).await?;
+        sealed.map(|s| self.sealer.open(&key, &s).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         if !self.link.fails_as_one() {
             // A Cluster is up while any master answers, as the probe last saw every one of
