@@ -58,7 +58,7 @@ async fn connectors_page(state: &State, session: &Session) -> Response<Body> {
     let body = html! {
         div class="notice" {
             "Redirect URI to register at each provider: " code id="redirect-uri" { (redirect_uri) } " "
-            button class="secondary" type="button" data-copy=(redirect_uri) aria-label="Copy the redirect URI" { "Copy" }
+            button class="secondary" type="button" data-copy=(redirect_uri) { "Copy the redirect URI" }
         }
         div class="scroll" {
             table {

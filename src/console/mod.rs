@@ -156,7 +156,9 @@ fn secure_headers(response: &mut Response<Body>, embed_origins: &[String]) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Same-origin, not no-referrer: with no-referrer a browser sends `Origin: null` on the
+    // page's own form POST, which the origin check must refuse. Other sites get no referrer.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if embed_origins.is_empty() {
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

@@ -60,7 +60,9 @@ pub fn page(status: StatusCode, title: &str, body: &str, notify: Option<(Outcome
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Same-origin, not no-referrer: with no-referrer a browser sends `Origin: null` on the
+    // page's own form POST, which the origin check must refuse. Other sites get no referrer.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(

@@ -28,6 +28,7 @@ pub mod browser;
 mod client;
 pub mod corpus;
 pub mod oauth;
+pub mod oidc;
 pub mod process;
 pub mod redis_server;
 pub mod scripted;

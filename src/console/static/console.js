@@ -16,7 +16,7 @@ document.addEventListener("click", (event) => {
   const copy = event.target.closest("button[data-copy]");
   if (copy) {
     navigator.clipboard.writeText(copy.dataset.copy).then(
-      () => { copy.textContent = "Copied"; },
+      () => { copy.textContent = `${copy.textContent.replace(/^Copy/, "Copied")}`; },
       () => { copy.textContent = "Copy failed: select the text"; },
     );
   }

@@ -1,0 +1,147 @@
+// The console in a real browser: Debian's Chromium driven by Playwright (playwright-core),
+// with axe-core's accessibility checks on every page. Run by tests/console_browser.rs, one
+// phase at a time, so the Rust test can check the proxy and the store between them:
+//
+//   node console.test.mjs connect   a user signs in with a session link, connects through the
+//                                   provider's consent in a popup, tests the connection
+//   node console.test.mjs admin     an admin signs in, sees the connectors (copies the
+//                                   redirect URI), finds the user's connection and revokes it
+//   node console.test.mjs revoked   the user's page shows the connection revoked
+//
+// Environment: CONSOLE (the console's origin), LINK (a sign-in link), AUTH_PORT (the
+// provider's port; auth.test resolves to 127.0.0.1 and nothing else is reachable), STATE (a
+// file for the user's session between phases), SHOTS (a folder for screenshots).
+// Prints one JSON line per page checked; exits 1 on the first failure.
+import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { chromium } from 'playwright-core';
+
+const require = createRequire(import.meta.url);
+const axeSource = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+
+const phase = process.argv[2];
+const { CONSOLE, LINK, AUTH_PORT, STATE, SHOTS } = process.env;
+
+function fail(message) {
+  console.error(`FAIL [${phase}]: ${message}`);
+  process.exit(1);
+}
+
+function expect(condition, message) {
+  if (!condition) fail(message);
+}
+
+/** axe-core on the page: no serious or critical violation. */
+async function accessible(page, name) {
+  // Evaluated through the DevTools protocol, which the page's CSP (no inline or eval'd
+  // script) does not govern; the page itself runs only /console/static/console.js.
+  await page.evaluate(axeSource);
+  const results = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  const serious = results.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  console.log(JSON.stringify({ page: name, url: page.url(), violations: serious.map((v) => v.id) }));
+  expect(serious.length === 0, `${name}: ${serious.map((v) => `${v.id} (${v.nodes.length})`).join(', ')}`);
+}
+
+async function shot(page, name) {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+async function signIn(page, link) {
+  await page.goto(link);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL(/\/console\/(me|connectors)/);
+}
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: [
+    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    // Only loopback: the provider's name maps to it, every other name fails.
+    `--host-resolver-rules=MAP auth.test 127.0.0.1, MAP * ~NOTFOUND, EXCLUDE 127.0.0.1`,
+  ],
+});
+
+try {
+  if (phase === 'connect') {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1200, height: 800 } });
+    const page = await context.newPage();
+    await signIn(page, LINK);
+    await accessible(page, 'my-connections-empty');
+    await shot(page, 'my-connections-before');
+    const card = page.getByRole('region', { name: 'e2e' });
+    expect(await card.getByText('not connected').count() === 1, 'the connector starts not connected');
+
+    // Connect: the provider's consent in a popup; the page updates when the popup reports back.
+    const [popup] = await Promise.all([page.waitForEvent('popup'), card.getByRole('link', { name: 'Connect' }).click()]);
+    await popup.getByRole('button', { name: 'Continue' }).click();
+    await popup.waitForURL(new RegExp(`auth\\.test:${AUTH_PORT}/`)).catch(async (e) => {
+      fail(`the popup did not reach the provider: ${popup.url()}\n${(await popup.content()).slice(0, 2000)}\n${e}`);
+    });
+    await popup.locator('input[name=login]').fill('alice');
+    await popup.locator('input[name=password]').fill('any-password');
+    await popup.locator('button[type=submit]').click();
+    await popup.locator('button[type=submit]').click(); // consent
+    await popup.waitForURL(/\/oauth\/callback/);
+    expect((await popup.content()).includes('Connected to'), 'the popup says connected');
+    await page.waitForFunction(() => document.body.innerText.includes('Disconnect'), null, { timeout: 15000 });
+    expect(await card.getByText('connected', { exact: true }).count() === 1, 'the card shows connected');
+    await accessible(page, 'my-connections');
+
+    // Test: the connector's health check with the user's token.
+    await card.getByRole('button', { name: 'Test' }).click();
+    await page.waitForURL(/\/console\/me\/test/);
+    expect((await page.locator('main').innerText()).includes('healthy'), 'the test says healthy');
+    await accessible(page, 'test-result');
+    await shot(page, 'test-result');
+    await page.goto(`${CONSOLE}/console/me`);
+    await shot(page, 'my-connections');
+    await context.storageState({ path: STATE });
+  } else if (phase === 'admin') {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: CONSOLE });
+    const page = await context.newPage();
+    await signIn(page, LINK);
+    await page.waitForURL(/\/console\/connectors/);
+    const redirect = (await page.locator('#redirect-uri').innerText()).trim();
+    expect(redirect === `${CONSOLE}/oauth/callback`, `the redirect URI is shown: ${redirect}`);
+    await page.getByRole('button', { name: 'Copy the redirect URI' }).click();
+    const copied = await page.evaluate(() => navigator.clipboard.readText());
+    expect(copied === redirect, `the redirect URI is copied: ${copied}`);
+    await accessible(page, 'connectors');
+    await shot(page, 'connectors');
+
+    await page.getByRole('link', { name: 'Connections' }).first().click();
+    await page.waitForURL(/\/console\/connections/);
+    const row = page.getByRole('row', { name: /alice/ });
+    expect(await row.getByText('healthy', { exact: true }).count() === 1, 'alice is healthy');
+    await accessible(page, 'connections');
+    await shot(page, 'connections');
+    await row.getByRole('button', { name: 'Revoke' }).click();
+    await page.waitForURL(/\/console\/connections\?connector=e2e/);
+    expect(await page.getByRole('row', { name: /alice/ }).locator('.badge.revoked').count() === 1, 'alice is revoked');
+
+    await page.getByRole('link', { name: 'Explain' }).click();
+    await page.locator('#e-url').fill(`https://auth.test:${AUTH_PORT}/me`);
+    await page.getByRole('button', { name: 'Explain' }).click();
+    expect((await page.locator('main').innerText()).includes('allow'), 'explain allows the connector URL');
+    await accessible(page, 'explain');
+    await shot(page, 'explain');
+  } else if (phase === 'revoked') {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true, storageState: STATE });
+    const page = await context.newPage();
+    await page.goto(`${CONSOLE}/console/me`);
+    const card = page.getByRole('region', { name: 'e2e' });
+    expect(await card.getByText('revoked').count() >= 1, 'the user sees the connection revoked');
+    expect(await card.getByRole('link', { name: 'Connect' }).count() === 1, 'and can connect again');
+    await accessible(page, 'my-connections-revoked');
+    await shot(page, 'my-connections-revoked');
+  } else {
+    fail(`unknown phase ${phase}`);
+  }
+  console.log(JSON.stringify({ phase, ok: true }));
+} finally {
+  await browser.close();
+}
