@@ -152,14 +152,18 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
 
     let mut tasks = JoinSet::new();
     let s = shared.clone();
-    let per_connection = move || {
-        let (s, session) = (s.clone(), Arc::new(crate::proxy::Session::default()));
+    let per_connection = move |peer| {
+        let session = crate::proxy::Session { peer: Some(peer), ..Default::default() };
+        let (s, session) = (s.clone(), Arc::new(session));
         move |r, busy| crate::router::proxy(s.clone(), session.clone(), r, busy)
     };
     tasks.spawn(serve(proxy, limits, per_connection, watcher.clone()));
     let s = shared.clone();
-    let admin_handler = move |r, busy| crate::router::admin(s.clone(), r, busy);
-    tasks.spawn(serve(admin, limits, move || admin_handler.clone(), watcher.clone()));
+    let admin_handler = move |peer| {
+        let s = s.clone();
+        move |r, busy| crate::router::admin(s.clone(), peer, r, busy)
+    };
+    tasks.spawn(serve(admin, limits, admin_handler, watcher.clone()));
     tasks.spawn(stored::follow(shared.clone(), changed, stored_failing, watcher.clone()));
     tasks.spawn(crate::live::worker::run(shared.clone(), watcher.clone()));
     tasks.spawn(crate::live::sweep::run(shared.clone(), watcher.clone()));
@@ -169,8 +173,11 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
     if let Some(public) = public {
         // Only the OAuth pages face browsers.
         let s = shared.clone();
-        let pages = move |r, busy| crate::router::public(s.clone(), r, busy);
-        tasks.spawn(serve(public, limits, move || pages.clone(), watcher.clone()));
+        let pages = move |peer| {
+            let s = s.clone();
+            move |r, busy| crate::router::public(s.clone(), peer, r, busy)
+        };
+        tasks.spawn(serve(public, limits, pages, watcher.clone()));
     }
     tracing::info!(%proxy_addr, %admin_addr, public_addr = %public_addr.map(|a| a.to_string()).unwrap_or_default(), connectors = connector_count, "tollgate started");
     Ok(Running { proxy_addr, admin_addr, public_addr, shared, shutdown, tasks })

@@ -28,6 +28,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod audit;
 pub mod authority;
 pub mod body;
 pub mod caller;

@@ -10,6 +10,7 @@
 //! and the wings do the work, and none of them calls back up into this file.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{Request, Response};
@@ -34,7 +35,7 @@ pub async fn proxy(
     let state = shared.current();
     let path = request.uri().path();
     if request.uri().scheme().is_none() && (path.starts_with("/oauth/") || path.starts_with("/console/")) {
-        return Ok(busy.answer(Box::pin(pages(&state, request)).await));
+        return Ok(busy.answer(Box::pin(pages(&state, session.peer, request)).await));
     }
     let mut record = Record::start(request.method(), &state);
     let route = route(request.method(), request.uri(), &state.config);
@@ -53,28 +54,38 @@ pub async fn proxy(
 }
 
 /// A request on the admin listener.
-pub async fn admin(shared: Arc<Shared>, request: Request<Inbound>, busy: Busy) -> Result<Response<Timed>, Infallible> {
+pub async fn admin(
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    request: Request<Inbound>,
+    busy: Busy,
+) -> Result<Response<Timed>, Infallible> {
     let limit = shared.current().config.limits.max_header_bytes;
     let response = match check_header_limit(request.headers(), limit) {
         Err(refused) => crate::admin::refuse(&refused),
-        Ok(()) => crate::admin::handle(&shared, request).await,
+        Ok(()) => crate::admin::handle(&shared, peer, request).await,
     };
     Ok(busy.answer(response))
 }
 
 /// A request on the public listener: the OAuth pages and the console only.
-pub async fn public(shared: Arc<Shared>, request: Request<Inbound>, busy: Busy) -> Result<Response<Timed>, Infallible> {
+pub async fn public(
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    request: Request<Inbound>,
+    busy: Busy,
+) -> Result<Response<Timed>, Infallible> {
     let state = shared.current();
-    Ok(busy.answer(pages(&state, request).await))
+    Ok(busy.answer(pages(&state, Some(peer), request).await))
 }
 
 /// The OAuth pages and the console, on whichever listener they are asked for.
-async fn pages(state: &State, request: Request<Inbound>) -> Response<Body> {
+async fn pages(state: &State, peer: Option<SocketAddr>, request: Request<Inbound>) -> Response<Body> {
     match check_header_limit(request.headers(), state.config.limits.max_header_bytes) {
         Err(refused) => {
             error_response(&refused, &ErrorContext { request_id: &next_request_id(), ..Default::default() })
         }
-        Ok(()) if request.uri().path().starts_with("/console") => crate::console::handle(state, request).await,
+        Ok(()) if request.uri().path().starts_with("/console") => crate::console::handle(state, peer, request).await,
         Ok(()) => crate::oauth::flow::handle(state, request).await,
     }
 }

@@ -141,6 +141,17 @@ async fn sessions_roles_csrf_and_no_secrets() {
         .await;
     assert_eq!(revoked.status, 303);
     assert_eq!(store.get(&bob).await.unwrap().unwrap().status, ConnectionStatus::Revoked);
+    // Every admin change is on the audit page: who, through what, from where, what, on what.
+    let deleted = send(admin, "DELETE", "/admin/connections/crm/bob", &[ADMIN], Bytes::new()).await;
+    assert_eq!(deleted.status, 204);
+    let audit = ops.page("/console/audit").await;
+    for expected in
+        ["console.sign_in", "connection.revoke", "crm/bob", "ops-ana", "admin token 1", "admin-api", "127.0.0.1"]
+    {
+        assert!(audit.contains(expected), "{expected} is not on the audit page: {audit}");
+    }
+    let filtered = ops.page("/console/audit?q=admin-api").await;
+    assert!(filtered.contains("admin token 1") && !filtered.contains("console.sign_in"), "{filtered}");
     let explained = ops.page("/console/explain?url=https%3A%2F%2Fwiki.test%2Fpage").await;
     assert!(explained.contains("allow") && explained.contains("https://wiki.test/*"), "{explained}");
 

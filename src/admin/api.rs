@@ -95,8 +95,21 @@ fn query_param(request: &Request<Inbound>, name: &str) -> Option<String> {
     })
 }
 
+/// Who made an admin request, for the audit trail.
+pub struct Who {
+    pub actor: String,
+    pub from: String,
+}
+
+impl Who {
+    async fn audit(&self, state: &State, action: &str, target: &str) {
+        let entry = crate::audit::Entry::new(&self.actor, "admin-api", self.from.clone(), action, target);
+        crate::audit::record(state.broker.store().as_ref(), entry).await;
+    }
+}
+
 /// Serves an authenticated `/admin/...` request.
-pub async fn handle(shared: &Shared, state: &State, request: Request<Inbound>) -> Response<Body> {
+pub async fn handle(shared: &Shared, state: &State, who: &Who, request: Request<Inbound>) -> Response<Body> {
     let path = request.uri().path().to_string();
     let segments: Vec<String> = path.trim_start_matches("/admin/").split('/').map(crate::form::decode_path).collect();
     let method = request.method().clone();
@@ -110,20 +123,44 @@ pub async fn handle(shared: &Shared, state: &State, request: Request<Inbound>) -
             Some(i) => json_response(StatusCode::OK, &view(state, i)),
             None => refuse(&PolicyError::Unknown(name.to_string()).into()),
         },
-        (Method::PUT, ["connectors", name]) => put_connector(shared, state, name, request).await,
-        (Method::DELETE, ["connectors", name]) => delete_connector(shared, state, name).await,
+        (Method::PUT, ["connectors", name]) => {
+            let response = put_connector(shared, state, name, request).await;
+            if response.status().is_success() {
+                who.audit(state, "connector.put", name).await;
+            }
+            response
+        }
+        (Method::DELETE, ["connectors", name]) => {
+            let response = delete_connector(shared, state, name).await;
+            if response.status().is_success() {
+                who.audit(state, "connector.delete", name).await;
+            }
+            response
+        }
         (Method::POST, ["connectors", name, "test"]) => match state.config.resolve_name(name) {
             Some(i) => json_response(StatusCode::OK, &health(state, i).await),
             None => refuse(&PolicyError::Unknown(name.to_string()).into()),
         },
         (Method::GET, ["connections"]) => connections(state, &request).await,
-        (Method::DELETE, ["connections", connector, principal]) => delete_connection(state, connector, principal).await,
+        (Method::DELETE, ["connections", connector, principal]) => {
+            let response = delete_connection(state, connector, principal).await;
+            if response.status().is_success() {
+                who.audit(state, "connection.revoke", &format!("{connector}/{principal}")).await;
+            }
+            response
+        }
         (Method::POST, ["connections", connector, principal, "test"]) => {
             test_connection(state, connector, principal).await
         }
         (Method::POST, ["explain"]) => explain(state, request).await,
         (Method::GET, ["jobs"]) => jobs(state, &request).await,
-        (Method::POST, ["console", "links"]) => console_link(state, request).await,
+        (Method::POST, ["console", "links"]) => {
+            let response = console_link(state, request).await;
+            if response.status().is_success() {
+                who.audit(state, "console.link", "admin sign-in link").await;
+            }
+            response
+        }
         _ => {
             refuse(&ProxyError::NotFound(format!("{method} {path} is not an admin route; see docs/admin-openapi.yaml")))
         }

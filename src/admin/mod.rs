@@ -23,19 +23,22 @@ pub(crate) fn text(status: StatusCode, content_type: &'static str, body: String)
     r
 }
 
-/// Whether the request carries one of the admin tokens. Every token is compared in full.
-fn is_admin(request: &Request<Inbound>, state: &State) -> bool {
+/// Which admin token the request carries (its position in `admin_tokens`), if any. Every
+/// token is compared in full.
+fn admin_token(request: &Request<Inbound>, state: &State) -> Option<usize> {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    let mut ok = false;
-    for token in &state.config.admin_tokens {
-        ok |= constant_time_eq(token.expose().as_bytes(), presented.as_bytes());
+    let mut found = None;
+    for (i, token) in state.config.admin_tokens.iter().enumerate() {
+        if constant_time_eq(token.expose().as_bytes(), presented.as_bytes()) {
+            found = Some(i);
+        }
     }
-    ok
+    found
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -45,7 +48,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Serves one request on the admin listener (the router has checked its header limit).
-pub async fn handle(shared: &Shared, request: Request<Inbound>) -> Response<Body> {
+pub async fn handle(shared: &Shared, peer: std::net::SocketAddr, request: Request<Inbound>) -> Response<Body> {
     let state = shared.current();
     let path = request.uri().path().to_string();
     let response = match path.as_str() {
@@ -75,8 +78,16 @@ pub async fn handle(shared: &Shared, request: Request<Inbound>) -> Response<Body
             Some(ca) => text(StatusCode::OK, "application/x-pem-file", ca.cert_pem().to_string()),
             None => refuse(&ProxyError::NotFound("the interception CA is not loaded; see the log".into())),
         },
-        p if p.starts_with("/admin/") && !is_admin(&request, &state) => refuse(&ProxyError::AdminUnauthenticated),
-        p if p.starts_with("/admin/") => api::handle(shared, &state, request).await,
+        p if p.starts_with("/admin/") => match admin_token(&request, &state) {
+            None => refuse(&ProxyError::AdminUnauthenticated),
+            Some(i) => {
+                let who = api::Who {
+                    actor: format!("admin token {}", i + 1),
+                    from: crate::audit::origin(Some(peer), request.headers()),
+                };
+                api::handle(shared, &state, &who, request).await
+            }
+        },
         p => refuse(&ProxyError::NotFound(format!("{p} is not an admin route"))),
     };
     response

@@ -41,6 +41,7 @@ pub async fn get(state: &State, session: &Session, path: &str, query: &[(String,
         "/console/connectors" => connectors_page(state, session).await,
         "/console/connections" => connections_page(state, session, query).await,
         "/console/explain" => explain_page(state, session, query),
+        "/console/audit" => audit_page(state, session, query).await,
         _ => html_response(StatusCode::NOT_FOUND, state, super::not_found(Some(session))),
     }
 }
@@ -176,7 +177,46 @@ fn explain_page(state: &State, session: &Session, query: &[(String, String)]) ->
     html_response(StatusCode::OK, state, page("Explain", Some(session), body))
 }
 
-pub async fn post(state: &State, session: &Session, path: &str, form: &[(String, String)]) -> Response<Body> {
+/// `GET /console/audit?q=`: the newest admin changes first, filtered by a word in any field.
+async fn audit_page(state: &State, session: &Session, query: &[(String, String)]) -> Response<Body> {
+    let Ok(trail) = crate::audit::read(state.broker.store().as_ref()).await else {
+        return super::unavailable(state, "reading the audit trail");
+    };
+    let q = field(query, "q").unwrap_or_default().trim().to_lowercase();
+    let shown: Vec<&crate::audit::Entry> = trail
+        .iter()
+        .filter(|e| {
+            q.is_empty()
+                || [&e.actor, &e.via, &e.from, &e.action, &e.target].iter().any(|f| f.to_lowercase().contains(&q))
+        })
+        .collect();
+    let body = html! {
+        form class="filters" method="get" action="/console/audit" {
+            div { label for="a-q" { "Filter" } input id="a-q" type="text" name="q" value=(q) placeholder="an actor, action or target"; }
+            button type="submit" { "Filter" }
+        }
+        div class="scroll" {
+            table {
+                caption class="muted" { (shown.len()) " of the last " (trail.len()) " changes" }
+                thead { tr { th scope="col" { "When" } th scope="col" { "Who" } th scope="col" { "Via" } th scope="col" { "From" } th scope="col" { "What" } th scope="col" { "On" } } }
+                tbody {
+                    @for e in &shown {
+                        tr { td { (when(Some(e.at))) } td { (e.actor) } td { (e.via) } td { (e.from) } td { code { (e.action) } } td { (e.target) } }
+                    }
+                }
+            }
+        }
+    };
+    html_response(StatusCode::OK, state, page("Audit", Some(session), body))
+}
+
+pub async fn post(
+    state: &State,
+    session: &Session,
+    path: &str,
+    form: &[(String, String)],
+    from: String,
+) -> Response<Body> {
     let name = field(form, "connector").unwrap_or_default();
     let principal = field(form, "principal").unwrap_or_default();
     let Some(index) = state.config.resolve_name(name) else {
@@ -190,7 +230,15 @@ pub async fn post(state: &State, session: &Session, path: &str, form: &[(String,
             let key = ConnectionKey::new(&connector.name, principal);
             match state.broker.delete(index, connector, &key).await {
                 Ok(_) => {
-                    tracing::info!(admin = %session.grant.principal, connector = %connector.name, principal, "console: connection revoked by an admin");
+                    let target = format!("{}/{principal}", connector.name);
+                    let entry = crate::audit::Entry::new(
+                        &session.grant.principal,
+                        "console",
+                        from,
+                        "connection.revoke",
+                        &target,
+                    );
+                    crate::audit::record(state.broker.store().as_ref(), entry).await;
                     redirect(&back)
                 }
                 Err(e) => super::unavailable(state, &e.to_string()),

@@ -29,6 +29,7 @@ pub fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                                     a href="/console/connectors" { "Connectors" }
                                     a href="/console/connections" { "Connections" }
                                     a href="/console/explain" { "Explain" }
+                                    a href="/console/audit" { "Audit" }
                                 }
                                 Role::User => { a href="/console/me" { "My connections" } }
                             }

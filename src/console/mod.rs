@@ -27,8 +27,9 @@ const JS: &str = include_str!("static/console.js");
 const FORM_LIMIT: usize = 16 * 1024;
 
 /// A request under `/console/`.
-pub async fn handle(state: &State, request: Request<Inbound>) -> Response<Body> {
+pub async fn handle(state: &State, peer: Option<std::net::SocketAddr>, request: Request<Inbound>) -> Response<Body> {
     let config = &state.config;
+    let from = crate::audit::origin(peer, request.headers());
     if !config.console.enabled {
         return html_response(StatusCode::NOT_FOUND, state, not_found(None));
     }
@@ -39,14 +40,14 @@ pub async fn handle(state: &State, request: Request<Inbound>) -> Response<Body> 
         (Method::GET, "/console/login") => user::login_page(state, &request),
         (Method::POST, "/console/login") => {
             let form = read_form(request).await;
-            user::login(state, &form).await
+            user::login(state, &form, from).await
         }
-        _ => signed_in(state, request, &path).await,
+        _ => signed_in(state, request, &path, from).await,
     }
 }
 
 /// The pages behind a session.
-async fn signed_in(state: &State, request: Request<Inbound>, path: &str) -> Response<Body> {
+async fn signed_in(state: &State, request: Request<Inbound>, path: &str, from: String) -> Response<Body> {
     let store = state.broker.store();
     let session = match session::current(store.as_ref(), request.headers()).await {
         Ok(Some(s)) => s,
@@ -62,7 +63,7 @@ async fn signed_in(state: &State, request: Request<Inbound>, path: &str) -> Resp
         }
         return match (session.grant.role, path) {
             (_, "/console/logout") => user::logout(state, &session).await,
-            (Role::Admin, p) => admin::post(state, &session, p, &form).await,
+            (Role::Admin, p) => admin::post(state, &session, p, &form, from).await,
             (Role::User, p) => user::post(state, &session, p, &form).await,
         };
     }

@@ -28,12 +28,18 @@ pub fn login_page(state: &State, request: &Request<Inbound>) -> Response<Body> {
 }
 
 /// `POST /console/login`: uses the link up, starts a session.
-pub async fn login(state: &State, form: &[(String, String)]) -> Response<Body> {
+pub async fn login(state: &State, form: &[(String, String)], from: String) -> Response<Body> {
     let token = field(form, "token").unwrap_or_default();
     let ttl = state.config.console.session_ttl;
     match session::sign_in(state.broker.store().as_ref(), token, ttl).await {
         Ok(Some((session, cookie))) => {
-            tracing::info!(role = ?session.grant.role, principal = %session.grant.principal, "console sign-in");
+            if session.grant.role == crate::signin::Role::Admin {
+                let entry =
+                    crate::audit::Entry::new(&session.grant.principal, "console", from, "console.sign_in", "console");
+                crate::audit::record(state.broker.store().as_ref(), entry).await;
+            } else {
+                tracing::info!(principal = %session.grant.principal, "console sign-in");
+            }
             let mut response = redirect("/console/");
             if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&cookie, ttl, secure(state))) {
                 response.headers_mut().insert(header::SET_COOKIE, v);

@@ -49,6 +49,8 @@ pub struct Session {
     pub callers: Memo,
     /// The response timer and the last upstream connection of this connection.
     pub upstream: Arc<crate::pool::Affinity>,
+    /// The client's address (for the console's audit entries).
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 /// The one edge where a result becomes a response: refusals rendered, the audit line and

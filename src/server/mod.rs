@@ -50,7 +50,7 @@ pub async fn serve<M, F, Fut>(
     per_connection: M,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    M: Fn() -> F + Send + 'static,
+    M: Fn(std::net::SocketAddr) -> F + Send + 'static,
     F: Fn(Request<Inbound>, Busy) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<Timed>, Infallible>> + Send + 'static,
 {
@@ -59,7 +59,7 @@ pub async fn serve<M, F, Fut>(
     // Each connection holds a permit; without one, a new connection is closed at once.
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -77,7 +77,7 @@ pub async fn serve<M, F, Fut>(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let handler = per_connection();
+        let handler = per_connection(peer);
         let alive = alive.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {

@@ -129,6 +129,13 @@ try {
     expect((await page.locator('main').innerText()).includes('allow'), 'explain allows the connector URL');
     await accessible(page, 'explain');
     await shot(page, 'explain');
+
+    await page.getByRole('link', { name: 'Audit' }).click();
+    await page.waitForURL(/\/console\/audit/);
+    const audit = await page.locator('main').innerText();
+    expect(audit.includes('connection.revoke') && audit.includes('e2e/alice') && audit.includes('ops-ana'), 'the revoke is audited');
+    await accessible(page, 'audit');
+    await shot(page, 'audit');
   } else if (phase === 'revoked') {
     const context = await browser.newContext({ ignoreHTTPSErrors: true, storageState: STATE });
     const page = await context.newPage();
