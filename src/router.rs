@@ -35,7 +35,7 @@ pub async fn proxy(
     let state = shared.current();
     let path = request.uri().path();
     if request.uri().scheme().is_none() && (path.starts_with("/oauth/") || path.starts_with("/console/")) {
-        return Ok(busy.answer(Box::pin(pages(&state, session.peer, request)).await));
+        return Ok(busy.answer(Box::pin(pages(&shared, &state, session.peer, request)).await));
     }
     let mut record = Record::start(request.method(), &state);
     let route = route(request.method(), request.uri(), &state.config);
@@ -76,16 +76,18 @@ pub async fn public(
     busy: Busy,
 ) -> Result<Response<Timed>, Infallible> {
     let state = shared.current();
-    Ok(busy.answer(pages(&state, Some(peer), request).await))
+    Ok(busy.answer(pages(&shared, &state, Some(peer), request).await))
 }
 
 /// The OAuth pages and the console, on whichever listener they are asked for.
-async fn pages(state: &State, peer: Option<SocketAddr>, request: Request<Inbound>) -> Response<Body> {
+async fn pages(shared: &Shared, state: &State, peer: Option<SocketAddr>, request: Request<Inbound>) -> Response<Body> {
     match check_header_limit(request.headers(), state.config.limits.max_header_bytes) {
         Err(refused) => {
             error_response(&refused, &ErrorContext { request_id: &next_request_id(), ..Default::default() })
         }
-        Ok(()) if request.uri().path().starts_with("/console") => crate::console::handle(state, peer, request).await,
+        Ok(()) if request.uri().path().starts_with("/console") => {
+            crate::console::handle(shared, state, peer, request).await
+        }
         Ok(()) => crate::oauth::flow::handle(state, request).await,
     }
 }

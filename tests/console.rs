@@ -205,3 +205,83 @@ async fn sessions_roles_csrf_and_no_secrets() {
     assert_eq!(logout.status, 303);
     assert_eq!(alice.get("/console/me").await.status, 401);
 }
+
+#[tokio::test]
+async fn connectors_are_created_checked_edited_and_deleted_in_the_console() {
+    let ca = TestCa::new(&["api.crm.test", "auth.test"]);
+    let endpoint = common::oauth::TokenEndpoint::start(&ca, &[], None).await;
+    let proxy = TestProxy::start(&base_config(&ca)).await;
+    let (admin, addr) = (proxy.running.admin_addr, proxy.addr());
+    let link = send(admin, "POST", "/admin/console/links", &[ADMIN], Bytes::new()).await;
+    let ops = Browser::sign_in(addr, link.json()["url"].as_str().unwrap()).await;
+    let new = ops.page("/console/connectors/new").await;
+    assert!(new.contains("github") && new.contains("salesforce"), "the template gallery");
+    assert!(new.contains("https://tollgate.test/oauth/callback"), "the redirect URI on the form");
+    let token = csrf(&new);
+    let enc = |s: &str| s.replace(':', "%3A").replace('/', "%2F").replace(' ', "+").replace('\n', "%0A");
+
+    // The same validator as the file: the error sits next to its field.
+    let bad = ops
+        .post(
+            "/console/connectors/save",
+            &format!(
+                "csrf={token}&creating=1&name=crm&grant=static&token=k-1234567890&allowed_domains={}",
+                enc("ftp://x")
+            ),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    let bad = String::from_utf8(bad.body.to_vec()).unwrap();
+    assert!(bad.contains(r#"id="err-allowed_domains""#), "{bad}");
+
+    // Check reads the issuer's metadata and fills the endpoints.
+    let issuer = format!("https://auth.test:{}", endpoint.server.port);
+    let checked = ops
+        .post("/console/connectors/check", &format!("csrf={token}&creating=1&name=crm&issuer={}", enc(&issuer)))
+        .await;
+    let checked = String::from_utf8(checked.body.to_vec()).unwrap();
+    assert!(
+        checked.contains(&format!("{issuer}/authorize")) && checked.contains(&format!("{issuer}/token")),
+        "{checked}"
+    );
+    assert!(checked.contains("registers clients"), "{checked}");
+
+    // Saved from scratch; the secret is write-only.
+    let form = format!(
+        "csrf={token}&creating=1&name=crm&grant=authorization_code&description=CRM+notes&client_id=crm-client&client_secret=s3cret-crm-9876&authorization_endpoint={}&token_endpoint={}&scopes=read+write&allowed_domains={}",
+        enc(&format!("{issuer}/authorize")),
+        enc(&format!("{issuer}/token")),
+        enc("https://api.crm.test/*")
+    );
+    assert_eq!(ops.post("/console/connectors/save", &form).await.status, 303);
+    let shown = get(admin, "/admin/connectors/crm", &[ADMIN]).await.json();
+    assert_eq!(shown["client_secret"], "•••• 9876");
+    assert_eq!(shown["description"], "CRM notes");
+    let edit = ops.page("/console/connectors/edit?name=crm").await;
+    assert!(edit.contains("•••• 9876") && !edit.contains("s3cret-crm-9876"), "write-only secret");
+    // A blank secret keeps it; other fields change.
+    let form = format!(
+        "csrf={token}&creating=0&name=crm&grant=authorization_code&description=CRM&client_id=crm-client&authorization_endpoint={}&token_endpoint={}&allowed_domains={}",
+        enc(&format!("{issuer}/authorize")),
+        enc(&format!("{issuer}/token")),
+        enc("https://api.crm.test/*\nhttps://files.crm.test/*")
+    );
+    assert_eq!(ops.post("/console/connectors/save", &form).await.status, 303);
+    let shown = get(admin, "/admin/connectors/crm", &[ADMIN]).await.json();
+    assert_eq!((shown["client_secret"].as_str(), shown["description"].as_str()), (Some("•••• 9876"), Some("CRM")));
+    assert_eq!(shown["allowed_domains"].as_array().unwrap().len(), 2);
+
+    // Delete says how many connections it revokes, then does it.
+    let mut c = Connection::new(Secret::new("at-dana"), Some(now() + 3600));
+    c.refresh_token = Some(Secret::new("rt-dana"));
+    proxy.running.store().put(&ConnectionKey::new("crm", "dana"), c, Expect::Any, None).await.unwrap();
+    let confirm = ops.page("/console/connectors/delete?name=crm").await;
+    assert!(confirm.contains("1 connection") && confirm.contains("Delete crm and revoke 1"), "{confirm}");
+    assert_eq!(ops.post("/console/connectors/delete", &format!("csrf={token}&name=crm")).await.status, 303);
+    get(admin, "/admin/connectors/crm", &[ADMIN]).await.assert_refused(400, "connector_unknown");
+    assert!(proxy.running.store().get(&ConnectionKey::new("crm", "dana")).await.unwrap().is_none());
+    let audit = ops.page("/console/audit?q=connector").await;
+    for action in ["connector.create", "connector.update", "connector.delete"] {
+        assert!(audit.contains(action), "{action}: {audit}");
+    }
+}

@@ -2,8 +2,9 @@
 //! against a running Tollgate on a real redis-server and the real OpenID provider
 //! (oidc-provider): a user opens a session link, connects through the provider's consent in a
 //! popup and tests the connection (healthy); a tool call through the proxy carries the token
-//! the provider accepts; an admin signs in, copies the redirect URI, finds the connection and
-//! revokes it; the user sees it revoked. axe-core finds no serious accessibility violation on
+//! the provider accepts; an admin signs in, copies the redirect URI, creates a connector from
+//! the provider's issuer with Check, edits it (the secret shown as its last four, kept when
+//! left blank), finds the user's connection and revokes it; the user sees it revoked. axe-core finds no serious accessibility violation on
 //! any page; each page is saved as a screenshot under target/console-screenshots.
 
 mod common;
@@ -105,6 +106,16 @@ connectors:
     .await;
     assert_eq!(admin_link.status, 201);
     phase("admin", env(admin_link.json()["url"].as_str().unwrap())).await;
+    // The connector the admin created with Check, then edited with the secret left blank.
+    let wiki =
+        get(proxy.running.admin_addr, "/admin/connectors/wiki", &[("authorization", "Bearer admin-secret-token")])
+            .await;
+    let wiki = wiki.json();
+    assert_eq!(
+        (wiki["client_secret"].as_str(), wiki["description"].as_str()),
+        (Some("•••• 5678"), Some("The team wiki"))
+    );
+    assert_eq!(wiki["token_endpoint"], format!("https://auth.test:{ap}/token"), "filled by Check");
     assert_eq!(proxy.running.store().get(&key).await.unwrap().unwrap().status, ConnectionStatus::Revoked);
     get(proxy.addr(), &format!("https://auth.test:{ap}/me"), &[("proxy-authorization", &alice)])
         .await

@@ -10,19 +10,16 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{refuse, text};
-use std::collections::HashMap;
 
 use crate::body::Body;
 use crate::body::Inbound;
 use crate::clock::unix_now;
-use crate::config::stored::StoredConnector;
 use crate::config::Grant;
 use crate::live::stored::{self, ChangeError};
 use crate::live::Shared;
 use crate::proxy::error::{PolicyError, ProxyError};
 use crate::proxy::State;
 use crate::token::broker::CredentialError;
-use crate::token::endpoint::{request_token, Exchange};
 use crate::token::ConnectionKey;
 
 /// Every admin route: (method, path template).
@@ -67,6 +64,7 @@ fn view(state: &State, index: usize) -> Value {
         "base_url": connector.base_url.as_ref().map(|b| b.to_string()),
         "pin_host": connector.pin_host,
         "allow_websocket": connector.allow_websocket,
+        "description": connector.description,
         "tools": tools,
     });
     match &connector.grant {
@@ -124,21 +122,23 @@ pub async fn handle(shared: &Shared, state: &State, who: &Who, request: Request<
             None => refuse(&PolicyError::Unknown(name.to_string()).into()),
         },
         (Method::PUT, ["connectors", name]) => {
-            let response = put_connector(shared, state, name, request).await;
+            let response = put_connector(shared, name, request).await;
             if response.status().is_success() {
                 who.audit(state, "connector.put", name).await;
             }
             response
         }
         (Method::DELETE, ["connectors", name]) => {
-            let response = delete_connector(shared, state, name).await;
+            let response = delete_connector(shared, name).await;
             if response.status().is_success() {
                 who.audit(state, "connector.delete", name).await;
             }
             response
         }
         (Method::POST, ["connectors", name, "test"]) => match state.config.resolve_name(name) {
-            Some(i) => json_response(StatusCode::OK, &health(state, i).await),
+            Some(i) => {
+                json_response(StatusCode::OK, &json!(state.broker.test_connector(i, &state.config.connectors[i]).await))
+            }
             None => refuse(&PolicyError::Unknown(name.to_string()).into()),
         },
         (Method::GET, ["connections"]) => connections(state, &request).await,
@@ -167,26 +167,13 @@ pub async fn handle(shared: &Shared, state: &State, who: &Who, request: Request<
     }
 }
 
-/// Refuses changes to names the file owns, and to tool names (change their connector).
-fn check_writable(state: &State, name: &str) -> Result<(), ProxyError> {
-    let Some(index) = state.config.resolve_name(name) else {
-        return Ok(());
-    };
-    let owner = &state.config.connectors[index].name;
-    if !state.config.is_stored(index) {
-        Err(ProxyError::Conflict(format!(
-            "`{name}` is defined in the config file, which is read-only through the API; change the file (it is reloaded)"
-        )))
-    } else if owner != name {
-        Err(ProxyError::Conflict(format!("`{name}` is a tool of connector `{owner}`; change that connector's tools")))
-    } else {
-        Ok(())
-    }
-}
-
 fn change_refused(error: ChangeError) -> Response<Body> {
     match error {
         ChangeError::Store(source) => refuse(&CredentialError::Store { connector: String::new(), source }.into()),
+        ChangeError::Internal(message) => {
+            tracing::error!(error = %message, "stored connectors could not be applied");
+            refuse(&ProxyError::Internal)
+        }
         ChangeError::Invalid(message) => refuse(&ProxyError::InvalidRequest(message)),
         ChangeError::Conflict(message) => refuse(&ProxyError::Conflict(message)),
         ChangeError::Missing(message) => refuse(&ProxyError::NotFound(message)),
@@ -195,46 +182,14 @@ fn change_refused(error: ChangeError) -> Response<Body> {
 
 /// `PUT /admin/connectors/{name}`: creates or replaces a stored connector. Secrets omitted
 /// from the body keep their stored values. Answers the connector as `GET` shows it.
-async fn put_connector(shared: &Shared, state: &State, name: &str, request: Request<Inbound>) -> Response<Body> {
-    if let Err(e) = check_writable(state, name) {
-        return refuse(&e);
-    }
+async fn put_connector(shared: &Shared, name: &str, request: Request<Inbound>) -> Response<Body> {
     let Ok(body) = Limited::new(request.into_body(), 64 * 1024).collect().await.map(|b| b.to_bytes()) else {
         return refuse(&ProxyError::InvalidRequest("the body must be a JSON object under 64 KiB".into()));
     };
-    let file_names = state.config.file_names();
-    let written = stored::update(shared.store().as_ref(), |list| {
-        let position = list.iter().position(|c| c.name() == name);
-        let previous = position.map(|i| &list[i]);
-        let connector = StoredConnector::from_body(name, &body, previous, unix_now()).map_err(ChangeError::Invalid)?;
-        let mut taken = file_names.clone();
-        for other in list.iter().filter(|c| c.name() != name) {
-            taken.insert(other.name().to_string(), usize::MAX);
-            taken.extend(other.tools.iter().map(|t| (t.clone(), usize::MAX)));
-        }
-        if let Some(p) = connector.name_problems(&HashMap::new()).first() {
-            return Err(ChangeError::Invalid(format!("{}: {}", p.path, p.message)));
-        }
-        if let Some(p) = connector.name_problems(&taken).first() {
-            return Err(ChangeError::Conflict(format!("{}: {}", p.path, p.message)));
-        }
-        connector.validate().map_err(|e| ChangeError::Invalid(e.to_string()))?;
-        match position {
-            Some(i) => list[i] = connector,
-            None => list.push(connector),
-        }
-        Ok(position.is_none())
-    })
-    .await;
-    let (created, set) = match written {
-        Ok(done) => done,
+    let created = match stored::write(shared, name, &body).await {
+        Ok(created) => created,
         Err(e) => return change_refused(e),
     };
-    if let Err(e) = shared.apply_stored(set) {
-        tracing::error!(error = %e, "stored connectors could not be applied");
-        return refuse(&ProxyError::Internal);
-    }
-    tracing::info!(connector = name, created, "stored connector written");
     let state = shared.current();
     match state.config.resolve_name(name) {
         Some(i) => json_response(if created { StatusCode::CREATED } else { StatusCode::OK }, &view(&state, i)),
@@ -245,33 +200,9 @@ async fn put_connector(shared: &Shared, state: &State, name: &str, request: Requ
 /// `DELETE /admin/connectors/{name}`: removes a stored connector and its tools, and every
 /// connection it had: each is deleted and its token revoked at the provider through the
 /// durable queue (`GET /admin/jobs` until done).
-async fn delete_connector(shared: &Shared, state: &State, name: &str) -> Response<Body> {
-    if let Err(e) = check_writable(state, name) {
-        return refuse(&e);
-    }
-    if let Some(index) = state.config.resolve_name(name) {
-        if let Err(source) = state.broker.delete_all(index, &state.config.connectors[index]).await {
-            return refuse(&CredentialError::Store { connector: name.to_string(), source }.into());
-        }
-    }
-    let removed = stored::update(shared.store().as_ref(), |list| {
-        let before = list.len();
-        list.retain(|c| c.name() != name);
-        if list.len() == before {
-            return Err(ChangeError::Missing(format!("no stored connector is named `{name}`")));
-        }
-        Ok(())
-    })
-    .await;
-    match removed {
-        Ok(((), set)) => {
-            if let Err(e) = shared.apply_stored(set) {
-                tracing::error!(error = %e, "stored connectors could not be applied");
-                return refuse(&ProxyError::Internal);
-            }
-            tracing::info!(connector = name, "stored connector deleted");
-            text(StatusCode::NO_CONTENT, "text/plain", String::new())
-        }
+async fn delete_connector(shared: &Shared, name: &str) -> Response<Body> {
+    match stored::remove(shared, name).await {
+        Ok(_) => text(StatusCode::NO_CONTENT, "text/plain", String::new()),
         Err(e) => change_refused(e),
     }
 }
@@ -404,45 +335,5 @@ async fn explain(state: &State, request: Request<Inbound>) -> Response<Body> {
     match crate::explain::with_config(&state.config, asked.connector.as_deref(), &asked.url) {
         Ok(explanation) => json_response(StatusCode::OK, &json!(explanation.without_query())),
         Err(_) => refuse(&PolicyError::Unknown(asked.connector.unwrap_or_default()).into()),
-    }
-}
-
-/// `healthy`: Tollgate reached what it needs (metadata, registration, or a client-credentials
-/// token); `unhealthy`: it could not; `unknown`: nothing can be checked without a user's token.
-async fn health(state: &State, index: usize) -> Value {
-    let connector = &state.config.connectors[index];
-    let resolved = match &connector.grant {
-        Grant::Static(_) => {
-            return json!({ "health": "unknown", "message": "a static credential can only be checked by calling the API" })
-        }
-        _ => state.broker.providers().resolve(index, connector).await,
-    };
-    let oauth = match resolved {
-        Ok(o) => o,
-        Err(message) => return json!({ "health": "unhealthy", "message": message }),
-    };
-    let seen = state.broker.connector_health().view(&connector.name);
-    if seen.state == "unhealthy" {
-        let code = seen.reason.unwrap_or_default();
-        return json!({
-            "health": "unhealthy",
-            "message": format!("the token endpoint refused the client credentials ({code}) at the last renewal; fix client_id and client_secret"),
-        });
-    }
-    match &connector.grant {
-        Grant::ClientCredentials(_) => {
-            match request_token(state.broker.http(), index, &oauth, Exchange::ClientCredentials).await {
-                Ok(_) => {
-                    json!({ "health": "healthy", "message": "the token endpoint issued a client-credentials token" })
-                }
-                Err(e) => json!({ "health": "unhealthy", "message": e.to_string() }),
-            }
-        }
-        _ if oauth.issuer.is_some() || oauth.mcp_url.is_some() || oauth.discovery_url.is_some() => {
-            json!({ "health": "healthy", "message": "discovery metadata and client are usable" })
-        }
-        _ => {
-            json!({ "health": "unknown", "message": "endpoints are configured; they are exercised when a user connects" })
-        }
     }
 }

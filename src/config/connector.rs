@@ -98,6 +98,7 @@ pub struct Connector {
     pub pin_host: bool,
     /// What "Test connection" calls with a user's token.
     pub health_check: Option<super::health_check::HealthCheck>,
+    pub description: Option<String>,
 }
 
 /// Where discovery starts: metadata (and the registration endpoint it names) is fetched over
@@ -231,6 +232,9 @@ pub(crate) fn validate_connector(
         }
     }
     let health_check = super::health_check::health_check(rc, template, &patterns, path, p);
+    if rc.description.as_ref().is_some_and(|d| d.len() > 500 || d.chars().any(char::is_control)) {
+        p.add(at("description"), "at most 500 characters, no control characters");
+    }
     Some(Connector {
         name: rc.name.clone(),
         grant,
@@ -242,6 +246,7 @@ pub(crate) fn validate_connector(
         strip_headers,
         pin_host: rc.pin_host.unwrap_or(template.is_some_and(|t| t.pin_host)),
         health_check,
+        description: rc.description.clone().filter(|d| !d.trim().is_empty()),
     })
 }
 

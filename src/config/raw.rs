@@ -353,6 +353,9 @@ pub struct RawConnector {
     pub template_vars: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub health_check: Option<RawHealthCheck>,
+    /// What the connector is for, as admins and users read it.
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -57,6 +57,7 @@ async fn connectors_page(state: &State, session: &Session) -> Response<Body> {
     let redirect_uri = state.broker.links().redirect_uri();
     let config = &state.config;
     let body = html! {
+        p { a class="button" href="/console/connectors/new" { "New connector" } }
         div class="notice" {
             "Redirect URI to register at each provider: " code id="redirect-uri" { (redirect_uri) } " "
             button class="secondary" type="button" data-copy=(redirect_uri) { "Copy the redirect URI" }
@@ -69,7 +70,11 @@ async fn connectors_page(state: &State, session: &Session) -> Response<Body> {
                     @for (index, connector) in config.connectors.iter().enumerate() {
                         @let health = state.broker.connector_health().view(&connector.name);
                         tr {
-                            th scope="row" { (connector.name) }
+                            th scope="row" {
+                                @if config.is_stored(index) { a href={ "/console/connectors/edit?name=" (connector.name) } { (connector.name) } }
+                                @else { (connector.name) }
+                                @if let Some(d) = &connector.description { br; span class="muted" { (d) } }
+                            }
                             td { (connector.grant.as_str()) }
                             td { @for p in &connector.patterns { code { (p.to_string()) } br; } }
                             td { @if config.is_stored(index) { "admin API" } @else { "config file" } }
@@ -84,6 +89,8 @@ async fn connectors_page(state: &State, session: &Session) -> Response<Body> {
                                     @if n > 0 { (badge(word)) " " (n) br; }
                                 }
                                 a href={ "/console/connections?connector=" (connector.name) } { "View" }
+                                " "
+                                (action(session, "/console/connectors/test", "Test", &[("name", &connector.name)], "secondary"))
                             }
                         }
                     }

@@ -8,6 +8,7 @@
 //! says by whom) and run no inline script.
 
 mod admin;
+mod connectors;
 mod layout;
 mod user;
 
@@ -17,6 +18,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use maud::{html, Markup};
 
 use crate::body::{Body, Inbound};
+use crate::live::Shared;
 use crate::proxy::State;
 use crate::signin::{self as session, Role, Session};
 
@@ -27,7 +29,12 @@ const JS: &str = include_str!("static/console.js");
 const FORM_LIMIT: usize = 16 * 1024;
 
 /// A request under `/console/`.
-pub async fn handle(state: &State, peer: Option<std::net::SocketAddr>, request: Request<Inbound>) -> Response<Body> {
+pub async fn handle(
+    shared: &Shared,
+    state: &State,
+    peer: Option<std::net::SocketAddr>,
+    request: Request<Inbound>,
+) -> Response<Body> {
     let config = &state.config;
     let from = crate::audit::origin(peer, request.headers());
     if !config.console.enabled {
@@ -42,12 +49,18 @@ pub async fn handle(state: &State, peer: Option<std::net::SocketAddr>, request: 
             let form = read_form(request).await;
             user::login(state, &form, from).await
         }
-        _ => signed_in(state, request, &path, from).await,
+        _ => signed_in(shared, state, request, &path, from).await,
     }
 }
 
 /// The pages behind a session.
-async fn signed_in(state: &State, request: Request<Inbound>, path: &str, from: String) -> Response<Body> {
+async fn signed_in(
+    shared: &Shared,
+    state: &State,
+    request: Request<Inbound>,
+    path: &str,
+    from: String,
+) -> Response<Body> {
     let store = state.broker.store();
     let session = match session::current(store.as_ref(), request.headers()).await {
         Ok(Some(s)) => s,
@@ -63,6 +76,9 @@ async fn signed_in(state: &State, request: Request<Inbound>, path: &str, from: S
         }
         return match (session.grant.role, path) {
             (_, "/console/logout") => user::logout(state, &session).await,
+            (Role::Admin, p) if p.starts_with("/console/connectors/") => {
+                connectors::post(shared, &session, p, &form, from).await
+            }
             (Role::Admin, p) => admin::post(state, &session, p, &form, from).await,
             (Role::User, p) => user::post(state, &session, p, &form).await,
         };
@@ -74,6 +90,7 @@ async fn signed_in(state: &State, request: Request<Inbound>, path: &str, from: S
     match (session.grant.role, path) {
         (Role::Admin, "/console/" | "/console") => redirect("/console/connectors"),
         (Role::User, "/console/" | "/console") => redirect("/console/me"),
+        (Role::Admin, p) if p.starts_with("/console/connectors/") => connectors::get(shared, &session, p, &query).await,
         (Role::Admin, p) => admin::get(state, &session, p, &query).await,
         (Role::User, "/console/me") => user::me(state, &session).await,
         _ => html_response(StatusCode::NOT_FOUND, state, not_found(Some(&session))),

@@ -155,6 +155,24 @@ impl Shared {
         self.base.limits
     }
 
+    /// An HTTP client for Tollgate's own calls (webhooks, revocations, a console check) that
+    /// reaches `policy`'s addresses with the upstream TLS roots, resolver and dialer.
+    pub fn http_client(
+        &self,
+        config: &Config,
+        policy: crate::domains::addr::AddressPolicy,
+    ) -> Result<HttpClient, String> {
+        let tls = crate::net::connect::tls_config(config.upstream.extra_ca_pem.as_deref())?;
+        let connector = crate::net::connect::UpstreamConnector {
+            resolver: self.base.resolver.clone(),
+            dialer: self.base.dialer.clone(),
+            policy,
+            tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
+            timeout: config.upstream.connect_timeout,
+        };
+        Ok(HttpClient::new(vec![connector], config.refresh.token_endpoint_timeout))
+    }
+
     /// Counts a reload attempt.
     pub fn count_reload(&self, ok: bool) {
         self.base.metrics.config_reloads.with_label_values(&[if ok { "success" } else { "failure" }]).inc();

@@ -52,6 +52,90 @@ pub enum ChangeError {
     /// Nothing to change (`404`).
     #[error("{0}")]
     Missing(String),
+    /// Written, but the running state could not take it (`500`).
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Refuses changes to names the file owns, and to tool names (change their connector).
+fn check_writable(config: &crate::config::Config, name: &str) -> Result<(), ChangeError> {
+    let Some(index) = config.resolve_name(name) else {
+        return Ok(());
+    };
+    let owner = &config.connectors[index].name;
+    if !config.is_stored(index) {
+        Err(ChangeError::Conflict(format!(
+            "`{name}` is defined in the config file, which is read-only through the API; change the file (it is reloaded)"
+        )))
+    } else if owner != name {
+        Err(ChangeError::Conflict(format!("`{name}` is a tool of connector `{owner}`; change that connector's tools")))
+    } else {
+        Ok(())
+    }
+}
+
+/// Creates or replaces the stored connector `name` from a JSON body (the admin API's `PUT`
+/// and the console's form): secrets the body omits keep their stored values; the same
+/// validator as the config file. Every replica applies it. Returns whether it was created.
+pub async fn write(shared: &Shared, name: &str, body: &[u8]) -> Result<bool, ChangeError> {
+    let state = shared.current();
+    check_writable(&state.config, name)?;
+    let file_names = state.config.file_names();
+    let (created, set) = update(shared.store().as_ref(), |list| {
+        let position = list.iter().position(|c| c.name() == name);
+        let previous = position.map(|i| &list[i]);
+        let connector =
+            StoredConnector::from_body(name, body, previous, crate::clock::unix_now()).map_err(ChangeError::Invalid)?;
+        let mut taken = file_names.clone();
+        for other in list.iter().filter(|c| c.name() != name) {
+            taken.insert(other.name().to_string(), usize::MAX);
+            taken.extend(other.tools.iter().map(|t| (t.clone(), usize::MAX)));
+        }
+        if let Some(p) = connector.name_problems(&std::collections::HashMap::new()).first() {
+            return Err(ChangeError::Invalid(format!("{}: {}", p.path, p.message)));
+        }
+        if let Some(p) = connector.name_problems(&taken).first() {
+            return Err(ChangeError::Conflict(format!("{}: {}", p.path, p.message)));
+        }
+        connector.validate().map_err(|e| ChangeError::Invalid(e.to_string()))?;
+        match position {
+            Some(i) => list[i] = connector,
+            None => list.push(connector),
+        }
+        Ok(position.is_none())
+    })
+    .await?;
+    shared.apply_stored(set).map_err(|e| ChangeError::Internal(e.to_string()))?;
+    tracing::info!(connector = name, created, "stored connector written");
+    Ok(created)
+}
+
+/// Removes the stored connector `name` and its tools, after deleting every connection it had
+/// (their revocation queued as one job). Returns how many connections there were.
+pub async fn remove(shared: &Shared, name: &str) -> Result<usize, ChangeError> {
+    let state = shared.current();
+    check_writable(&state.config, name)?;
+    let connections = match state.config.resolve_name(name) {
+        Some(index) => state.broker.delete_all(index, &state.config.connectors[index]).await?,
+        None => 0,
+    };
+    let ((), set) = update(shared.store().as_ref(), |list| {
+        let before = list.len();
+        list.retain(|c| c.name() != name);
+        if list.len() == before {
+            return Err(ChangeError::Missing(format!("no stored connector is named `{name}`")));
+        }
+        Ok(())
+    })
+    .await?;
+    shared.apply_stored(set).map_err(|e| ChangeError::Internal(e.to_string()))?;
+    tracing::info!(connector = name, connections, "stored connector deleted");
+    Ok(connections)
+}
+
+/// The stored connector `name`, as written (secrets included: never shown as they are).
+pub async fn read_one(store: &dyn TokenStore, name: &str) -> Result<Option<StoredConnector>, StoreError> {
+    Ok(load(store).await?.connectors.into_iter().find(|c| c.name() == name))
 }
 
 /// Reads the record, lets `change` edit the list, and writes it back if the record did not

@@ -15,8 +15,6 @@ use crate::clock::unix_now;
 use crate::config::connector::AuthMethod;
 use crate::config::Config;
 use crate::domains::addr::{AddressPolicy, IpNet};
-use crate::net::connect::{tls_config, UpstreamConnector};
-use crate::net::http::HttpClient;
 use crate::secret::Secret;
 use crate::token::endpoint::{revoke, RevokeClient};
 use crate::token::events::{event_label, signature};
@@ -145,19 +143,6 @@ async fn run_job(shared: &Shared, config: &Config, job: &Job) -> Outcome {
     }
 }
 
-/// An HTTP client that reaches `policy`'s addresses with the upstream TLS roots.
-fn client(shared: &Shared, config: &Config, policy: AddressPolicy) -> Result<HttpClient, String> {
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(tls_config(config.upstream.extra_ca_pem.as_deref())?));
-    let connector = UpstreamConnector {
-        resolver: shared.base.resolver.clone(),
-        dialer: shared.base.dialer.clone(),
-        policy,
-        tls,
-        timeout: config.upstream.connect_timeout,
-    };
-    Ok(HttpClient::new(vec![connector], config.refresh.token_endpoint_timeout))
-}
-
 async fn deliver(
     shared: &Shared,
     config: &Config,
@@ -166,7 +151,7 @@ async fn deliver(
     secret: &Secret,
     event: &crate::token::events::Event,
 ) -> Result<(), String> {
-    let http = client(shared, config, policy.clone())?;
+    let http = shared.http_client(config, policy.clone())?;
     let body = serde_json::to_vec(event).map_err(|e| e.to_string())?;
     let sent_at = unix_now();
     let request = http::Request::post(url)
@@ -189,7 +174,7 @@ async fn deliver(
 async fn revoke_some(shared: &Shared, config: &Config, revocation: &Revocation) -> (Revocation, Option<String>) {
     let mut rest = revocation.clone();
     let ranges = revocation.allow_ranges.iter().filter_map(|r| r.parse::<IpNet>().ok()).collect();
-    let http = match client(shared, config, AddressPolicy::new(ranges)) {
+    let http = match shared.http_client(config, AddressPolicy::new(ranges)) {
         Ok(http) => http,
         Err(e) => return (rest, Some(e)),
     };

@@ -108,3 +108,49 @@ impl Broker {
         self.http().send(index, request).await.map(|r| r.status()).map_err(|e| e.to_string())
     }
 }
+
+/// What a connector test found: `healthy` (Tollgate reached what it needs: metadata,
+/// registration, or a client-credentials token), `unhealthy` (it could not), or `unknown`
+/// (nothing can be checked without a user's token).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConnectorTest {
+    pub health: &'static str,
+    pub message: String,
+}
+
+impl Broker {
+    /// "Test" on a connector (`POST /admin/connectors/{name}/test`, the console).
+    pub async fn test_connector(&self, index: usize, connector: &Connector) -> ConnectorTest {
+        use crate::config::Grant;
+        use crate::token::endpoint::{request_token, Exchange};
+        let says = |health, message: &str| ConnectorTest { health, message: message.to_string() };
+        let resolved = match &connector.grant {
+            Grant::Static(_) => return says("unknown", "a static credential can only be checked by calling the API"),
+            _ => self.providers().resolve(index, connector).await,
+        };
+        let oauth = match resolved {
+            Ok(o) => o,
+            Err(message) => return says("unhealthy", &message),
+        };
+        let seen = self.connector_health().view(&connector.name);
+        if seen.state == "unhealthy" {
+            let code = seen.reason.unwrap_or_default();
+            return says(
+                "unhealthy",
+                &format!("the token endpoint refused the client credentials ({code}) at the last renewal; fix client_id and client_secret"),
+            );
+        }
+        match &connector.grant {
+            Grant::ClientCredentials(_) => {
+                match request_token(self.http(), index, &oauth, Exchange::ClientCredentials).await {
+                    Ok(_) => says("healthy", "the token endpoint issued a client-credentials token"),
+                    Err(e) => says("unhealthy", &e.to_string()),
+                }
+            }
+            _ if oauth.issuer.is_some() || oauth.mcp_url.is_some() || oauth.discovery_url.is_some() => {
+                says("healthy", "discovery metadata and client are usable")
+            }
+            _ => says("unknown", "endpoints are configured; they are exercised when a user connects"),
+        }
+    }
+}

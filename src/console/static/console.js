@@ -31,3 +31,14 @@ window.addEventListener("message", (event) => {
   if (status) status.textContent = data.status === "connected" ? `Connected to ${data.connector}.` : `Connecting ${data.connector} failed.`;
   window.setTimeout(() => window.location.reload(), 300);
 });
+
+// The template gallery narrows as you type.
+document.addEventListener("input", (event) => {
+  const filter = event.target.closest("input[data-filter]");
+  if (!filter) return;
+  const list = document.getElementById(filter.dataset.filter);
+  const words = filter.value.trim().toLowerCase();
+  for (const item of list ? list.querySelectorAll("li[data-name]") : []) {
+    item.hidden = words !== "" && !item.dataset.name.includes(words);
+  }
+});

@@ -113,6 +113,33 @@ try {
     await accessible(page, 'connectors');
     await shot(page, 'connectors');
 
+    // A new connector from a discovery URL: Check fills the endpoints and says what it found.
+    await page.getByRole('link', { name: 'New connector' }).click();
+    await page.waitForURL(/\/console\/connectors\/new/);
+    await page.locator('#template-filter').fill('git');
+    expect(await page.locator('#templates li:not([hidden])').count() === 2, 'the gallery narrows to github and gitlab');
+    await page.locator('#f-name').fill('wiki');
+    await page.locator('#f-issuer').fill(`https://auth.test:${AUTH_PORT}`);
+    await page.getByRole('button', { name: 'Check' }).click();
+    await page.waitForFunction(() => document.querySelector('#f-token_endpoint').value.endsWith('/token'));
+    expect((await page.locator('main').innerText()).includes('Found the authorization server'), 'Check says what it found');
+    await accessible(page, 'new-connector-checked');
+    await shot(page, 'new-connector');
+    await page.locator('#f-client_id').fill('tollgate');
+    await page.locator('#f-client_secret').fill('wiki-client-secret-5678');
+    await page.locator('#f-allowed_domains').fill(`https://auth.test:${AUTH_PORT}/wiki/*`);
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.waitForURL(/\/console\/connectors$/);
+    // Edit: the secret shows only its last four; left blank, it is kept.
+    await page.getByRole('link', { name: 'wiki' }).click();
+    await page.waitForURL(/\/console\/connectors\/edit/);
+    const placeholder = await page.locator('#f-client_secret').getAttribute('placeholder');
+    expect(placeholder.includes('•••• 5678') && !(await page.content()).includes('wiki-client-secret-5678'), `last4 only: ${placeholder}`);
+    await page.locator('#f-description').fill('The team wiki');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.waitForURL(/\/console\/connectors$/);
+    expect((await page.locator('main').innerText()).includes('The team wiki'), 'the edit is saved');
+
     await page.getByRole('link', { name: 'Connections' }).first().click();
     await page.waitForURL(/\/console\/connections/);
     const row = page.getByRole('row', { name: /alice/ });
