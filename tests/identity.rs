@@ -201,3 +201,61 @@ async fn rs256_from_a_jwks_file() {
         .assert_refused(407, "caller_unauthenticated");
     assert_eq!(upstream.requests().len(), 1);
 }
+
+#[tokio::test]
+async fn private_connectors_serve_admin_callers_only() {
+    let ca = TestCa::new(&["api.open.test", "api.ops.test"]);
+    let upstream = Upstream::ok(&ca).await;
+    let hash = |key: &str| -> String {
+        ring::digest::digest(&ring::digest::SHA256, key.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let yaml = base_config(&ca)
+        .replace(
+            &format!("    hs256_secret: \"{CALLER_SECRET}\""),
+            &format!("    hs256_secret: \"{CALLER_SECRET}\"\n    admin_claim: {{ name: roles, value: tollgate-admin }}"),
+        )
+        .replace(
+            "upstream:",
+            &format!(
+                "  api_keys:\n    - {{ name: ops-bot, sha256: {}, connectors: [ops], admin: true }}\n    - {{ name: worker, sha256: {}, connectors: [ops] }}\nupstream:",
+                hash("ops-key-0123456789"),
+                hash("worker-key-0123456789")
+            ),
+        )
+        + &format!(
+            r#"connectors:
+  - name: open
+    token: open-key
+    allowed_domains: ["https://api.open.test:{port}/*"]
+  - name: ops
+    token: ops-key
+    access: private
+    allowed_domains: ["https://api.ops.test:{port}/*"]
+"#,
+            port = upstream.port
+        );
+    let proxy = TestProxy::start(&yaml).await;
+    let ops = format!("https://api.ops.test:{}/deploy", upstream.port);
+    let open = format!("https://api.open.test:{}/x", upstream.port);
+    let call = |url: String, credential: String| {
+        let addr = proxy.addr();
+        async move { get(addr, &url, &[("proxy-authorization", &credential)]).await }
+    };
+    let user = bearer(&jwt("alice", serde_json::json!({ "roles": ["reader"] })));
+    let admin = bearer(&jwt("ana", serde_json::json!({ "roles": ["reader", "tollgate-admin"] })));
+    // Everyone may use the public connector; only admins the private one.
+    assert_eq!(call(open.clone(), user.clone()).await.status, 200);
+    call(ops.clone(), user).await.assert_refused(403, "endpoint_not_allowed");
+    assert_eq!(call(ops.clone(), admin).await.status, 200);
+    assert_eq!(upstream.requests().last().unwrap().headers["authorization"], "Bearer ops-key");
+    assert_eq!(call(ops.clone(), "Bearer ops-key-0123456789".into()).await.status, 200, "an admin API key");
+    // A key limited to the private connector is still not an admin.
+    call(ops, "Bearer worker-key-0123456789".into()).await.assert_refused(403, "endpoint_not_allowed");
+    let shown =
+        get(proxy.running.admin_addr, "/admin/connectors/ops", &[("authorization", "Bearer admin-secret-token")]).await;
+    assert_eq!(shown.json()["access"], "private");
+}

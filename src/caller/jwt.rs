@@ -28,7 +28,7 @@ pub struct Claims {
 }
 
 /// Whether `claims` carries `value` under `name`: equal as a string, or held in an array.
-fn carries(claims: &Claims, name: &str, value: &str) -> bool {
+pub fn carries(claims: &Claims, name: &str, value: &str) -> bool {
     match claims.other.get(name) {
         Some(serde_json::Value::String(s)) => s == value,
         Some(serde_json::Value::Array(items)) => items.iter().any(|i| i.as_str() == Some(value)),

@@ -83,12 +83,27 @@ pub struct Caller {
     pub valid_until: Option<u64>,
     /// This principal's connection keys, computed on first use.
     pub keys: KeyCache,
+    /// May use private connectors (`callers.jwt.admin_claim`, an API key's `admin`).
+    pub admin: bool,
 }
 
 impl Caller {
     pub fn may_use(&self, connector: usize) -> bool {
         self.allowed.as_ref().is_none_or(|list| list.contains(&connector))
     }
+}
+
+/// The connectors a caller may use, without the private ones unless it is an admin (decided
+/// once per credential, so requests pay nothing for it).
+fn without_private(allowed: Option<Vec<usize>>, admin: bool, config: &Config) -> Option<Vec<usize>> {
+    if admin || !config.connectors.iter().any(|c| c.private) {
+        return allowed;
+    }
+    let public = |i: &usize| config.connectors.get(*i).is_some_and(|c| !c.private);
+    Some(match allowed {
+        Some(list) => list.into_iter().filter(public).collect(),
+        None => (0..config.connectors.len()).filter(public).collect(),
+    })
 }
 
 /// Verifies a presented credential against the configured JWT key and API keys.
@@ -98,15 +113,19 @@ pub fn authenticate(presented: Presented, config: &Config) -> Result<Caller, Ide
     if looks_like_jwt {
         if let Some(jwt_settings) = &settings.jwt {
             let claims = jwt::verify(presented.secret.expose(), jwt_settings)?;
-            let allowed = claims.connectors.map(|names| names.iter().filter_map(|n| config.resolve_name(n)).collect());
+            let admin =
+                jwt_settings.admin_claim.as_ref().is_some_and(|(name, value)| jwt::carries(&claims, name, value));
+            let allowed =
+                claims.connectors.as_ref().map(|names| names.iter().filter_map(|n| config.resolve_name(n)).collect());
             return Ok(Caller {
                 principal: claims.sub,
                 kind: CallerKind::Jwt,
-                allowed,
+                allowed: without_private(allowed, admin, config),
                 claimed_connector: claims.connector,
                 username: presented.username,
                 valid_until: Some(claims.exp.saturating_add(jwt::LEEWAY_SECS)),
                 keys: KeyCache::default(),
+                admin,
             });
         }
     }
@@ -124,11 +143,12 @@ pub fn authenticate(presented: Presented, config: &Config) -> Result<Caller, Ide
         Some(key) => Ok(Caller {
             principal: format!("apikey:{}", key.name),
             kind: CallerKind::ApiKey(key.name.clone()),
-            allowed: Some(key.connectors.clone()),
+            allowed: without_private(Some(key.connectors.clone()), key.admin, config),
             claimed_connector: None,
             username: presented.username,
             valid_until: None,
             keys: KeyCache::default(),
+            admin: key.admin,
         }),
         None if looks_like_jwt && settings.jwt.is_none() => {
             Err(IdentityError::Invalid("JWT callers are not configured"))

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use http::{HeaderName, HeaderValue};
+use http::HeaderName;
 
 use super::env::Environment;
 use super::problems::Problems;
@@ -99,26 +99,13 @@ pub struct Connector {
     /// What "Test connection" calls with a user's token.
     pub health_check: Option<super::health_check::HealthCheck>,
     pub description: Option<String>,
+    /// `access: private`: only admin callers may use it (the proxy refuses others).
+    pub private: bool,
 }
 
 /// Where discovery starts: metadata (and the registration endpoint it names) is fetched over
 /// https only, whatever `unsafe_allow_http` says.
 const DISCOVERY_FIELDS: &[&str] = &["issuer", "discovery_url", "mcp_url"];
-
-/// Headers an injection rule may not write: they frame or route the request.
-const FORBIDDEN_INJECT: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "upgrade",
-    "te",
-    "trailer",
-    "proxy-authorization",
-    "proxy-connection",
-    "keep-alive",
-    "cookie",
-];
 
 pub(crate) fn validate_connector(
     rc: &RawConnector,
@@ -216,7 +203,7 @@ pub(crate) fn validate_connector(
         }
     };
 
-    let inject = injection(rc, path, p)?;
+    let inject = super::inject::injection(rc, path, p)?;
     let base_url = rc.base_url.as_deref().and_then(|u| match Target::parse(u) {
         Ok(t) if t.query.is_none() => Some(t),
         _ => {
@@ -247,6 +234,14 @@ pub(crate) fn validate_connector(
         pin_host: rc.pin_host.unwrap_or(template.is_some_and(|t| t.pin_host)),
         health_check,
         description: rc.description.clone().filter(|d| !d.trim().is_empty()),
+        private: match rc.access.as_deref() {
+            None | Some("public") => false,
+            Some("private") => true,
+            Some(other) => {
+                p.add(at("access"), format!("`{other}` is not public or private"));
+                false
+            }
+        },
     })
 }
 
@@ -371,36 +366,4 @@ fn template_vars(rc: &RawConnector, template: Option<&'static templates::Templat
         vars.push((k.clone(), v.clone()));
     }
     vars
-}
-
-fn injection(rc: &RawConnector, path: &str, p: &mut Problems) -> Option<Injection> {
-    let at = |field: &str| format!("{path}.inject.{field}");
-    let header_text = rc.inject.as_ref().and_then(|i| i.header.clone()).unwrap_or_else(|| "Authorization".into());
-    let format = rc.inject.as_ref().and_then(|i| i.format.clone()).unwrap_or_else(|| "Bearer {token}".into());
-    let header = match HeaderName::try_from(header_text.as_str()) {
-        Ok(h) if !FORBIDDEN_INJECT.contains(&h.as_str()) && !h.as_str().starts_with("x-tollgate-") => h,
-        _ => {
-            p.add(at("header"), format!("`{header_text}` cannot carry a credential"));
-            return None;
-        }
-    };
-    let Some((prefix, suffix)) = format.split_once("{token}") else {
-        p.add(at("format"), "must contain `{token}` once, e.g. \"Bearer {token}\"");
-        return None;
-    };
-    if suffix.contains("{token}") {
-        p.add(at("format"), "must contain `{token}` once");
-        return None;
-    }
-    // The prefix and suffix are written around the token as they are: no control byte, and
-    // only what a field value may hold.
-    let control = format.bytes().any(|b| b < 0x20 || b == 0x7f);
-    if control || HeaderValue::from_str(&format).is_err() {
-        p.add(
-            at("format"),
-            "may hold only header-safe characters around `{token}`: no CR, LF, NUL, tab or other control bytes",
-        );
-        return None;
-    }
-    Some(Injection { header, prefix: prefix.to_string(), suffix: suffix.to_string() })
 }

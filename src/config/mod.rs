@@ -8,6 +8,7 @@ pub mod console;
 pub mod env;
 pub mod events;
 pub mod health_check;
+pub mod inject;
 pub mod json;
 pub mod jwks;
 pub mod problems;
@@ -188,6 +189,8 @@ pub struct JwtSettings {
     pub key: JwtKey,
     /// `callers.jwt.required_claims`: (claim, value) pairs every JWT must match.
     pub required_claims: Vec<(String, String)>,
+    /// `callers.jwt.admin_claim`: (claim, value) that makes the caller an admin.
+    pub admin_claim: Option<(String, String)>,
 }
 
 /// A static API key for service callers, stored as the SHA-256 of the key.
@@ -196,6 +199,7 @@ pub struct ApiKey {
     pub name: String,
     pub sha256: [u8; 32],
     pub connectors: Vec<usize>,
+    pub admin: bool,
 }
 
 #[derive(Debug, Clone, Default)]

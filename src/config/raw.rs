@@ -236,6 +236,16 @@ pub struct RawJwt {
     /// array claim that holds it).
     #[serde(default)]
     pub required_claims: std::collections::BTreeMap<String, String>,
+    /// A claim and value that make a JWT's caller an admin (may use private connectors).
+    #[serde(default)]
+    pub admin_claim: Option<RawClaim>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaim {
+    pub name: String,
+    pub value: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -245,6 +255,9 @@ pub struct RawApiKey {
     pub sha256: String,
     #[serde(default)]
     pub connectors: Vec<String>,
+    /// The key's caller may use private connectors.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -356,6 +369,9 @@ pub struct RawConnector {
     /// What the connector is for, as admins and users read it.
     #[serde(default)]
     pub description: Option<String>,
+    /// `public` (every caller, the default) or `private` (admin callers only).
+    #[serde(default)]
+    pub access: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -295,7 +295,8 @@ fn callers(raw: &RawCallers, env: &Environment, names: &HashMap<String, usize>, 
             }
         }
         let required_claims = j.required_claims.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        Some(JwtSettings { audience: j.audience.clone(), issuer: j.issuer.clone(), key, required_claims })
+        let admin_claim = j.admin_claim.as_ref().map(|c| (c.name.clone(), c.value.clone()));
+        Some(JwtSettings { audience: j.audience.clone(), issuer: j.issuer.clone(), key, required_claims, admin_claim })
     });
     let mut api_keys = Vec::new();
     for (i, k) in raw.api_keys.iter().enumerate() {
@@ -320,7 +321,7 @@ fn callers(raw: &RawCallers, env: &Environment, names: &HashMap<String, usize>, 
                 None => p.add(format!("{path}.connectors[{j}]"), format!("no connector or tool is named `{name}`")),
             }
         }
-        api_keys.push(ApiKey { name: k.name.clone(), sha256, connectors });
+        api_keys.push(ApiKey { name: k.name.clone(), sha256, connectors, admin: k.admin });
     }
     CallerSettings { jwt, api_keys }
 }

@@ -161,7 +161,8 @@ pub async fn post(
 fn values_from(form: &[(String, String)]) -> Values {
     let mut values = Values::new();
     for (k, v) in form {
-        let known = ["name", "template", "grant", "allowed_domains", "client_secret", "token"].contains(&k.as_str())
+        let known = ["name", "template", "grant", "access", "allowed_domains", "client_secret", "token"]
+            .contains(&k.as_str())
             || TEXT_FIELDS.iter().any(|(n, _, _)| n == k);
         if known && !v.trim().is_empty() {
             values.insert(k.clone(), json!(v.trim()));
@@ -202,7 +203,7 @@ fn errors_by_field(name: &str, message: &str) -> Vec<(String, String)> {
             let (path, text) = line.split_once(": ").unwrap_or(("", line));
             let rest = path.strip_prefix(&format!("connectors.{name}.")).unwrap_or("");
             let field = rest.split(['.', '[']).next().unwrap_or("").to_string();
-            let known = ["name", "template", "grant", "allowed_domains", "client_secret", "token"]
+            let known = ["name", "template", "grant", "access", "allowed_domains", "client_secret", "token"]
                 .contains(&field.as_str())
                 || TEXT_FIELDS.iter().any(|(n, _, _)| *n == field);
             if path == "connectors.name" || path.ends_with(".name") {
@@ -357,6 +358,13 @@ fn form(
                 }
             }
             (error_of("grant").unwrap_or_default())
+            fieldset {
+                legend { "Access" }
+                @let private = value("access") == "private";
+                label class="choice" { input type="radio" name="access" value="public" checked[!private]; " Public: every user" }
+                label class="choice" { input type="radio" name="access" value="private" checked[private]; " Private: admins only (also on the proxy)" }
+            }
+            (error_of("access").unwrap_or_default())
             @for (name, label, hint) in TEXT_FIELDS {
                 label for={ "f-" (name) } { (label) }
                 input id={ "f-" (name) } type="text" name=(name) value=(value(name)) placeholder=(hint) aria-describedby=[described(name)];

@@ -52,6 +52,7 @@ impl Broker {
             username: None,
             valid_until: None,
             keys: Default::default(),
+            admin: false,
         };
         let credential =
             self.token_for(index, connector, &caller, &check.target, now, tokio::time::Instant::now()).await?;
