@@ -59,13 +59,15 @@ impl std::fmt::Debug for Session {
     }
 }
 
-fn random() -> Option<String> {
+/// 32 random bytes in hex.
+pub fn random() -> Option<String> {
     let mut bytes = [0u8; 32];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).ok()?;
     Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn digest(value: &str) -> String {
+/// SHA-256 in hex.
+pub fn digest(value: &str) -> String {
     ring::digest::digest(&ring::digest::SHA256, value.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -87,6 +89,12 @@ pub async fn sign_in(
         return Ok(None);
     };
     let grant: Grant = serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    start(store, grant, ttl).await.map(Some)
+}
+
+/// Starts a session for `grant` (a used link, or an identity provider's answer); returns the
+/// session and its cookie value.
+pub async fn start(store: &dyn TokenStore, grant: Grant, ttl: Duration) -> Result<(Session, String), StoreError> {
     let (Some(cookie), Some(csrf)) = (random(), random()) else {
         return Err(StoreError::Unavailable("no randomness for a session".into()));
     };
@@ -94,7 +102,7 @@ pub async fn sign_in(
     let session = Session { grant, csrf, id: id.clone() };
     let value = serde_json::to_vec(&session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     store.put_transient(&id, &value, ttl, false).await?;
-    Ok(Some((session, cookie)))
+    Ok((session, cookie))
 }
 
 /// The session a request's cookie names, if it is still on.

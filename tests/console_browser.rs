@@ -55,6 +55,13 @@ async fn a_user_connects_tests_and_an_admin_revokes_in_the_browser() {
         &format!("public_url: {console}\npublic_listen: 127.0.0.1:{public_port}"),
     ) + &format!(
         r#"store: {{ backend: redis, redis_url: "{redis}" }}
+console:
+  oidc:
+    issuer: https://auth.test:{ap}
+    client_id: tollgate-console
+    client_secret: tollgate-console-secret
+    scopes: [openid, groups]
+    admin_claim: {{ name: groups, value: tollgate-admins }}
 connectors:
   - name: e2e
     grant: authorization_code
@@ -123,5 +130,9 @@ connectors:
 
     // The user sees it revoked.
     phase("revoked", env("")).await;
+    // Admins (and users) sign in with the organization's identity provider.
+    phase("oidc", env("")).await;
+    let audit = tollgate::audit::read(proxy.running.store().as_ref()).await.unwrap();
+    assert!(audit.iter().any(|e| e.actor == "admin-ana" && e.action == "console.sign_in"), "{audit:?}");
     drop(server);
 }

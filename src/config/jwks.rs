@@ -21,7 +21,8 @@ impl fmt::Debug for PublicKey {
     }
 }
 
-/// Parses a JWKS document. Keys other than RSA and EC P-256 are refused.
+/// Parses a JWKS document. Keys other than RSA and EC P-256 are skipped (identity providers
+/// publish several kinds); a set with none of those is refused.
 pub fn load_jwks(text: &str) -> Result<Vec<PublicKey>, String> {
     let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("not a JWKS document: {e}"))?;
     let mut keys = Vec::new();
@@ -29,13 +30,13 @@ pub fn load_jwks(text: &str) -> Result<Vec<PublicKey>, String> {
         let alg = match &jwk.algorithm {
             AlgorithmParameters::RSA(_) => Algorithm::RS256,
             AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => Algorithm::ES256,
-            _ => return Err("only RSA (RS256) and EC P-256 (ES256) keys are accepted".into()),
+            _ => continue,
         };
         let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("bad key: {e}"))?;
         keys.push(PublicKey { kid: jwk.common.key_id.clone(), alg, key });
     }
     if keys.is_empty() {
-        return Err("the JWKS has no keys".into());
+        return Err("the JWKS has no RSA (RS256) or EC P-256 (ES256) key".into());
     }
     Ok(keys)
 }

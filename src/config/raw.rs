@@ -124,6 +124,24 @@ pub struct RawConsole {
     pub embed_origins: Option<Vec<String>>,
     #[serde(default)]
     pub session_ttl: Option<String>,
+    #[serde(default)]
+    pub oidc: Option<RawConsoleOidc>,
+}
+
+/// Signing in to the console with the organization's OpenID Connect provider.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsoleOidc {
+    pub issuer: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// The claim and value (from the ID token or userinfo) that make the user an admin.
+    pub admin_claim: RawClaim,
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    #[serde(default)]
+    pub unsafe_allow_ranges: Option<Vec<String>>,
 }
 
 /// Lifecycle events for the agent platform, and how queued work (events, revocations) retries.

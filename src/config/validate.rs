@@ -160,7 +160,7 @@ fn build(raw: RawConfig, env: &Environment, p: &mut Problems) -> Option<Config> 
     }
     let callers = callers(&raw.callers, env, &names, p);
     let events = super::events::events(&raw.events, env, p);
-    let console = super::console::console(&raw.console, p);
+    let console = super::console::console(&raw.console, env, p);
 
     let allow_list = match AllowList::build(patterns) {
         Ok(list) => list,

@@ -10,6 +10,7 @@
 mod admin;
 mod connectors;
 mod layout;
+mod oidc;
 mod user;
 
 use bytes::Bytes;
@@ -45,6 +46,8 @@ pub async fn handle(
         (Method::GET, "/console/static/console.css") => asset(CSS, "text/css; charset=utf-8"),
         (Method::GET, "/console/static/console.js") => asset(JS, "text/javascript; charset=utf-8"),
         (Method::GET, "/console/login") => user::login_page(state, &request),
+        (Method::GET, "/console/oidc/start") => oidc::start(shared, state).await,
+        (Method::GET, "/console/oidc/callback") => oidc::callback(shared, state, &request, from).await,
         (Method::POST, "/console/login") => {
             let form = read_form(request).await;
             user::login(state, &form, from).await

@@ -17,11 +17,21 @@ use crate::token::{ConnectionKey, ConnectionStatus};
 pub fn login_page(state: &State, request: &Request<Inbound>) -> Response<Body> {
     let query = request.uri().query().map(crate::form::url_pairs).unwrap_or_default();
     let token = field(&query, "token").unwrap_or_default();
+    let oidc = state.config.console.oidc.as_ref();
     let body = html! {
-        p { "This link signs you in to the Tollgate console. It works once, within 10 minutes of being made." }
-        form method="post" action="/console/login" {
-            input type="hidden" name="token" value=(token);
-            button type="submit" { "Sign in" }
+        @if !token.is_empty() {
+            p { "This link signs you in to the Tollgate console. It works once, within 10 minutes of being made." }
+            form method="post" action="/console/login" {
+                input type="hidden" name="token" value=(token);
+                button type="submit" { "Sign in" }
+            }
+        }
+        @if let Some(oidc) = oidc {
+            p { a class=(if token.is_empty() { "button" } else { "button secondary" }) href="/console/oidc/start" { "Sign in with your organization" } }
+            p class="muted" { "Through " (oidc.issuer) "." }
+        }
+        @if token.is_empty() && oidc.is_none() {
+            p { "Open the sign-in link you were given: your agent platform gives users one, and an administrator can make one with the admin API." }
         }
     };
     html_response(StatusCode::OK, state, page("Sign in", None, body))

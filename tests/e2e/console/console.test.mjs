@@ -50,7 +50,7 @@ async function shot(page, name) {
 
 async function signIn(page, link) {
   await page.goto(link);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   await page.waitForURL(/\/console\/(me|connectors)/);
 }
 
@@ -172,6 +172,34 @@ try {
     expect(await card.getByRole('link', { name: 'Connect' }).count() === 1, 'and can connect again');
     await accessible(page, 'my-connections-revoked');
     await shot(page, 'my-connections-revoked');
+  } else if (phase === 'oidc') {
+    // Admins sign in with the organization's identity provider; the admin group decides.
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    const page = await context.newPage();
+    await page.goto(`${CONSOLE}/console/login`);
+    await accessible(page, 'sign-in');
+    await shot(page, 'sign-in');
+    await page.getByRole('link', { name: 'Sign in with your organization' }).click();
+    await page.waitForURL(new RegExp(`auth\\.test:${AUTH_PORT}/`));
+    await page.locator('input[name=login]').fill('admin-ana');
+    await page.locator('input[name=password]').fill('any-password');
+    await page.locator('button[type=submit]').click();
+    await page.locator('button[type=submit]').click(); // consent
+    await page.waitForURL(/\/console\/connectors/).catch(async (e) => {
+      fail(`the sign-in did not come back: ${page.url()}\n${(await page.locator('body').innerText()).slice(0, 1500)}\n${e}`);
+    });
+    expect((await page.locator('header').innerText()).includes('admin-ana'), 'signed in as admin-ana');
+    // Someone outside the admin group signs in as a user: their own connections only.
+    const other = await (await browser.newContext({ ignoreHTTPSErrors: true })).newPage();
+    await other.goto(`${CONSOLE}/console/login`);
+    await other.getByRole('link', { name: 'Sign in with your organization' }).click();
+    await other.locator('input[name=login]').fill('bob');
+    await other.locator('input[name=password]').fill('any-password');
+    await other.locator('button[type=submit]').click();
+    await other.locator('button[type=submit]').click();
+    await other.waitForURL(/\/console\/me/);
+    expect(await other.getByRole('link', { name: 'Connectors' }).count() === 0, 'no admin pages for bob');
+    await accessible(other, 'my-connections-oidc');
   } else {
     fail(`unknown phase ${phase}`);
   }

@@ -29,6 +29,16 @@ const provider = new Provider(issuer, {
       scope: 'api:read',
     },
     {
+      // The console's own sign-in (an OpenID Connect relying party).
+      client_id: 'tollgate-console',
+      client_secret: 'tollgate-console-secret',
+      application_type: 'native', // the loopback http redirect URI of the tests
+      redirect_uris: [redirectUri.replace('/oauth/callback', '/console/oidc/callback')],
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+    },
+    {
       // Accepts only client_secret_post: a client that sends HTTP Basic is refused.
       client_id: 'machine-post',
       client_secret: 'machine-post-client-secret',
@@ -39,7 +49,8 @@ const provider = new Provider(issuer, {
       scope: 'api:read',
     },
   ],
-  scopes: ['openid', 'offline_access', 'api:read'],
+  scopes: ['openid', 'offline_access', 'api:read', 'groups'],
+  claims: { openid: ['sub'], groups: ['groups'] },
   features: {
     devInteractions: { enabled: true },
     revocation: { enabled: true },
@@ -51,7 +62,11 @@ const provider = new Provider(issuer, {
   ttl: { AccessToken: 20, ClientCredentials: 600, RefreshToken: 3600, Grant: 3600, Interaction: 600, Session: 600 },
   issueRefreshToken: async (ctx, client, code) =>
     client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
-  findAccount: async (ctx, id) => ({ accountId: id, claims: async () => ({ sub: id }) }),
+  // Accounts whose name starts with "admin-" are in the console's admin group.
+  findAccount: async (ctx, id) => ({
+    accountId: id,
+    claims: async () => ({ sub: id, groups: id.startsWith('admin-') ? ['tollgate-admins'] : ['staff'] }),
+  }),
 });
 
 https
