@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use http::HeaderName;
 
+pub use super::inject::Injection;
+
 use super::env::Environment;
 use super::problems::Problems;
 use super::raw::RawConnector;
@@ -76,12 +78,6 @@ impl Grant {
 }
 
 /// How the credential is written into the request: `header: prefix{token}suffix`.
-#[derive(Debug, Clone)]
-pub struct Injection {
-    pub header: HeaderName,
-    pub prefix: String,
-    pub suffix: String,
-}
 
 /// A validated connector.
 #[derive(Debug)]

@@ -3,9 +3,16 @@
 
 use http::{HeaderName, HeaderValue};
 
-use super::connector::Injection;
 use super::problems::Problems;
 use super::raw::RawConnector;
+
+/// Which header carries the credential, and what goes around the token.
+#[derive(Debug, Clone)]
+pub struct Injection {
+    pub header: HeaderName,
+    pub prefix: String,
+    pub suffix: String,
+}
 
 /// Headers an injection rule may not write: they frame or route the request.
 const FORBIDDEN_INJECT: &[&str] = &[
