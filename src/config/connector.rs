@@ -77,8 +77,6 @@ impl Grant {
     }
 }
 
-/// How the credential is written into the request: `header: prefix{token}suffix`.
-
 /// A validated connector.
 #[derive(Debug)]
 pub struct Connector {

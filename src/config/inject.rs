@@ -6,7 +6,7 @@ use http::{HeaderName, HeaderValue};
 use super::problems::Problems;
 use super::raw::RawConnector;
 
-/// Which header carries the credential, and what goes around the token.
+/// How the credential is written into the request: `header: prefix{token}suffix`.
 #[derive(Debug, Clone)]
 pub struct Injection {
     pub header: HeaderName,
