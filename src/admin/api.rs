@@ -65,6 +65,7 @@ fn view(state: &State, index: usize) -> Value {
         "pin_host": connector.pin_host,
         "allow_websocket": connector.allow_websocket,
         "description": connector.description,
+        "template": connector.template,
         "access": if connector.private { "private" } else { "public" },
         "tools": tools,
     });

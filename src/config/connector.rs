@@ -95,6 +95,8 @@ pub struct Connector {
     pub description: Option<String>,
     /// `access: private`: only admin callers may use it (the proxy refuses others).
     pub private: bool,
+    /// The provider template it starts from.
+    pub template: Option<String>,
 }
 
 /// Where discovery starts: metadata (and the registration endpoint it names) is fetched over
@@ -228,6 +230,7 @@ pub(crate) fn validate_connector(
         pin_host: rc.pin_host.unwrap_or(template.is_some_and(|t| t.pin_host)),
         health_check,
         description: rc.description.clone().filter(|d| !d.trim().is_empty()),
+        template: template.map(|t| t.name.to_string()),
         private: match rc.access.as_deref() {
             None | Some("public") => false,
             Some("private") => true,

@@ -65,7 +65,7 @@ async fn connectors_page(state: &State, session: &Session) -> Response<Body> {
         div class="scroll" {
             table {
                 caption class="muted" { (config.connectors.len()) " connectors" }
-                thead { tr { th scope="col" { "Name" } th scope="col" { "Grant" } th scope="col" { "Allowed domains" } th scope="col" { "Access" } th scope="col" { "Source" } th scope="col" { "Client health" } th scope="col" { "Connections" } } }
+                thead { tr { th scope="col" { "Name" } th scope="col" { "Grant" } th scope="col" { "Template" } th scope="col" { "Allowed domains" } th scope="col" { "Access" } th scope="col" { "Source" } th scope="col" { "Client health" } th scope="col" { "Connections" } } }
                 tbody {
                     @for (index, connector) in config.connectors.iter().enumerate() {
                         @let health = state.broker.connector_health().view(&connector.name);
@@ -76,6 +76,7 @@ async fn connectors_page(state: &State, session: &Session) -> Response<Body> {
                                 @if let Some(d) = &connector.description { br; span class="muted" { (d) } }
                             }
                             td { (connector.grant.as_str()) }
+                            td { (connector.template.as_deref().unwrap_or("—")) }
                             td { @for p in &connector.patterns { code { (p.to_string()) } br; } }
                             td { @if connector.private { "Private (admins)" } @else { "Public" } }
                             td { @if config.is_stored(index) { "admin API" } @else { "config file" } }
