@@ -17,7 +17,7 @@ export DEMO_API_KEY ?= dev-demo-api-key-not-a-secret
 DEV_VARS := TOLLGATE_ADMIN_TOKEN TOLLGATE_KEY_K1 TOLLGATE_CALLER_SECRET GITHUB_CLIENT_ID GITHUB_CLIENT_SECRET \
 	DATABRICKS_CLIENT_ID BILLING_CLIENT_SECRET WEATHER_API_KEY DEMO_API_KEY
 
-.PHONY: run dev-env setup build test readme-test lint fmt bench bench-load bench-callgrind bench-outage bench-storm bench-soak check-config fuzz chart-check image
+.PHONY: run dev-env setup build test readme-test lint fmt bench bench-load bench-tls bench-intercept bench-users bench-grow bench-callgrind bench-outage bench-storm bench-soak check-config fuzz chart-check image
 
 run: ## Tollgate on the in-memory store with the example config, and the demo upstream on 127.0.0.1:8082
 	scripts/dev-run $(CONFIG)
@@ -49,10 +49,22 @@ fmt:
 	$(CARGO) fmt --all
 
 bench: ## criterion: matching (10/1k/10k patterns), normalization, cache hit, one whole request
-	$(CARGO) bench
+	$(CARGO) bench --bench policy --bench request
 
 bench-load: ## Tollgate vs direct, nginx, HAProxy, Envoy on loopback (installs wrk, nginx-light, haproxy, envoy)
 	scripts/bench-load load
+
+bench-tls: ## the same peers originating TLS to an HTTPS upstream (budget: nginx's req/s at no more CPU per request)
+	scripts/bench-load tls
+
+bench-intercept: ## CONNECT interception vs Squid ssl-bump and mitmproxy, kept-alive tunnels and a tunnel per request (budget: 2x the best)
+	scripts/bench-load intercept --rounds 3
+
+bench-users: ## 10,000 users, each with their own JWT and stored token: memory and Redis, warm and cold
+	scripts/bench-load users --rounds 3
+
+bench-grow: ## req/s and CPU per request as patterns, connectors and users grow
+	scripts/bench-load grow
 
 bench-callgrind: ## instructions per request under valgrind's callgrind (small and 16 KiB answers); BASELINE=bin compares
 	scripts/bench-load callgrind $(if $(BASELINE),--baseline $(BASELINE))

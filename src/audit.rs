@@ -23,7 +23,7 @@ pub struct Entry {
     /// `admin-api` or `console`.
     pub via: String,
     pub from: String,
-    /// `connector.put`, `connector.delete`, `connection.revoke`, `console.sign_in`, ...
+    /// `connector.put`, `connector.delete`, `connection.import`, `connection.revoke`, `console.sign_in`, ...
     pub action: String,
     pub target: String,
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
 use rustls::ServerConfig;
 
 const CA_NAME: &str = "Tollgate interception CA";
@@ -18,6 +19,8 @@ const LEAF_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 const LEAF_REUSE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Leaf configurations kept at most; past that the cache starts over.
 const MAX_LEAVES: usize = 10_000;
+/// TLS 1.2 sessions kept for resumption by id, across every host's configuration.
+const SESSION_CACHE: usize = 4096;
 
 /// A CA that cannot be made or used; the text names what is wrong, never key material.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +52,11 @@ pub struct Authority {
     signer: rcgen::Certificate,
     key: KeyPair,
     leaves: Mutex<HashMap<String, Leaf>>,
+    /// Session tickets (TLS 1.3 and 1.2), shared by every leaf: a client resumes whichever host
+    /// it tunnels to. Stateless (the key rotates every 6 hours, rustls' `Ticketer`), so no
+    /// cache evicts them under load; TLS 1.3 resumption still runs an ECDHE exchange.
+    ticketer: Arc<dyn ProducesTickets>,
+    sessions: Arc<dyn StoresServerSessions>,
 }
 
 impl std::fmt::Debug for Authority {
@@ -67,17 +75,29 @@ impl Authority {
 
     /// A CA created by Tollgate, from its certificate and key.
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Authority, CaError> {
-        use rustls::pki_types::pem::PemObject;
         let key = KeyPair::from_pem(key_pem).map_err(|e| CaError(e.to_string()))?;
         let signer = ca_params()?.self_signed(&key).map_err(|e| CaError(e.to_string()))?;
+        Authority::new(cert_pem, signer, key)
+    }
+
+    fn new(cert_pem: &str, signer: rcgen::Certificate, key: KeyPair) -> Result<Authority, CaError> {
+        use rustls::pki_types::pem::PemObject;
         let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| CaError(e.to_string()))?;
-        Ok(Authority { cert_pem: cert_pem.to_string(), cert_der, signer, key, leaves: Mutex::default() })
+        let ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| CaError(e.to_string()))?;
+        Ok(Authority {
+            cert_pem: cert_pem.to_string(),
+            cert_der,
+            signer,
+            key,
+            leaves: Mutex::default(),
+            ticketer,
+            sessions: ServerSessionMemoryCache::new(SESSION_CACHE),
+        })
     }
 
     /// An operator's CA (any subject). The certificate must be a CA; leaf certificates name
     /// its subject as issuer and are signed with its key.
     pub fn from_configured(cert_pem: &str, key_pem: &str) -> Result<Authority, CaError> {
-        use rustls::pki_types::pem::PemObject;
         let invalid = |e: rcgen::Error| CaError(e.to_string());
         let key = KeyPair::from_pem(key_pem).map_err(invalid)?;
         let params = CertificateParams::from_ca_cert_pem(cert_pem).map_err(invalid)?;
@@ -85,8 +105,7 @@ impl Authority {
             return Err(CaError("the interception certificate is not a CA".into()));
         }
         let signer = params.self_signed(&key).map_err(invalid)?;
-        let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| CaError(e.to_string()))?;
-        Ok(Authority { cert_pem: cert_pem.to_string(), cert_der, signer, key, leaves: Mutex::default() })
+        Authority::new(cert_pem, signer, key)
     }
 
     /// The CA certificate runtimes must trust.
@@ -94,12 +113,13 @@ impl Authority {
         &self.cert_pem
     }
 
-    /// A TLS server configuration presenting a leaf for `host` (HTTP/2 and HTTP/1.1 by ALPN).
-    pub fn server_config(&self, host: &str) -> Result<Arc<ServerConfig>, CaError> {
+    /// A TLS server configuration presenting a leaf for `host` (HTTP/2 and HTTP/1.1 by ALPN),
+    /// and whether its certificate was signed just now (else it came from the cache).
+    pub fn server_config(&self, host: &str) -> Result<(Arc<ServerConfig>, bool), CaError> {
         let mut leaves = self.leaves.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(leaf) = leaves.get(host) {
             if leaf.minted.elapsed().unwrap_or(LEAF_REUSE) < LEAF_REUSE {
-                return Ok(leaf.config.clone());
+                return Ok((leaf.config.clone(), false));
             }
         }
         let config = Arc::new(self.mint(host)?);
@@ -108,7 +128,7 @@ impl Authority {
             leaves.clear();
         }
         leaves.insert(host.to_string(), Leaf { config: config.clone(), minted: SystemTime::now() });
-        Ok(config)
+        Ok((config, true))
     }
 
     fn mint(&self, host: &str) -> Result<ServerConfig, CaError> {
@@ -135,6 +155,8 @@ impl Authority {
             .with_single_cert(chain, key)
             .map_err(|e| CaError(e.to_string()))?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.ticketer = self.ticketer.clone();
+        config.session_storage = self.sessions.clone();
         Ok(config)
     }
 }

@@ -151,3 +151,83 @@ async fn connectors_connections_explain_and_health() {
     let sick = health("billing").await;
     assert_eq!(sick["health"], "unhealthy", "{sick}");
 }
+
+/// `PUT /admin/connections/{connector}/{principal}`: a grant made elsewhere serves the proxy
+/// path at once, is never echoed, and is refused where it cannot be a per-user connection.
+#[tokio::test]
+async fn imported_connections_serve_requests_without_a_connect_flow() {
+    let ca = TestCa::new(&["api.test", "auth.test"]);
+    let upstream = Upstream::ok(&ca).await;
+    let yaml = format!(
+        r#"{base}
+connectors:
+  - name: crm
+    grant: authorization_code
+    authorization_endpoint: https://auth.test/authorize
+    token_endpoint: https://auth.test/token
+    client_id: crm-client
+    client_secret: crm-secret-000000
+    scopes: [read]
+    allowed_domains: ["https://api.test:{up}/*"]
+  - name: weather
+    token: "weather-key-000000"
+    allowed_domains: ["https://weather.test/*"]
+  - name: pinned
+    grant: authorization_code
+    authorization_endpoint: https://auth.test/authorize
+    token_endpoint: https://auth.test/token
+    client_id: pinned
+    pin_host: true
+    allowed_domains: ["https://*.pinned.test/*"]
+"#,
+        base = base_config(&ca),
+        up = upstream.port
+    );
+    let proxy = TestProxy::start(&yaml).await;
+    let admin = proxy.running.admin_addr;
+    let url = format!("https://api.test:{}/me", upstream.port);
+    let before = get(proxy.running.proxy_addr, &url, &[("proxy-authorization", &alice_bearer())]).await;
+    assert_eq!(before.status, 401, "no connection yet: {}", String::from_utf8_lossy(&before.body));
+
+    let put = |path: &'static str, body: &'static str| async move {
+        send(admin, "PUT", path, &[ADMIN, ("content-type", "application/json")], Bytes::from(body)).await
+    };
+    let created = put(
+        "/admin/connections/crm/alice",
+        r#"{"access_token":"imported-at-canary-1","refresh_token":"imported-rt-canary-1","expires_in":3600}"#,
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+    assert!(!String::from_utf8_lossy(&created.body).contains("canary"), "a token echoed");
+    assert_eq!(created.json()["principal"], "alice");
+    let answer = get(proxy.running.proxy_addr, &url, &[("proxy-authorization", &alice_bearer())]).await;
+    assert_eq!(answer.status, 200);
+    let seen = upstream.requests();
+    assert_eq!(seen.last().unwrap().headers["authorization"], "Bearer imported-at-canary-1");
+    let replaced = put("/admin/connections/crm/alice", r#"{"access_token":"imported-at-canary-2"}"#).await;
+    assert_eq!(replaced.status, 200, "a second import replaces the first");
+    get(proxy.running.proxy_addr, &url, &[("proxy-authorization", &alice_bearer())]).await;
+    assert_eq!(upstream.requests().last().unwrap().headers["authorization"], "Bearer imported-at-canary-2");
+
+    let listed = get(admin, "/admin/connections?connector=crm", &[ADMIN]).await;
+    assert!(!String::from_utf8_lossy(&listed.body).contains("canary"), "tokens listed");
+    let row = listed.json()["connections"][0].clone();
+    assert_eq!((row["principal"].as_str(), row["scopes"].clone()), (Some("alice"), serde_json::json!(["read"])));
+    let stored = proxy.running.store().get(&ConnectionKey::new("crm", "alice")).await.unwrap().unwrap();
+    assert!(stored.refresh_token.is_none() && stored.expires_at.is_none(), "the second import stands whole");
+
+    put("/admin/connections/weather/alice", r#"{"access_token":"x"}"#).await.assert_refused(400, "invalid_request");
+    put("/admin/connections/pinned/alice", r#"{"access_token":"x"}"#).await.assert_refused(400, "invalid_request");
+    put("/admin/connections/nope/alice", r#"{"access_token":"x"}"#).await.assert_refused(400, "connector_unknown");
+    let bad = put("/admin/connections/crm/bob", r#"{"access_token":"has space-canary-3"}"#).await;
+    bad.assert_refused(400, "invalid_request");
+    let unknown = put("/admin/connections/crm/bob", r#"{"access_token":"ok","tokn":"typo-canary-4"}"#).await;
+    unknown.assert_refused(400, "invalid_request");
+    for refused in [&bad, &unknown] {
+        assert!(!String::from_utf8_lossy(&refused.body).contains("canary"), "a refusal echoed a token");
+    }
+    let unauthenticated =
+        send(admin, "PUT", "/admin/connections/crm/bob", &[], Bytes::from(r#"{"access_token":"x"}"#)).await;
+    assert_eq!(unauthenticated.status, 401);
+    assert!(proxy.running.store().get(&ConnectionKey::new("crm", "bob")).await.unwrap().is_none());
+}

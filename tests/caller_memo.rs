@@ -1,6 +1,7 @@
-//! A client connection remembers the last caller credential it verified. These tests hold
-//! one kept-alive connection and check that the memory never outlives what made the
-//! credential valid: the config it was verified against, the JWT's expiry, the exact bytes.
+//! A client connection remembers the last caller credential it verified, and the process
+//! remembers credentials any connection verified. These tests hold one kept-alive connection
+//! and open new ones, and check that neither memory outlives what made the credential valid:
+//! the config it was verified against, the JWT's expiry, the exact bytes.
 
 mod common;
 
@@ -75,13 +76,19 @@ async fn a_reload_that_removes_an_api_key_refuses_it_on_open_connections() {
     let (status, body) = connection.get(&url, "Bearer svc-key-0123456780").await;
     assert_eq!(status, 407, "{body}");
     assert_eq!(connection.get(&url, &key).await.0, 200);
+    // A new connection finds the key verified by the first one; near-misses are still refused.
+    let mut other = Connection::open(running.proxy_addr).await;
+    assert_eq!(other.get(&url, &key).await.0, 200);
+    assert_eq!(other.get(&url, "Bearer svc-key-0123456780").await.0, 407);
 
     std::fs::write(file.path(), config(&ca, upstream.port, false)).unwrap();
     reload_file(&running.shared, file.path(), &env).unwrap();
     let (status, body) = connection.get(&url, &key).await;
     assert_eq!(status, 407, "the removed key still worked on an open connection: {body}");
     assert!(body.contains("caller_unauthenticated"), "{body}");
-    assert_eq!(upstream.requests().len(), 3);
+    let (status, body) = Connection::open(running.proxy_addr).await.get(&url, &key).await;
+    assert_eq!(status, 407, "the removed key still worked on a new connection: {body}");
+    assert_eq!(upstream.requests().len(), 4);
 }
 
 #[tokio::test]
@@ -100,4 +107,6 @@ async fn a_remembered_jwt_stops_working_when_it_expires() {
     let (status, body) = connection.get(&url, &token).await;
     assert_eq!(status, 407, "an expired JWT was still accepted on its connection: {body}");
     assert!(body.contains("expired"), "{body}");
+    let (status, body) = Connection::open(proxy.addr()).await.get(&url, &token).await;
+    assert_eq!(status, 407, "an expired JWT was still accepted on a new connection: {body}");
 }

@@ -305,3 +305,50 @@ async fn the_ca_is_loaded_once_the_store_returns() {
     }
     assert_eq!(get(proxy.running.admin_addr, "/ca.pem", &[]).await.status, 200);
 }
+
+/// Tunnels to one host share one minted certificate, and a client that keeps its TLS sessions
+/// resumes them (a session ticket) on its next tunnel; the counters say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_share_a_certificate_and_resume_sessions() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca = TestCa::new(&["api.weather.test"]);
+    let upstream = Upstream::ok(&ca).await;
+    let dialer = LoopbackDialer { ports: [(443, upstream.port)].into_iter().collect(), ..Default::default() };
+    let yaml = weather_static_config(&ca, upstream.port).replace(&format!(":{}/*", upstream.port), "/*");
+    let proxy = TestProxy::start_full(&yaml, TestResolver::default(), dialer).await;
+    let kept = common::tunnel::trusting_proxy(&proxy, &[b"http/1.1"]).await;
+    let tunnel = |config: std::sync::Arc<rustls::ClientConfig>| {
+        let addr = proxy.addr();
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let connect = format!(
+                "CONNECT api.weather.test:443 HTTP/1.1\r\nhost: api.weather.test:443\r\nproxy-authorization: {}\r\n\r\n",
+                alice_bearer()
+            );
+            stream.write_all(connect.as_bytes()).await.unwrap();
+            assert!(read_head(&mut stream).await.starts_with("HTTP/1.1 200"), "the tunnel did not open");
+            let name = rustls::pki_types::ServerName::try_from("api.weather.test").unwrap();
+            let mut tls = tokio_rustls::TlsConnector::from(config).connect(name, stream).await.unwrap();
+            let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+            tls.write_all(b"GET /ok HTTP/1.1\r\nhost: api.weather.test\r\n\r\n").await.unwrap();
+            assert!(read_head(&mut tls).await.starts_with("HTTP/1.1 200"));
+            let mut body = [0u8; 11];
+            tls.read_exact(&mut body).await.unwrap(); // the session tickets came before it
+            resumed
+        }
+    };
+    let kinds = [tunnel(kept.clone()).await, tunnel(kept.clone()).await, tunnel(kept).await];
+    assert_eq!(kinds, [false, true, true], "a kept session resumes");
+    let fresh = common::tunnel::trusting_proxy(&proxy, &[b"http/1.1"]).await;
+    assert!(!tunnel(fresh).await, "a client without a session makes a full handshake");
+    let metrics = String::from_utf8(get(proxy.running.admin_addr, "/metrics", &[]).await.body.to_vec()).unwrap();
+    for line in [
+        "tollgate_tunnel_handshakes_total{result=\"full\"} 2",
+        "tollgate_tunnel_handshakes_total{result=\"resumed\"} 2",
+        "tollgate_tunnel_handshakes_total{result=\"failed\"} 0",
+        "tollgate_tunnel_certificates_minted_total 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing `{line}` in:\n{metrics}");
+    }
+    assert_eq!(upstream.requests().len(), 4);
+}

@@ -30,6 +30,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/admin/connectors/{name}"),
     ("POST", "/admin/connectors/{name}/test"),
     ("GET", "/admin/connections"),
+    ("PUT", "/admin/connections/{connector}/{principal}"),
     ("DELETE", "/admin/connections/{connector}/{principal}"),
     ("POST", "/admin/connections/{connector}/{principal}/test"),
     ("POST", "/admin/explain"),
@@ -37,7 +38,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/admin/console/links"),
 ];
 
-fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+pub(super) fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     text(status, "application/json", value.to_string())
 }
 
@@ -144,6 +145,13 @@ pub async fn handle(shared: &Shared, state: &State, who: &Who, request: Request<
             None => refuse(&PolicyError::Unknown(name.to_string()).into()),
         },
         (Method::GET, ["connections"]) => connections(state, &request).await,
+        (Method::PUT, ["connections", connector, principal]) => {
+            let response = super::import::put_connection(state, connector, principal, request).await;
+            if response.status().is_success() {
+                who.audit(state, "connection.import", &format!("{connector}/{principal}")).await;
+            }
+            response
+        }
         (Method::DELETE, ["connections", connector, principal]) => {
             let response = delete_connection(state, connector, principal).await;
             if response.status().is_success() {

@@ -3,6 +3,7 @@
 //! A plain match on the path.
 
 pub mod api;
+mod import;
 
 use crate::live::Shared;
 

@@ -11,12 +11,14 @@
 //! - a JWT has not passed its `exp` (plus the leeway `jwt::verify` allows).
 //!
 //! A different credential on the same connection (a runtime multiplexing users) is verified
-//! and replaces the memory; failures are never remembered.
+//! and replaces the memory; failures are never remembered. A credential this connection has
+//! not seen may still have been verified by another one: see [`super::recent`].
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use http::HeaderValue;
 
+use super::recent::{Remembered, RECENT};
 use super::{authenticate, parse_credential, Caller, IdentityError};
 use crate::config::Config;
 use crate::secret::Secret;
@@ -24,12 +26,6 @@ use crate::secret::Secret;
 /// One connection's memory of its last verified credential.
 #[derive(Default)]
 pub struct Memo(Mutex<Option<Remembered>>);
-
-struct Remembered {
-    config: Weak<Config>,
-    credential: Secret,
-    caller: Arc<Caller>,
-}
 
 impl std::fmt::Debug for Memo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -44,8 +40,18 @@ impl Memo {
         if let Some(caller) = self.recall(value.as_bytes(), config, now) {
             return Ok(caller);
         }
-        let presented = parse_credential(value)?;
-        let caller = Arc::new(authenticate(presented, config)?);
+        // Another connection may have verified it (a runtime multiplexing users).
+        let caller = match RECENT.recall(value.as_bytes(), config, now) {
+            Some(caller) => caller,
+            None => {
+                let presented = parse_credential(value)?;
+                let caller = Arc::new(authenticate(presented, config)?);
+                if caller.valid_until.is_none_or(|until| now <= until) {
+                    RECENT.remember(value.as_bytes(), config, &caller);
+                }
+                caller
+            }
+        };
         if caller.valid_until.is_none_or(|until| now <= until) {
             let credential = Secret::new(String::from_utf8_lossy(value.as_bytes()));
             let remembered = Remembered { config: Arc::downgrade(config), credential, caller: caller.clone() };
@@ -81,17 +87,6 @@ impl Memo {
     }
 
     fn recall(&self, value: &[u8], config: &Arc<Config>, now: u64) -> Option<Arc<Caller>> {
-        let memo = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let remembered = memo.as_ref()?;
-        let fresh = std::ptr::eq(remembered.config.as_ptr(), Arc::as_ptr(config))
-            && remembered.caller.valid_until.is_none_or(|until| now <= until)
-            && same(remembered.credential.expose().as_bytes(), value);
-        fresh.then(|| remembered.caller.clone())
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).as_ref()?.recall(value, config, now)
     }
-}
-
-/// Equality without an early exit, so timing says nothing about how much of a credential
-/// matched (a connection may carry several users' credentials).
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -7,6 +7,7 @@
 pub mod jwt;
 pub mod keys;
 mod memo;
+mod recent;
 
 use base64::Engine;
 use http::HeaderValue;

@@ -56,10 +56,14 @@ pub async fn open(
         }
         .into());
     };
-    let tls = authority_ca.server_config(&target.host.to_string()).map_err(|e| {
+    let (tls, minted) = authority_ca.server_config(&target.host.to_string()).map_err(|e| {
         tracing::error!(error = %e, "cannot mint an interception certificate");
         ProxyError::Internal
     })?;
+    let metrics = state.metrics.tunnel.clone();
+    if minted {
+        metrics.minted.inc();
+    }
     let (shared, id) = (shared.clone(), record.request_id);
     let limits = shared.limits();
     tokio::spawn(async move {
@@ -71,10 +75,15 @@ pub async fn open(
         let tls = match tokio::time::timeout(limits.header_read_timeout, handshake).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                return tracing::info!(request_id = %id, error = %e, "TLS inside the tunnel failed (does the client trust the CA?)")
+                metrics.handshake(None);
+                return tracing::info!(request_id = %id, error = %e, "TLS inside the tunnel failed (does the client trust the CA?)");
             }
-            Err(_) => return tracing::info!(request_id = %id, "TLS inside the tunnel timed out"),
+            Err(_) => {
+                metrics.handshake(None);
+                return tracing::info!(request_id = %id, "TLS inside the tunnel timed out");
+            }
         };
+        metrics.handshake(Some(tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)));
         let stop = shared.shutdown();
         if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
             // HTTP/2 frames its own messages (no Content-Length or chunked to disagree on):

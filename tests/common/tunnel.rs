@@ -10,6 +10,15 @@ use super::{get, TestProxy};
 
 /// TLS to `host` over `stream` (already answered 200 to its CONNECT), offering `alpn`.
 pub async fn intercepted(proxy: &TestProxy, host: &str, stream: TcpStream, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
+    let config = trusting_proxy(proxy, alpn).await;
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
+    tokio_rustls::TlsConnector::from(config).connect(name, stream).await.unwrap()
+}
+
+/// A client configuration trusting the proxy's CA; one configuration keeps its sessions, so
+/// the tunnels it opens later can resume.
+#[allow(dead_code)]
+pub async fn trusting_proxy(proxy: &TestProxy, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
     let pem = get(proxy.running.admin_addr, "/ca.pem", &[]).await.body;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
@@ -21,6 +30,5 @@ pub async fn intercepted(proxy: &TestProxy, host: &str, stream: TcpStream, alpn:
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream).await.unwrap()
+    Arc::new(config)
 }

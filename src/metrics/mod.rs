@@ -11,6 +11,9 @@ use prometheus::{
 
 use crate::error_code::ErrorCode;
 
+mod tunnel;
+pub use tunnel::TunnelMetrics;
+
 /// Methods with their own label value; everything else is `OTHER`.
 pub const METHODS: [&str; 10] =
     ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE", "OTHER"];
@@ -98,6 +101,7 @@ pub struct Metrics {
     /// Connections whose refresh token expires within `events.refresh_token_warning`.
     pub refresh_expiring: IntGaugeVec,
     pub config_reloads: IntCounterVec,
+    pub tunnel: TunnelMetrics,
     /// `tollgate_token_cache_total{tier="memory",result="hit"}`, the common case.
     pub memory_hits: IntCounter,
 }
@@ -292,6 +296,7 @@ impl Metrics {
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         store_up.set(1);
         let memory_hits = token_cache.with_label_values(&["memory", "hit"]);
+        let tunnel = TunnelMetrics::register(&registry)?;
         let metrics = Metrics {
             memory_hits,
             registry,
@@ -317,6 +322,7 @@ impl Metrics {
             connections,
             refresh_expiring,
             config_reloads,
+            tunnel,
         };
         for connector in std::iter::once(NO_CONNECTOR).chain(connectors) {
             metrics.zero(connector);

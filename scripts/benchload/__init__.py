@@ -1,0 +1,1 @@
+"""Load benchmarks on loopback (scripts/bench-load)."""
