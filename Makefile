@@ -17,7 +17,7 @@ export DEMO_API_KEY ?= dev-demo-api-key-not-a-secret
 DEV_VARS := TOLLGATE_ADMIN_TOKEN TOLLGATE_KEY_K1 TOLLGATE_CALLER_SECRET GITHUB_CLIENT_ID GITHUB_CLIENT_SECRET \
 	DATABRICKS_CLIENT_ID BILLING_CLIENT_SECRET WEATHER_API_KEY DEMO_API_KEY
 
-.PHONY: run dev-env setup build test readme-test lint fmt bench bench-load bench-tls bench-intercept bench-users bench-grow bench-callgrind bench-outage bench-storm bench-soak check-config fuzz chart-check image
+.PHONY: run dev-env setup build test readme-test lint fmt bench bench-load bench-tls bench-intercept bench-users bench-grow bench-streams bench-callgrind bench-outage bench-storm bench-soak check-config fuzz chart-check image
 
 run: ## Tollgate on the in-memory store with the example config, and the demo upstream on 127.0.0.1:8082
 	scripts/dev-run $(CONFIG)
@@ -65,6 +65,9 @@ bench-users: ## 10,000 users, each with their own JWT and stored token: memory a
 
 bench-grow: ## req/s and CPU per request as patterns, connectors and users grow
 	scripts/bench-load grow
+
+bench-streams: ## 9,500 open SSE streams through Tollgate and nginx: memory per stream, CPU while open, event latency
+	scripts/bench-load streams
 
 bench-callgrind: ## instructions per request under valgrind's callgrind (small and 16 KiB answers); BASELINE=bin compares
 	scripts/bench-load callgrind $(if $(BASELINE),--baseline $(BASELINE))

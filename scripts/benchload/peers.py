@@ -55,7 +55,7 @@ http {{
     return fleet.start(name, [sbin("nginx"), "-c", conf, "-p", fleet.dir], OTHER_CPU, port=port)
 
 
-def peer_nginx(fleet, port, up, ca=None):
+def peer_nginx(fleet, port, up, ca=None, connections=4096):
     """`ca`: the upstream speaks TLS; verify it against this CA and the name TLS_NAME, reuse
     sessions and keep connections alive (the same work Tollgate does)."""
     scheme, tls = "http", ""
@@ -68,7 +68,8 @@ worker_processes 1;
 daemon off;
 pid {fleet.dir}/nginx.pid;
 error_log {fleet.dir}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
+worker_rlimit_nofile {connections + 64};
+events {{ worker_connections {connections}; }}
 http {{
   access_log off;
   keepalive_requests 1000000;

@@ -41,22 +41,22 @@ impl Memo {
             return Ok(caller);
         }
         // Another connection may have verified it (a runtime multiplexing users).
-        let caller = match RECENT.recall(value.as_bytes(), config, now) {
-            Some(caller) => caller,
+        let remembered = match RECENT.recall(value.as_bytes(), config, now) {
+            Some(remembered) => remembered,
             None => {
                 let presented = parse_credential(value)?;
                 let caller = Arc::new(authenticate(presented, config)?);
-                if caller.valid_until.is_none_or(|until| now <= until) {
-                    RECENT.remember(value.as_bytes(), config, &caller);
+                if caller.valid_until.is_some_and(|until| now > until) {
+                    return Ok(caller);
                 }
-                caller
+                let credential = Secret::new(String::from_utf8_lossy(value.as_bytes()));
+                let remembered = Remembered { config: Arc::downgrade(config), credential, caller };
+                RECENT.remember(remembered.clone());
+                remembered
             }
         };
-        if caller.valid_until.is_none_or(|until| now <= until) {
-            let credential = Secret::new(String::from_utf8_lossy(value.as_bytes()));
-            let remembered = Remembered { config: Arc::downgrade(config), credential, caller: caller.clone() };
-            *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(remembered);
-        }
+        let caller = remembered.caller.clone();
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(remembered);
         Ok(caller)
     }
 

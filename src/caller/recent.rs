@@ -11,8 +11,10 @@
 //! - only under the configuration it was verified against (a reload verifies again, so a key
 //!   removed from the config stops working at once);
 //! - a JWT only until its `exp` (plus the leeway `jwt::verify` allows);
-//! - failures are never kept, so the table holds only credentials that verified; it is
-//!   bounded ([`CAPACITY`]) and starts over when full.
+//! - failures are never kept, so the table holds only credentials that verified. It is bounded
+//!   by two generations of [`GENERATION`] entries: new entries go to the current one, a hit in
+//!   the older one moves the entry forward, and a full current generation becomes the older one
+//!   (dropping the oldest), so a credential in use is never dropped for ones that are not.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -22,9 +24,10 @@ use super::Caller;
 use crate::config::Config;
 use crate::secret::Secret;
 
-/// Entries kept at most; past that the table starts over.
-pub const CAPACITY: usize = 65_536;
+/// Entries per generation (two are kept: at most twice this many credentials).
+pub const GENERATION: usize = 65_536;
 
+#[derive(Clone)]
 pub(super) struct Remembered {
     pub config: Weak<Config>,
     pub credential: Secret,
@@ -49,35 +52,53 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 pub(super) struct Recent {
     /// Seeded at random per process: which slot a value lands in says nothing useful.
     hasher: foldhash::fast::RandomState,
-    slots: Mutex<HashMap<u64, Remembered>>,
+    slots: Mutex<Generations>,
+}
+
+#[derive(Default)]
+struct Generations {
+    current: HashMap<u64, Remembered>,
+    older: HashMap<u64, Remembered>,
+}
+
+impl Generations {
+    fn insert(&mut self, slot: u64, remembered: Remembered) {
+        if self.current.len() >= GENERATION && !self.current.contains_key(&slot) {
+            self.older = std::mem::take(&mut self.current);
+        }
+        self.current.insert(slot, remembered);
+    }
 }
 
 pub(super) static RECENT: LazyLock<Recent> =
     LazyLock::new(|| Recent { hasher: foldhash::fast::RandomState::default(), slots: Mutex::default() });
 
 impl Recent {
-    pub fn recall(&self, value: &[u8], config: &Arc<Config>, now: u64) -> Option<Arc<Caller>> {
+    /// The entry this value hits, if any (cloned: three reference counts, no allocation), so
+    /// a connection can keep it as its own memory.
+    pub fn recall(&self, value: &[u8], config: &Arc<Config>, now: u64) -> Option<Remembered> {
         let slot = self.hasher.hash_one(value);
-        self.slots.lock().unwrap_or_else(|p| p.into_inner()).get(&slot)?.recall(value, config, now)
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = slots.current.get(&slot) {
+            return found.recall(value, config, now).map(|_| found.clone());
+        }
+        let found = slots.older.remove(&slot)?;
+        found.recall(value, config, now)?;
+        slots.insert(slot, found.clone());
+        Some(found)
     }
 
-    pub fn remember(&self, value: &[u8], config: &Arc<Config>, caller: &Arc<Caller>) {
-        let slot = self.hasher.hash_one(value);
-        let remembered = Remembered {
-            config: Arc::downgrade(config),
-            credential: Secret::new(String::from_utf8_lossy(value)),
-            caller: caller.clone(),
-        };
+    pub fn remember(&self, remembered: Remembered) {
+        let slot = self.hasher.hash_one(remembered.credential.expose().as_bytes());
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        if slots.len() >= CAPACITY && !slots.contains_key(&slot) {
-            slots.clear();
-        }
+        slots.older.remove(&slot);
         slots.insert(slot, remembered);
     }
 
     #[cfg(test)]
-    fn len(&self) -> usize {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner()).len()
+    fn len(&self) -> (usize, usize) {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        (slots.current.len(), slots.older.len())
     }
 }
 
@@ -105,11 +126,38 @@ mod tests {
         let env = crate::config::Environment::from_vars([("UNUSED", "x")]);
         let load = || Arc::new(Config::from_yaml(yaml, &env).expect("a minimal config"));
         let (config, other) = (load(), load());
-        table.remember(b"Bearer alice-jwt", &config, &caller("alice", Some(100)));
-        assert_eq!(table.recall(b"Bearer alice-jwt", &config, 100).map(|c| c.principal.clone()), Some("alice".into()));
+        let credential = Secret::new("Bearer alice-jwt");
+        table.remember(Remembered { config: Arc::downgrade(&config), credential, caller: caller("alice", Some(100)) });
+        let hit = table.recall(b"Bearer alice-jwt", &config, 100);
+        assert_eq!(hit.map(|r| r.caller.principal.clone()), Some("alice".into()));
         assert!(table.recall(b"Bearer alice-jwt", &config, 101).is_none(), "expired");
         assert!(table.recall(b"Bearer alice-jwt", &other, 50).is_none(), "another config");
         assert!(table.recall(b"Bearer alice-jwX", &config, 50).is_none(), "another value");
-        assert_eq!(table.len(), 1);
+        assert_eq!(table.len(), (1, 0));
+    }
+
+    #[test]
+    fn a_credential_in_use_outlives_a_full_generation() {
+        let table = Recent { hasher: Default::default(), slots: Mutex::default() };
+        let yaml = "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nencryption_keys: [{ id: k1, secret: \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\" }]\nconnectors: []\n";
+        let env = crate::config::Environment::from_vars([("UNUSED", "x")]);
+        let config = Arc::new(Config::from_yaml(yaml, &env).expect("a minimal config"));
+        let remember = |value: String| {
+            let credential = Secret::new(value);
+            table.remember(Remembered { config: Arc::downgrade(&config), credential, caller: caller("u", None) });
+        };
+        remember("Bearer kept".into());
+        for i in 0..GENERATION {
+            remember(format!("Bearer other-{i}"));
+        }
+        // The first generation filled and aged; "kept" is in the older one and moves forward.
+        assert_eq!(table.len(), (1, GENERATION));
+        assert!(table.recall(b"Bearer kept", &config, 0).is_some());
+        assert_eq!(table.len(), (2, GENERATION - 1));
+        for i in 0..GENERATION {
+            remember(format!("Bearer more-{i}"));
+        }
+        assert!(table.recall(b"Bearer kept", &config, 0).is_some(), "in use, so kept");
+        assert!(table.recall(b"Bearer other-5", &config, 0).is_none(), "two generations old: dropped");
     }
 }
