@@ -66,7 +66,7 @@ bench-users: ## 10,000 users, each with their own JWT and stored token: memory a
 bench-grow: ## req/s and CPU per request as patterns, connectors and users grow
 	scripts/bench-load grow
 
-bench-streams: ## 9,500 open SSE streams through Tollgate and nginx: memory per stream, CPU while open, event latency
+bench-streams: ## 9,000 open SSE streams through Tollgate and nginx: memory per stream, CPU while open, event latency
 	scripts/bench-load streams
 
 bench-callgrind: ## instructions per request under valgrind's callgrind (small and 16 KiB answers); BASELINE=bin compares

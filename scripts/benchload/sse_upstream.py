@@ -22,14 +22,17 @@ async def handle(reader, writer, interval, expected):
             return
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
                      b"Transfer-Encoding: chunked\r\n\r\n")
-        await asyncio.sleep(random.random() * interval)
+        # A client that goes away is noticed at once (its end of the stream reads as EOF),
+        # not at the next write, so its descriptor is not held for another interval.
+        gone = asyncio.ensure_future(reader.read())
+        await asyncio.wait([gone], timeout=random.random() * interval)
         n = 0
-        while True:
+        while not gone.done():
             event = f"id: {n}\ndata: {time.time():.6f}\n\n".encode()
             writer.write(b"%x\r\n%s\r\n" % (len(event), event))
             await writer.drain()
             n += 1
-            await asyncio.sleep(interval)
+            await asyncio.wait([gone], timeout=interval)
     except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
         pass
     finally:

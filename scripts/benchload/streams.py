@@ -6,7 +6,8 @@ With --soak S, Tollgate also runs S seconds of half as many streams closing and 
 lives a random 5-60 s), sampling RSS and open descriptors.
 
 Each open stream costs a proxy two descriptors (client and upstream), and this machine's hard
-limit is 20,000 per process, so N defaults to 9,500."""
+limit is 20,000 per process and nginx needs some connections beyond two per stream (at
+9,500 it reuses connections and drops streams), so N defaults to 9,000."""
 
 import hashlib
 import json
