@@ -106,6 +106,13 @@ impl Recent {
 mod tests {
     use super::*;
 
+    /// A new config each call: entries verified under one never hit under another.
+    fn minimal_config() -> Arc<Config> {
+        let yaml = "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nencryption_keys: [{ id: k1, secret: \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\" }]\nconnectors: []\n";
+        let env = crate::config::Environment::from_vars([("UNUSED", "x")]);
+        Arc::new(Config::from_yaml(yaml, &env).expect("a minimal config"))
+    }
+
     fn caller(principal: &str, valid_until: Option<u64>) -> Arc<Caller> {
         Arc::new(Caller {
             principal: principal.into(),
@@ -122,10 +129,7 @@ mod tests {
     #[test]
     fn a_hit_needs_the_same_value_config_and_time() {
         let table = Recent { hasher: Default::default(), slots: Mutex::default() };
-        let yaml = "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nencryption_keys: [{ id: k1, secret: \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\" }]\nconnectors: []\n";
-        let env = crate::config::Environment::from_vars([("UNUSED", "x")]);
-        let load = || Arc::new(Config::from_yaml(yaml, &env).expect("a minimal config"));
-        let (config, other) = (load(), load());
+        let (config, other) = (minimal_config(), minimal_config());
         let credential = Secret::new("Bearer alice-jwt");
         table.remember(Remembered { config: Arc::downgrade(&config), credential, caller: caller("alice", Some(100)) });
         let hit = table.recall(b"Bearer alice-jwt", &config, 100);
@@ -139,9 +143,7 @@ mod tests {
     #[test]
     fn a_credential_in_use_outlives_a_full_generation() {
         let table = Recent { hasher: Default::default(), slots: Mutex::default() };
-        let yaml = "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nencryption_keys: [{ id: k1, secret: \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\" }]\nconnectors: []\n";
-        let env = crate::config::Environment::from_vars([("UNUSED", "x")]);
-        let config = Arc::new(Config::from_yaml(yaml, &env).expect("a minimal config"));
+        let config = minimal_config();
         let remember = |value: String| {
             let credential = Secret::new(value);
             table.remember(Remembered { config: Arc::downgrade(&config), credential, caller: caller("u", None) });
