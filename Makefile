@@ -17,7 +17,7 @@ export DEMO_API_KEY ?= dev-demo-api-key-not-a-secret
 DEV_VARS := TOLLGATE_ADMIN_TOKEN TOLLGATE_KEY_K1 TOLLGATE_CALLER_SECRET GITHUB_CLIENT_ID GITHUB_CLIENT_SECRET \
 	DATABRICKS_CLIENT_ID BILLING_CLIENT_SECRET WEATHER_API_KEY DEMO_API_KEY
 
-.PHONY: run dev-env setup build test readme-test lint fmt bench bench-load bench-tls bench-intercept bench-users bench-grow bench-streams bench-callgrind bench-outage bench-storm bench-soak check-config fuzz chart-check image
+.PHONY: run dev-env setup build test readme-test lint fmt bench bench-load bench-latency bench-tls bench-intercept bench-users bench-grow bench-streams bench-callgrind bench-outage bench-storm bench-soak check-config fuzz chart-check image
 
 run: ## Tollgate on the in-memory store with the example config, and the demo upstream on 127.0.0.1:8082
 	scripts/dev-run $(CONFIG)
@@ -53,6 +53,9 @@ bench: ## criterion: matching (10/1k/10k patterns), normalization, cache hit, on
 
 bench-load: ## Tollgate vs direct, nginx, HAProxy, Envoy on loopback (installs wrk, nginx-light, haproxy, envoy)
 	scripts/bench-load load
+
+bench-latency: ## the tail at moderate load (8 connections, 2 ms think) on a quiet and a busy machine, Tollgate against nginx round by round
+	scripts/bench-load latency --rounds 7
 
 bench-tls: ## the same peers originating TLS to an HTTPS upstream (budget: nginx's req/s at no more CPU per request)
 	scripts/bench-load tls

@@ -1,16 +1,260 @@
 //! Structured JSON logs on stdout: one object per line. The level comes from `TOLLGATE_LOG`
 //! (`error`, `warn`, `info`, `debug`, `trace`; default `info`).
+//!
+//! A request never waits for stdout. Each line is appended to a buffer in memory; a thread
+//! of its own writes the buffer out every [`FLUSH_EVERY`], or sooner once it holds
+//! [`FLUSH_AT`] bytes. When stdout does not keep up (a slow log collector, a full pipe), the
+//! buffer stops at [`CAP`] bytes and the lines past it are dropped and counted
+//! (`tollgate_log_lines_dropped_total`) instead of stalling the proxy. [`Logs`], dropped when
+//! the process ends, writes out what is left.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
 
 use tracing::level_filters::LevelFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
-pub fn init() {
+/// How long a line may wait in memory before it is written.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
+/// A buffer this full is written at once.
+pub const FLUSH_AT: usize = 64 * 1024;
+/// The most the buffer holds while stdout is behind; lines past it are dropped.
+pub const CAP: usize = 4 * 1024 * 1024;
+/// How long shutdown waits for stdout to take the last lines.
+const DRAIN: Duration = Duration::from_secs(2);
+
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+static SINK: OnceLock<Sink> = OnceLock::new();
+
+/// Lines dropped because stdout did not keep up, since the process started.
+pub fn dropped_lines() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// Installs the JSON subscriber and starts the writer thread. Keep the returned [`Logs`]
+/// until the process ends: dropping it writes out the buffered lines.
+pub fn init() -> Logs {
     let level =
         std::env::var("TOLLGATE_LOG").ok().and_then(|v| v.parse::<LevelFilter>().ok()).unwrap_or(LevelFilter::INFO);
+    let sink = SINK.get_or_init(Sink::default);
+    let (done_tx, done) = mpsc::channel();
+    let writer = std::thread::Builder::new()
+        .name("tollgate-logs".into())
+        .spawn(move || {
+            sink.drain_into(&mut std::io::stdout());
+            let _ = done_tx.send(());
+        })
+        .ok();
     let _ = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
         .with_current_span(false)
         .with_span_list(false)
         .with_max_level(level)
+        .with_writer(SinkWriters(sink))
         .try_init();
+    Logs { done: writer.map(|_| done) }
+}
+
+/// Writes out the buffered lines when dropped.
+pub struct Logs {
+    done: Option<mpsc::Receiver<()>>,
+}
+
+impl Drop for Logs {
+    fn drop(&mut self) {
+        if let (Some(sink), Some(done)) = (SINK.get(), self.done.take()) {
+            sink.close();
+            let _ = done.recv_timeout(DRAIN);
+        }
+    }
+}
+
+/// The buffer shared by every thread that logs and the one that writes.
+#[derive(Default)]
+pub struct Sink {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    lines: Vec<u8>,
+    closed: bool,
+}
+
+impl Sink {
+    /// Appends one formatted event; past [`CAP`] it is dropped and counted.
+    fn append(&self, bytes: &[u8]) {
+        let Ok(mut state) = self.state.lock() else { return };
+        let before = state.lines.len();
+        if before + bytes.len() > CAP {
+            drop(state);
+            DROPPED.fetch_add(lines_in(bytes), Ordering::Relaxed);
+            return;
+        }
+        state.lines.extend_from_slice(bytes);
+        if before < FLUSH_AT && state.lines.len() >= FLUSH_AT {
+            self.wake.notify_one();
+        }
+    }
+
+    fn close(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.closed = true;
+        }
+        self.wake.notify_one();
+    }
+
+    /// The writer thread: takes the buffer every [`FLUSH_EVERY`] (sooner when it is full or
+    /// closed) and writes it to `out`, until closed and empty.
+    pub fn drain_into(&self, out: &mut impl Write) {
+        let mut batch = Vec::with_capacity(FLUSH_AT);
+        loop {
+            let closed = {
+                let Ok(mut state) = self.state.lock() else { return };
+                if !state.closed && state.lines.len() < FLUSH_AT {
+                    state = match self.wake.wait_timeout(state, FLUSH_EVERY) {
+                        Ok((state, _)) => state,
+                        Err(_) => return,
+                    };
+                }
+                std::mem::swap(&mut state.lines, &mut batch);
+                state.closed
+            };
+            if !batch.is_empty() && out.write_all(&batch).and_then(|()| out.flush()).is_err() {
+                DROPPED.fetch_add(lines_in(&batch), Ordering::Relaxed);
+            }
+            // Keep one batch's worth of capacity, not the largest backlog ever seen.
+            batch.clear();
+            batch.shrink_to(FLUSH_AT);
+            if closed {
+                let Ok(state) = self.state.lock() else { return };
+                if state.lines.is_empty() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn lines_in(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count().max(1) as u64
+}
+
+/// The subscriber's writers: each event is formatted first, then handed over in one write.
+struct SinkWriters(&'static Sink);
+
+impl<'a> MakeWriter<'a> for SinkWriters {
+    type Writer = SinkWriter;
+
+    fn make_writer(&'a self) -> SinkWriter {
+        SinkWriter(self.0)
+    }
+}
+
+struct SinkWriter(&'static Sink);
+
+impl Write for SinkWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.append(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that records each write, to see how lines were batched.
+    #[derive(Default)]
+    struct Recorder(Vec<Vec<u8>>);
+
+    impl Write for Recorder {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.push(bytes.to_vec());
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_are_batched_and_all_written_on_close() {
+        let sink = Sink::default();
+        for i in 0..100 {
+            sink.append(format!("{{\"n\":{i}}}\n").as_bytes());
+        }
+        sink.close();
+        let mut out = Recorder::default();
+        sink.drain_into(&mut out);
+        assert_eq!(out.0.len(), 1, "one write for the whole batch");
+        let text = String::from_utf8(out.0.concat()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 100);
+        assert_eq!(lines[99], "{\"n\":99}");
+    }
+
+    #[test]
+    fn a_full_buffer_drops_and_counts_lines_instead_of_growing() {
+        let sink = Sink::default();
+        let line = [b'x'; 1023].iter().copied().chain([b'\n']).collect::<Vec<u8>>();
+        let before = dropped_lines();
+        for _ in 0..(CAP / line.len() + 10) {
+            sink.append(&line);
+        }
+        let held = sink.state.lock().unwrap().lines.len();
+        assert!(held <= CAP, "the buffer stays within its cap: {held}");
+        assert_eq!(held, CAP / line.len() * line.len(), "whole lines only");
+        assert!(dropped_lines() - before >= 10, "the lines past the cap are counted");
+    }
+
+    /// A stdout that does not take writes (a full pipe) blocks only the writer thread: lines
+    /// logged meanwhile wait in the buffer and are written once it moves again.
+    #[test]
+    fn a_stuck_writer_does_not_block_appends() {
+        struct Stuck(mpsc::Receiver<()>, Vec<u8>);
+        impl Write for Stuck {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                let _ = self.0.recv();
+                self.1.extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink: &'static Sink = Box::leak(Box::default());
+        let (release, stuck) = mpsc::channel::<()>();
+        let writer = std::thread::spawn(move || {
+            let mut out = Stuck(stuck, Vec::new());
+            sink.drain_into(&mut out);
+            out.1
+        });
+        sink.append(b"first\n");
+        while !sink.state.lock().unwrap().lines.is_empty() {
+            std::thread::sleep(FLUSH_EVERY);
+        }
+        // The writer now holds "first" and waits for stdout; log 10,000 lines meanwhile.
+        let (finished, appended) = mpsc::channel();
+        std::thread::spawn(move || {
+            for _ in 0..10_000 {
+                sink.append(b"{\"a\":1}\n");
+            }
+            let _ = finished.send(());
+        });
+        appended.recv_timeout(Duration::from_secs(60)).expect("appends blocked behind a stuck stdout");
+        assert_eq!(sink.state.lock().unwrap().lines.len(), 80_000, "every line waits in the buffer");
+        sink.close();
+        drop(release);
+        let written = writer.join().unwrap();
+        assert_eq!(written.len(), 6 + 80_000, "and all of them are written once stdout moves");
+    }
 }

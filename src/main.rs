@@ -35,7 +35,7 @@ fn main() -> ExitCode {
             cli::explain(config.as_deref(), connector.as_deref(), &allow, &url)
         }
         Command::Serve { config } => {
-            tollgate::logging::init();
+            let _logs = tollgate::logging::init();
             let path = config.clone();
             let config = match load_file(&config, &Environment::process()) {
                 Ok(c) => c,

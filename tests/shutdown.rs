@@ -1,5 +1,6 @@
 //! Graceful shutdown of the real binary: on SIGTERM a request in flight is still answered, an
-//! idle keep-alive connection is closed at once, and the process exits 0 once it is done.
+//! idle keep-alive connection is closed at once, and the process exits 0 once it is done,
+//! with every log line written out (the last request's audit line comes just before the exit).
 
 mod common;
 
@@ -35,7 +36,8 @@ connectors:
         ca = ca.ca_file.path().display(),
         port = upstream.port
     );
-    let mut process = TollgateProcess::start(&yaml).await;
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut process = TollgateProcess::start_logging(&yaml, Some(log.path())).await;
     let auth = bearer(&jwt("alice", serde_json::json!({})));
     let url = |path: &str| format!("https://127.0.0.1:{}{path}", upstream.port);
 
@@ -78,4 +80,10 @@ connectors:
     let status = process.wait_exit(Duration::from_secs(10)).await;
     assert!(status.success(), "tollgate exited with {status}");
     assert!(TcpStream::connect(process.proxy).await.is_err(), "still accepting after exit");
+    let logs = std::fs::read_to_string(log.path()).unwrap();
+    let last = logs.lines().rev().find(|l| l.contains("\"/slow\"")).unwrap_or_else(|| {
+        panic!("the audit line of the request answered during shutdown was lost:\n{logs}");
+    });
+    let line: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(line["status"], 200, "{last}");
 }

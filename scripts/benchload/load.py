@@ -1,11 +1,11 @@
 """`load`: interleaved rounds against direct, nginx, HAProxy, Envoy and Tollgate on each store;
 a table per answer size, and the moderate-load latency table."""
 
-import os
 import statistics
 
 from .common import (CALLER_KEY, OTHER_CPU, PROXY_CPU, TOKEN, Fleet, WRK_DELAY_LUA, WRK_LUA, build_release, core_busy_ticks,
                      free_port, install, log, tree_cpu_seconds, wrk)
+from .latency import CONNECTIONS, THINK_MS
 from .peers import (peer_envoy, peer_haproxy, peer_nginx, redis_cluster, redis_standalone, start_tollgate, tollgate_config,
                     upstream_nginx)
 
@@ -85,21 +85,27 @@ def measure(fleet, targets, procs, args, sizes=("small", "large"), lua=WRK_LUA, 
 
 
 def moderate(fleet, targets, args):
-    """Latency at a moderate fixed rate (10 connections, one request each every 5 ms: about
-    2,000 req/s), small responses: the p99 each proxy adds over a direct call."""
-    os.environ["BENCH_DELAY_MS"] = "5"
+    """Latency at a moderate rate (8 connections, each sending its next request 2 ms after its
+    last answer: about 3,000-3,500 req/s), small responses: the p99 each proxy adds over a
+    direct call, and Tollgate's against nginx's round by round (`latency` adds a busy machine)."""
     rows = {}
     for _ in range(args.rounds):
         for name, port, header, auth, path, *url in targets:
-            r = wrk(fleet, port, path.format(size="small"), header, auth, args.duration, 10, lua=WRK_DELAY_LUA,
-                    url=url[0] if url else None)
+            r = wrk(fleet, port, path.format(size="small"), header, auth, args.duration, CONNECTIONS,
+                    lua=WRK_DELAY_LUA, url=url[0] if url else None, env={"BENCH_DELAY_MS": THINK_MS})
             rows.setdefault(name, []).append(r)
-    direct_p99 = statistics.median(r["p99"] for r in rows["direct"])
-    lines = ["### Moderate load (about 2,000 req/s, 10 connections, small responses)", "",
+    direct = [r["p99"] for r in rows["direct"]]
+    lines = [f"### Moderate load ({CONNECTIONS} connections, {THINK_MS} ms think time, small responses)", "",
              "| target | req/s | p50 ms | p99 ms | p99 added over direct, ms |", "|---|---:|---:|---:|---:|"]
     for name, *_ in targets:
         rps, p50, p99 = (statistics.median(r[k] for r in rows[name]) for k in ["rps", "p50", "p99"])
-        lines.append(f"| {name} | {rps:.0f} | {p50:.3f} | {p99:.3f} | {p99 - direct_p99:+.3f} |")
+        added = statistics.median(r["p99"] - d for r, d in zip(rows[name], direct))
+        lines.append(f"| {name} | {rps:.0f} | {p50:.3f} | {p99:.3f} | {added:+.3f} |")
+    lines.append("")
+    for name in TOLLGATE_TARGETS:
+        diffs = [t["p99"] - n["p99"] for t, n in zip(rows[name], rows["nginx"])]
+        lines.append(f"- {name} added p99 minus nginx's, round by round (ms): {', '.join(f'{d:+.3f}' for d in diffs)}; "
+                     f"at or below in {sum(d <= 0 for d in diffs)} of {len(diffs)} rounds")
     print("\n".join(lines))
 
 

@@ -55,23 +55,28 @@ http {{
     return fleet.start(name, [sbin("nginx"), "-c", conf, "-p", fleet.dir], OTHER_CPU, port=port)
 
 
-def peer_nginx(fleet, port, up, ca=None, connections=4096):
+def peer_nginx(fleet, port, up, ca=None, connections=4096, name="nginx", access_log=False):
     """`ca`: the upstream speaks TLS; verify it against this CA and the name TLS_NAME, reuse
-    sessions and keep connections alive (the same work Tollgate does)."""
+    sessions and keep connections alive (the same work Tollgate does). `access_log`: a JSON
+    line per request, buffered and flushed every 20 ms as Tollgate writes its audit lines."""
     scheme, tls = "http", ""
     if ca:
         scheme = "https"
         tls = (f"proxy_ssl_verify on; proxy_ssl_trusted_certificate {ca}; proxy_ssl_name {TLS_NAME};\n"
                "      proxy_ssl_server_name on; proxy_ssl_session_reuse on; proxy_ssl_protocols TLSv1.2 TLSv1.3;")
-    conf = fleet.write("nginx.conf", f"""
+    log = (f"""log_format audit escape=json '{{"time":"$time_iso8601","request_id":"$request_id",'
+    '"client":"$remote_addr","method":"$request_method","host":"$host","path":"$uri","status":$status,'
+    '"duration":$request_time}}';
+  access_log {fleet.dir}/{name}-access.log audit buffer=64k flush=20ms;""" if access_log else "access_log off;")
+    conf = fleet.write(f"{name}.conf", f"""
 worker_processes 1;
 daemon off;
-pid {fleet.dir}/nginx.pid;
-error_log {fleet.dir}/nginx-error.log warn;
+pid {fleet.dir}/{name}.pid;
+error_log {fleet.dir}/{name}-error.log warn;
 worker_rlimit_nofile {connections + 64};
 events {{ worker_connections {connections}; }}
 http {{
-  access_log off;
+  {log}
   keepalive_requests 1000000;
   upstream up {{ server 127.0.0.1:{up}; keepalive 128; }}
   server {{
@@ -88,7 +93,7 @@ http {{
   }}
 }}
 """)
-    return fleet.start("nginx", [sbin("nginx"), "-c", conf, "-p", fleet.dir], PROXY_CPU, port=port)
+    return fleet.start(name, [sbin("nginx"), "-c", conf, "-p", fleet.dir], PROXY_CPU, port=port)
 
 
 def peer_haproxy(fleet, port, up, ca=None):
@@ -185,8 +190,9 @@ connectors:
 """)
 
 
-def start_tollgate(fleet, binary, name, config, port, cpu=PROXY_CPU):
-    env = {"TOKIO_WORKER_THREADS": "1", "TOLLGATE_LOG": "error"}
+def start_tollgate(fleet, binary, name, config, port, cpu=PROXY_CPU, log="error"):
+    """`log`: TOLLGATE_LOG; at `info` every request writes its audit line (to a file here)."""
+    env = {"TOKIO_WORKER_THREADS": "1", "TOLLGATE_LOG": log}
     return fleet.start(name, [binary, "serve", "--config", config], cpu, env=env, port=port)
 
 

@@ -2,7 +2,8 @@
 //! seconds, so it works on ConfigMap volumes whose symlinks are swapped). A file that does not
 //! load keeps the running config; the error is logged and counted
 //! (`tollgate_config_reloads_total{result="failure"}`). Requests in flight finish on the
-//! config they started with.
+//! config they started with. Reading, hashing and compiling run on the blocking pool, so a
+//! large config never holds up a thread that serves requests.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,11 +35,15 @@ fn digest(path: &Path) -> Option<Vec<u8>> {
     Some(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref().to_vec())
 }
 
+async fn off_thread<T: Send + 'static>(path: PathBuf, work: impl FnOnce(PathBuf) -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(move || work(path)).await.ok()
+}
+
 /// Watches `path` for changes and SIGHUP until the process ends.
 pub fn watch(shared: Arc<Shared>, path: PathBuf) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        let mut last = digest(&path);
+        let mut last = off_thread(path.clone(), |path| digest(&path)).await.flatten();
         loop {
             let signalled = async {
                 match hangup.as_mut() {
@@ -50,10 +55,14 @@ pub fn watch(shared: Arc<Shared>, path: PathBuf) -> tokio::task::JoinHandle<()> 
                 _ = signalled => true,
                 _ = tokio::time::sleep(POLL) => false,
             };
-            let now = digest(&path);
+            // Reading, hashing, parsing and compiling a large config take milliseconds: they
+            // run on the blocking pool, never on a thread that serves requests.
+            let now = off_thread(path.clone(), |path| digest(&path)).await.flatten();
             if by_signal || (now.is_some() && now != last) {
                 last = now;
-                let _ = reload_file(&shared, &path, &Environment::process());
+                let shared = shared.clone();
+                let _ =
+                    off_thread(path.clone(), move |path| reload_file(&shared, &path, &Environment::process())).await;
             }
         }
     })

@@ -11,6 +11,7 @@ use prometheus::{
 
 use crate::error_code::ErrorCode;
 
+mod logs;
 mod tunnel;
 pub use tunnel::TunnelMetrics;
 
@@ -297,6 +298,7 @@ impl Metrics {
         store_up.set(1);
         let memory_hits = token_cache.with_label_values(&["memory", "hit"]);
         let tunnel = TunnelMetrics::register(&registry)?;
+        logs::register(&registry)?;
         let metrics = Metrics {
             memory_hits,
             registry,

@@ -1,0 +1,123 @@
+"""`latency`: the tail at moderate load, on a quiet machine and a busy one.
+
+8 connections, each sending a small request 2 ms after its last answer (about 3,000-3,500
+req/s), to direct, nginx and Tollgate (memory store), each proxy once without and once with
+its per-request log line (nginx `access_log` buffered and flushed every 20 ms; Tollgate's
+audit line at `TOLLGATE_LOG=info`), in interleaved rounds. "Busy": a cache-sweeping
+neighbour at SCHED_IDLE on both cores (it takes no CPU time a proxy wants, only the caches
+and memory bandwidth); "contended": the same neighbour at normal priority on the proxies'
+core, sharing its CPU time. Each round reports every target's p99 and how much Tollgate adds over direct
+against what nginx adds, in that same round."""
+
+import os
+import signal
+import statistics
+import subprocess
+
+from .common import (CALLER_KEY, OTHER_CPU, PROXY_CPU, TOKEN, Fleet, WRK_DELAY_LUA, build_release, free_port, install, log,
+                     tree_cpu_seconds, wrk)
+from .peers import peer_nginx, start_tollgate, tollgate_config, upstream_nginx
+
+CONNECTIONS, THINK_MS = 8, "2"
+# Each Tollgate row and the nginx row it is held against.
+PAIRS = [("tollgate", "nginx"), ("tollgate-logged", "nginx-logged")]
+# The neighbours of each condition: (policy, cores). A neighbour never runs longer than this.
+NEIGHBOURS = {"quiet": [], "busy": [("idle", PROXY_CPU), ("idle", OTHER_CPU)], "contended": [("other", PROXY_CPU)]}
+NEIGHBOUR_LIMIT_S = 600
+
+
+def run_latency(args):
+    install()
+    binary = build_release()
+    conditions = args.conditions.split(",")
+    unknown = [c for c in conditions if c not in NEIGHBOURS]
+    if unknown:
+        raise SystemExit(f"unknown condition {unknown}: choose from {', '.join(NEIGHBOURS)}")
+    fleet = Fleet()
+    try:
+        up = free_port()
+        upstream_nginx(fleet, up)
+        ports = {name: free_port() for name in ["nginx", "nginx-logged", "tollgate", "tollgate-logged"]}
+        procs = {
+            "nginx": peer_nginx(fleet, ports["nginx"], up),
+            "nginx-logged": peer_nginx(fleet, ports["nginx-logged"], up, name="nginx-logged", access_log=True),
+        }
+        for name, level in [("tollgate", "error"), ("tollgate-logged", "info")]:
+            config = tollgate_config(fleet, name, ports[name], free_port(), up)
+            procs[name] = start_tollgate(fleet, binary, name, config, ports[name], log=level)
+        targets = [("direct", up, "Authorization", f"Bearer {TOKEN}", "/small")]
+        for name in ports:
+            targets.append((name, ports[name], "Proxy-Authorization", f"Bearer {CALLER_KEY}",
+                            f"http://127.0.0.1:{up}/small"))
+        for name, port, header, auth, path in targets:
+            wrk(fleet, port, path, header, auth, 1, CONNECTIONS)
+        rows = {}
+        for round_ in range(args.rounds):
+            for condition in conditions:
+                neighbours = [start_neighbour(policy, cpu) for policy, cpu in NEIGHBOURS[condition]]
+                try:
+                    for name, port, header, auth, path in targets:
+                        pid = procs[name].pid if name in procs else None
+                        before = tree_cpu_seconds(pid) if pid else 0.0
+                        r = wrk(fleet, port, path, header, auth, args.duration, CONNECTIONS, lua=WRK_DELAY_LUA,
+                                env={"BENCH_DELAY_MS": THINK_MS})
+                        r["cpu_per_1k"] = (tree_cpu_seconds(pid) - before) / r["requests"] * 1000 if pid else None
+                        rows.setdefault((condition, name), []).append(r)
+                        log(f"round {round_ + 1} {condition:9} {name:16} {r['rps']:7.0f} req/s  "
+                            f"p50 {r['p50']:.3f} ms  p99 {r['p99']:.3f} ms")
+                finally:
+                    for n in neighbours:
+                        stop_neighbour(n)
+        report(rows, [t[0] for t in targets], conditions, args)
+    finally:
+        fleet.stop()
+
+
+# Copies 64 MiB over and over in user space (so the kernel can take its core back at once):
+# every cache level is swept and memory bandwidth is shared, as by a busy neighbour.
+THRASH = ("import time\na = bytearray(64 << 20)\nb = bytes(64 << 20)\nend = time.time() + {limit}\n"
+          "while time.time() < end:\n    a[:] = b\n")
+
+
+def start_neighbour(policy, cpu):
+    """A cache-sweeping neighbour pinned to `cpu`; `idle` runs it at SCHED_IDLE (only when the
+    core has nothing else to do), `other` at normal priority (it takes its share of CPU time)."""
+    cmd = ["taskset", "-c", cpu, "python3", "-c", THRASH.format(limit=NEIGHBOUR_LIMIT_S)]
+    if policy == "idle":
+        cmd = ["chrt", "-i", "0", *cmd]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop_neighbour(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def report(rows, names, conditions, args):
+    lines = [f"{args.rounds} interleaved rounds x {args.duration}s, {CONNECTIONS} connections, {THINK_MS} ms think "
+             f"time, small answers; proxies on CPU {PROXY_CPU} with one worker. Medians.", ""]
+    for condition in conditions:
+        direct = [r["p99"] for r in rows[(condition, "direct")]]
+        lines += [f"### {condition}", "",
+                  "| target | req/s | p50 ms | p99 ms | p99 added over direct, ms | CPU s / 1k req |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for name in names:
+            runs = rows[(condition, name)]
+            rps, p50, p99 = (statistics.median(r[k] for r in runs) for k in ["rps", "p50", "p99"])
+            added = statistics.median(r["p99"] - d for r, d in zip(runs, direct))
+            cpus = [r["cpu_per_1k"] for r in runs if r["cpu_per_1k"] is not None]
+            cpu = f"{statistics.median(cpus):.4f}" if cpus else "-"
+            lines.append(f"| {name} | {rps:.0f} | {p50:.3f} | {p99:.3f} | {added:+.3f} | {cpu} |")
+        lines.append("")
+        for ours, peer in PAIRS:
+            # Same round, same direct run: Tollgate's added p99 minus nginx's is p99 minus p99.
+            diffs = [t["p99"] - n["p99"] for t, n in zip(rows[(condition, ours)], rows[(condition, peer)])]
+            at_or_below = sum(1 for d in diffs if d <= 0)
+            lines.append(f"- {ours} added p99 minus {peer}'s, round by round (ms): "
+                         f"{', '.join(f'{d:+.3f}' for d in diffs)}; at or below in {at_or_below} of {len(diffs)} "
+                         f"rounds, median {statistics.median(diffs):+.3f}")
+        lines.append("")
+    print("\n".join(lines))
