@@ -28,6 +28,22 @@ impl TollgateProcess {
 
     /// Like [`start_logging`](Self::start_logging), with extra environment variables.
     pub async fn start_with(yaml: &str, log: Option<&std::path::Path>, env: &[(&str, &str)]) -> TollgateProcess {
+        let stdout = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            None => Stdio::null(),
+        };
+        Self::spawn(yaml, if log.is_some() { "debug" } else { "warn" }, env, stdout).await
+    }
+
+    /// Info-level logs (an audit line per request) into a pipe, returned unread: a log
+    /// collector that has stopped reading.
+    pub async fn start_piped(yaml: &str) -> (TollgateProcess, std::process::ChildStdout) {
+        let mut process = Self::spawn(yaml, "info", &[], Stdio::piped()).await;
+        let stdout = process.child.stdout.take().unwrap();
+        (process, stdout)
+    }
+
+    async fn spawn(yaml: &str, level: &str, env: &[(&str, &str)], stdout: Stdio) -> TollgateProcess {
         let (proxy, admin) = (free_port(), free_port());
         let config = tempfile::NamedTempFile::new().unwrap();
         let text = format!("listen: 127.0.0.1:{proxy}\nadmin_listen: 127.0.0.1:{admin}\n{yaml}");
@@ -35,12 +51,9 @@ impl TollgateProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .args(["serve", "--config"])
             .arg(config.path())
-            .env("TOLLGATE_LOG", if log.is_some() { "debug" } else { "warn" })
+            .env("TOLLGATE_LOG", level)
             .envs(env.iter().copied())
-            .stdout(match log {
-                Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
-                None => Stdio::null(),
-            })
+            .stdout(stdout)
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
