@@ -9,12 +9,13 @@ it or always full."""
 import json
 import os
 import pwd
+import resource
 import statistics
 import subprocess
 import urllib.request
 
-from .common import (CALLER_KEY, OTHER_CPU, PROXY_CPU, ROOT, TOKEN, Fleet, build_release, free_port, log, pip_tool,
-                     tree_cpu_seconds, wait_port)
+from .common import (CALLER_KEY, OTHER_CPU, PROXY_CPU, ROOT, TOKEN, Fleet, build_release, core_busy_ticks, free_port,
+                     log, pip_tool, tree_cpu_seconds, wait_port)
 from .peers import TLS_NAME
 from .tls import make_ca, tls_upstream, tollgate_tls
 
@@ -108,6 +109,12 @@ def tunnel_load(client, port, ca, up, size, shape, connections, seconds):
     return r
 
 
+def children_cpu_seconds():
+    """CPU time of the children this script has waited for: the client runs, one at a time."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_intercept(args):
     mitmdump = install_peers()
     binary = build_release()
@@ -132,9 +139,13 @@ def run_intercept(args):
             for shape, connections in SHAPES:
                 for size in ["small", "large"]:
                     for name in names:
-                        before = tree_cpu_seconds(procs[name].pid)
+                        before, client_before = tree_cpu_seconds(procs[name].pid), children_cpu_seconds()
+                        busy_before = core_busy_ticks(OTHER_CPU)
                         r = tunnel_load(client, ports[name], cas[name], up, size, shape, connections, args.duration)
                         r["cpu_per_1k"] = (tree_cpu_seconds(procs[name].pid) - before) / r["requests"] * 1000
+                        r["client_per_1k"] = (children_cpu_seconds() - client_before) / r["requests"] * 1000
+                        busy_after = core_busy_ticks(OTHER_CPU)
+                        r["other_busy"] = (busy_after[0] - busy_before[0]) / max(busy_after[1] - busy_before[1], 1)
                         results.setdefault((shape, size, name), []).append(r)
                         log(f"round {round_ + 1} {shape:10} {size:5} {name:10} {r['rps']:9.0f} req/s  "
                             f"p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  "
@@ -158,18 +169,21 @@ def report(results, names, args):
     for shape, connections in SHAPES:
         for size, label in [("small", "11 B"), ("large", "16 KiB")]:
             lines += [f"### CONNECT, {shape} ({connections} connections), {label} answers", "",
-                      "| proxy | req/s | p50 ms | p99 ms | CPU s / 1k req | TLS handshakes resumed "
+                      "| proxy | req/s | p50 ms | p99 ms | CPU s / 1k req | client CPU s / 1k req "
+                      f"| CPU {OTHER_CPU} busy | TLS handshakes resumed "
                       "| Tollgate's req/s over this peer's, round by round |",
-                      "|---|---:|---:|---:|---:|---:|---|"]
+                      "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
             ours = [r["rps"] for r in results[(shape, size, "tollgate")]]
             for name in names:
                 runs = results[(shape, size, name)]
-                med = {k: statistics.median(r[k] for r in runs) for k in ["rps", "p50_ms", "p99_ms", "cpu_per_1k"]}
+                med = {k: statistics.median(r[k] for r in runs)
+                       for k in ["rps", "p50_ms", "p99_ms", "cpu_per_1k", "client_per_1k", "other_busy"]}
                 handshakes, resumed = sum(r["handshakes"] for r in runs), sum(r["resumed"] for r in runs)
                 paired = ("-" if name == "tollgate" else
                           ", ".join(f"{o / r['rps']:.2f}" for o, r in zip(ours, runs)))
                 lines.append(f"| {name} | {med['rps']:.0f} | {med['p50_ms']:.3f} | {med['p99_ms']:.3f} "
-                             f"| {med['cpu_per_1k']:.4f} | {resumed}/{handshakes} | {paired} |")
+                             f"| {med['cpu_per_1k']:.4f} | {med['client_per_1k']:.4f} | {med['other_busy'] * 100:.0f}% "
+                             f"| {resumed}/{handshakes} | {paired} |")
             best = max(statistics.median(r["rps"] for r in results[(shape, size, n)]) for n in names[1:])
             ratio = statistics.median(ours) / best
             lines += ["", f"- Tollgate over the best peer: {ratio:.2f}x (budget: at least 2x): "

@@ -104,7 +104,7 @@ impl<R: Return> ResponseBody<R> {
                     if !read.is_empty() {
                         return Poll::Ready(Ok(Some(read.split().freeze())));
                     }
-                    if ready!(conn.poll_fill(cx, READ_MIN))? == 0 {
+                    if ready!(conn.poll_fill_streaming(cx, READ_MIN))? == 0 {
                         self.decode = Decode::Done;
                         return Poll::Ready(Ok(None));
                     }
@@ -117,7 +117,7 @@ impl<R: Return> ResponseBody<R> {
                         return Poll::Ready(Ok(None));
                     }
                     Step::More(want) => {
-                        if ready!(conn.poll_fill(cx, want))? == 0 {
+                        if ready!(conn.poll_fill_streaming(cx, want))? == 0 {
                             return Poll::Ready(Err(Error::BodyCut));
                         }
                     }

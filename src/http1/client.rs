@@ -146,6 +146,17 @@ impl ConnState {
         read
     }
 
+    /// [`poll_fill`](Self::poll_fill) for a body whose length is not known (chunked, or
+    /// until close: an event stream, say), which may wait minutes for its next bytes: while
+    /// it waits with nothing unread, the read buffer is given back.
+    pub(super) fn poll_fill_streaming(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+        let read = self.poll_fill(cx, want);
+        if read.is_pending() && self.read.is_empty() {
+            self.read = BytesMut::new();
+        }
+        read
+    }
+
     /// Writes the request and reads the answer's head. The body is sent while the answer is
     /// awaited, so an upstream that answers early (a 413, say) is heard.
     pub async fn send(&mut self, out: &Outbound<'_>, body: Body) -> Result<ResponseHead, SendError> {

@@ -15,6 +15,7 @@ use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Response};
+use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{Busy, HeadClock, Timed};
@@ -71,9 +72,15 @@ where
         let head_only = request.method() == Method::HEAD;
         let Ok(response) = handler(request, Busy::begin(clock)).await;
         let keep = !close && !clock.closing();
+        // An answer of unknown length (an event stream, say) may stay open for minutes, and
+        // nothing is read from the caller meanwhile: the read buffer is given back until the
+        // answer ends, unless it holds a pipelined request.
+        if read.is_empty() && response.body().size_hint().exact().is_none() {
+            read = BytesMut::new();
+        }
         match answer::write(stream, response, head_only, keep, &mut out).await {
             Ok(true) => {
-                if grown && read.is_empty() {
+                if read.capacity() == 0 || (grown && read.is_empty()) {
                     // The room a large head or body took is given back.
                     read = BytesMut::with_capacity(READ_SIZE);
                     grown = false;
