@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{refuse, text};
+use super::{json_response, refuse, text};
 
 use crate::body::Body;
 use crate::body::Inbound;
@@ -37,10 +37,6 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/jobs"),
     ("POST", "/admin/console/links"),
 ];
-
-pub(super) fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
-    text(status, "application/json", value.to_string())
-}
 
 fn masked(secret: Option<&crate::secret::Secret>) -> Value {
     secret.map_or(Value::Null, |s| Value::String(s.masked()))

@@ -9,8 +9,7 @@ use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::api::json_response;
-use super::refuse;
+use super::{json_response, refuse};
 use crate::body::{Body, Inbound};
 use crate::clock::unix_now;
 use crate::config::Grant;

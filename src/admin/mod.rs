@@ -17,6 +17,11 @@ use crate::proxy::context::next_request_id;
 use crate::proxy::error::{error_response, ErrorContext, ProxyError};
 use crate::proxy::State;
 
+/// A JSON answer of the admin API.
+pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    text(status, "application/json", value.to_string())
+}
+
 pub(crate) fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
     *r.status_mut() = status;

@@ -164,3 +164,44 @@ impl<R: Return> hyper::body::Body for ResponseBody<R> {
 /// An upstream connection that switched protocols: the bytes read past the `101` head
 /// come first, then the connection.
 pub type Upgraded = crate::net::prefixed::Prefixed<Stream>;
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+    use std::task::Poll;
+
+    use tokio::io::AsyncWriteExt;
+
+    use super::{Conn, Stream, READ_MIN};
+
+    async fn pair() -> (Conn, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ours = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (theirs, _) = listener.accept().await.unwrap();
+        (Conn::new(Stream::Plain(ours)), theirs)
+    }
+
+    /// A streamed body waiting for its next event holds no read buffer; a fill that finds bytes
+    /// takes one again.
+    #[tokio::test]
+    async fn a_streamed_body_waits_without_a_read_buffer() {
+        let (mut conn, mut upstream) = pair().await;
+        let waited = poll_fn(|cx| Poll::Ready(conn.poll_fill_streaming(cx, READ_MIN).is_pending())).await;
+        assert!(waited, "nothing was sent yet");
+        assert_eq!(conn.read.capacity(), 0, "the buffer is given back while the stream waits");
+
+        upstream.write_all(b"data: 1\n\n").await.unwrap();
+        let n = poll_fn(|cx| conn.poll_fill_streaming(cx, READ_MIN)).await.unwrap();
+        assert_eq!(&conn.read[..n], b"data: 1\n\n");
+        assert!(conn.read.capacity() >= READ_MIN);
+    }
+
+    /// Other waits (an answer's head, a body of known length) keep theirs.
+    #[tokio::test]
+    async fn a_plain_fill_keeps_its_buffer_while_it_waits() {
+        let (mut conn, _upstream) = pair().await;
+        let waited = poll_fn(|cx| Poll::Ready(conn.poll_fill(cx, READ_MIN).is_pending())).await;
+        assert!(waited);
+        assert!(conn.read.capacity() >= READ_MIN);
+    }
+}
