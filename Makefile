@@ -55,7 +55,7 @@ bench-load: ## Tollgate vs direct, nginx, HAProxy, Envoy on loopback (installs w
 	scripts/bench-load load
 
 bench-latency: ## the tail at moderate load (8 connections, 2 ms think) on a quiet and a busy machine, Tollgate against nginx round by round
-	scripts/bench-load latency --rounds 7
+	scripts/bench-load latency --rounds 7 --conditions quiet,busy,contended
 
 bench-tls: ## the same peers originating TLS to an HTTPS upstream (budget: nginx's req/s at no more CPU per request)
 	scripts/bench-load tls
