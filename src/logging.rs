@@ -2,8 +2,8 @@
 //! (`error`, `warn`, `info`, `debug`, `trace`; default `info`).
 //!
 //! A request never waits for stdout. Each line is appended to a buffer in memory; a thread
-//! of its own writes the buffer out every [`FLUSH_EVERY`], or sooner once it holds
-//! [`FLUSH_AT`] bytes. When stdout does not keep up (a slow log collector, a full pipe), the
+//! of its own writes the buffer out [`FLUSH_EVERY`] after its first line, or sooner once it
+//! holds [`FLUSH_AT`] bytes, and sleeps while there is nothing to write. When stdout does not keep up (a slow log collector, a full pipe), the
 //! buffer stops at [`CAP`] bytes and the lines past it are dropped and counted
 //! (`tollgate_log_lines_dropped_total`) instead of stalling the proxy. [`Logs`], dropped when
 //! the process ends, writes out what is left.
@@ -33,20 +33,14 @@ pub fn dropped_lines() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
 
-/// Installs the JSON subscriber and starts the writer thread. Keep the returned [`Logs`]
-/// until the process ends: dropping it writes out the buffered lines.
+/// Installs the JSON subscriber. Keep the returned [`Logs`] until the process ends: dropping
+/// it writes out the buffered lines. The writer thread starts with the first line, so a
+/// process that logs nothing stays single-threaded (with one worker, the C library's system
+/// calls then skip their multi-threaded path: about 250 instructions per request).
 pub fn init() -> Logs {
     let level =
         std::env::var("TOLLGATE_LOG").ok().and_then(|v| v.parse::<LevelFilter>().ok()).unwrap_or(LevelFilter::INFO);
     let sink = SINK.get_or_init(Sink::default);
-    let (done_tx, done) = mpsc::channel();
-    let writer = std::thread::Builder::new()
-        .name("tollgate-logs".into())
-        .spawn(move || {
-            sink.drain_into(&mut std::io::stdout());
-            let _ = done_tx.send(());
-        })
-        .ok();
     let _ = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
@@ -55,19 +49,35 @@ pub fn init() -> Logs {
         .with_max_level(level)
         .with_writer(SinkWriters(sink))
         .try_init();
-    Logs { done: writer.map(|_| done) }
+    Logs(())
+}
+
+/// The writer thread, once started: its end is signalled here.
+static WRITER: OnceLock<Mutex<mpsc::Receiver<()>>> = OnceLock::new();
+
+fn start_writer(sink: &'static Sink) {
+    WRITER.get_or_init(|| {
+        let (done_tx, done) = mpsc::channel();
+        // Without a thread the lines wait in the buffer up to its cap, then are counted.
+        let _ = std::thread::Builder::new().name("tollgate-logs".into()).spawn(move || {
+            sink.drain_into(&mut std::io::stdout());
+            let _ = done_tx.send(());
+        });
+        Mutex::new(done)
+    });
 }
 
 /// Writes out the buffered lines when dropped.
-pub struct Logs {
-    done: Option<mpsc::Receiver<()>>,
-}
+#[must_use = "dropping it at once ends the log writer"]
+pub struct Logs(());
 
 impl Drop for Logs {
     fn drop(&mut self) {
-        if let (Some(sink), Some(done)) = (SINK.get(), self.done.take()) {
+        if let (Some(sink), Some(done)) = (SINK.get(), WRITER.get()) {
             sink.close();
-            let _ = done.recv_timeout(DRAIN);
+            if let Ok(done) = done.lock() {
+                let _ = done.recv_timeout(DRAIN);
+            }
         }
     }
 }
@@ -96,7 +106,9 @@ impl Sink {
             return;
         }
         state.lines.extend_from_slice(bytes);
-        if before < FLUSH_AT && state.lines.len() >= FLUSH_AT {
+        // The writer sleeps while there is nothing to write: the first line of a batch wakes
+        // it, and so does a batch that reaches FLUSH_AT; lines in between wake no one.
+        if before == 0 || (before < FLUSH_AT && state.lines.len() >= FLUSH_AT) {
             self.wake.notify_one();
         }
     }
@@ -108,13 +120,20 @@ impl Sink {
         self.wake.notify_one();
     }
 
-    /// The writer thread: takes the buffer every [`FLUSH_EVERY`] (sooner when it is full or
-    /// closed) and writes it to `out`, until closed and empty.
+    /// The writer thread: sleeps until a line comes, gives the batch [`FLUSH_EVERY`] to fill
+    /// (less when it reaches [`FLUSH_AT`] or the sink is closed), writes it to `out`, and so
+    /// on until closed and empty. An idle process never wakes it.
     pub fn drain_into(&self, out: &mut impl Write) {
         let mut batch = Vec::with_capacity(FLUSH_AT);
         loop {
             let closed = {
                 let Ok(mut state) = self.state.lock() else { return };
+                while state.lines.is_empty() && !state.closed {
+                    state = match self.wake.wait(state) {
+                        Ok(state) => state,
+                        Err(_) => return,
+                    };
+                }
                 if !state.closed && state.lines.len() < FLUSH_AT {
                     state = match self.wake.wait_timeout(state, FLUSH_EVERY) {
                         Ok((state, _)) => state,
@@ -160,6 +179,7 @@ struct SinkWriter(&'static Sink);
 impl Write for SinkWriter {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         self.0.append(bytes);
+        start_writer(self.0);
         Ok(bytes.len())
     }
 

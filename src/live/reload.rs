@@ -2,8 +2,8 @@
 //! seconds, so it works on ConfigMap volumes whose symlinks are swapped). A file that does not
 //! load keeps the running config; the error is logged and counted
 //! (`tollgate_config_reloads_total{result="failure"}`). Requests in flight finish on the
-//! config they started with. Reading, hashing and compiling run on the blocking pool, so a
-//! large config never holds up a thread that serves requests.
+//! config they started with. A reload (parsing, validating, compiling) runs on the blocking
+//! pool, so a large config never holds up a thread that serves requests.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,7 +43,7 @@ async fn off_thread<T: Send + 'static>(path: PathBuf, work: impl FnOnce(PathBuf)
 pub fn watch(shared: Arc<Shared>, path: PathBuf) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        let mut last = off_thread(path.clone(), |path| digest(&path)).await.flatten();
+        let mut last = digest(&path);
         loop {
             let signalled = async {
                 match hangup.as_mut() {
@@ -55,9 +55,10 @@ pub fn watch(shared: Arc<Shared>, path: PathBuf) -> tokio::task::JoinHandle<()> 
                 _ = signalled => true,
                 _ = tokio::time::sleep(POLL) => false,
             };
-            // Reading, hashing, parsing and compiling a large config take milliseconds: they
-            // run on the blocking pool, never on a thread that serves requests.
-            let now = off_thread(path.clone(), |path| digest(&path)).await.flatten();
+            // The check reads and hashes a file of a few KiB; parsing and compiling a large
+            // config take milliseconds, so a reload runs on the blocking pool, never on a
+            // thread that serves requests.
+            let now = digest(&path);
             if by_signal || (now.is_some() && now != last) {
                 last = now;
                 let shared = shared.clone();
