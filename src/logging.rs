@@ -3,10 +3,10 @@
 //!
 //! A request never waits for stdout. Each line is appended to a buffer in memory; a thread
 //! of its own writes the buffer out [`FLUSH_EVERY`] after its first line, or sooner once it
-//! holds [`FLUSH_AT`] bytes, and sleeps while there is nothing to write. When stdout does not keep up (a slow log collector, a full pipe), the
-//! buffer stops at [`CAP`] bytes and the lines past it are dropped and counted
-//! (`tollgate_log_lines_dropped_total`) instead of stalling the proxy. [`Logs`], dropped when
-//! the process ends, writes out what is left.
+//! holds [`FLUSH_AT`] bytes, and sleeps while there is nothing to write. When stdout does not
+//! keep up (a slow log collector, a full pipe), the buffer stops at [`CAP`] bytes and the
+//! lines past it are dropped and counted (`tollgate_log_lines_dropped_total`) instead of
+//! stalling the proxy. [`Logs`], dropped when the process ends, writes out what is left.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,7 +36,7 @@ pub fn dropped_lines() -> u64 {
 /// Installs the JSON subscriber. Keep the returned [`Logs`] until the process ends: dropping
 /// it writes out the buffered lines. The writer thread starts with the first line, so a
 /// process that logs nothing stays single-threaded (with one worker, the C library's system
-/// calls then skip their multi-threaded path: about 250 instructions per request).
+/// calls then skip their multi-threaded path: about 200 instructions per request).
 pub fn init() -> Logs {
     let level =
         std::env::var("TOLLGATE_LOG").ok().and_then(|v| v.parse::<LevelFilter>().ok()).unwrap_or(LevelFilter::INFO);
@@ -84,7 +84,7 @@ impl Drop for Logs {
 
 /// The buffer shared by every thread that logs and the one that writes.
 #[derive(Default)]
-pub struct Sink {
+struct Sink {
     state: Mutex<State>,
     wake: Condvar,
 }
@@ -123,7 +123,7 @@ impl Sink {
     /// The writer thread: sleeps until a line comes, gives the batch [`FLUSH_EVERY`] to fill
     /// (less when it reaches [`FLUSH_AT`] or the sink is closed), writes it to `out`, and so
     /// on until closed and empty. An idle process never wakes it.
-    pub fn drain_into(&self, out: &mut impl Write) {
+    fn drain_into(&self, out: &mut impl Write) {
         let mut batch = Vec::with_capacity(FLUSH_AT);
         loop {
             let closed = {

@@ -7,7 +7,7 @@ mod common;
 use std::io::Read;
 use std::time::Duration;
 
-use common::process::TollgateProcess;
+use common::process::{api_connector_yaml, TollgateProcess};
 use common::*;
 
 const REQUESTS: usize = 2_000;
@@ -16,21 +16,7 @@ const REQUESTS: usize = 2_000;
 async fn requests_go_on_while_stdout_is_not_read() {
     let ca = TestCa::new(&["127.0.0.1"]);
     let upstream = Upstream::ok(&ca).await;
-    let yaml = format!(
-        r#"admin_tokens: ["admin-secret-token"]
-encryption_keys: [{{ id: k1, secret: "{KEY}" }}]
-callers:
-  jwt: {{ audience: tollgate, hs256_secret: "{CALLER_SECRET}" }}
-upstream: {{ extra_ca_file: {ca} }}
-connectors:
-  - name: api
-    token: "static-upstream-token"
-    unsafe_allow_ranges: ["127.0.0.0/8"]
-    allowed_domains: ["https://127.0.0.1:{port}/*"]
-"#,
-        ca = ca.ca_file.path().display(),
-        port = upstream.port
-    );
+    let yaml = api_connector_yaml(&ca, upstream.port, "");
     let (process, mut stdout) = TollgateProcess::start_piped(&yaml).await;
     let auth = bearer(&jwt("alice", serde_json::json!({})));
     let stream = tokio::net::TcpStream::connect(process.proxy).await.unwrap();

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::process::TollgateProcess;
+use common::process::{api_connector_yaml, TollgateProcess};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -21,21 +21,7 @@ async fn sigterm_answers_the_request_in_flight_closes_idle_connections_and_exits
         http::Response::new(full("done"))
     })
     .await;
-    let yaml = format!(
-        r#"admin_tokens: ["admin-secret-token"]
-encryption_keys: [{{ id: k1, secret: "{KEY}" }}]
-callers:
-  jwt: {{ audience: tollgate, hs256_secret: "{CALLER_SECRET}" }}
-upstream: {{ extra_ca_file: {ca}, response_timeout: "30s" }}
-connectors:
-  - name: api
-    token: "static-upstream-token"
-    unsafe_allow_ranges: ["127.0.0.0/8"]
-    allowed_domains: ["https://127.0.0.1:{port}/*"]
-"#,
-        ca = ca.ca_file.path().display(),
-        port = upstream.port
-    );
+    let yaml = api_connector_yaml(&ca, upstream.port, r#"response_timeout: "30s""#);
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut process = TollgateProcess::start_logging(&yaml, Some(log.path())).await;
     let auth = bearer(&jwt("alice", serde_json::json!({})));

@@ -6,8 +6,8 @@ its per-request log line (nginx `access_log` buffered and flushed every 20 ms; T
 audit line at `TOLLGATE_LOG=info`), in interleaved rounds. "Busy": a cache-sweeping
 neighbour at SCHED_IDLE on both cores (it takes no CPU time a proxy wants, only the caches
 and memory bandwidth); "contended": the same neighbour at normal priority on the proxies'
-core, sharing its CPU time. Each round reports every target's p99 and how much Tollgate adds over direct
-against what nginx adds, in that same round."""
+core, sharing its CPU time. Each round reports every target's p99 and how much Tollgate adds
+over direct against what nginx adds, in that same round."""
 
 import os
 import signal
@@ -96,6 +96,15 @@ def stop_neighbour(proc):
     proc.wait()
 
 
+def round_by_round(ours, our_runs, peer, peer_runs):
+    """One line: our added p99 minus the peer's in each round (the same direct run, so p99
+    minus p99), and in how many rounds ours was at or below."""
+    diffs = [t["p99"] - n["p99"] for t, n in zip(our_runs, peer_runs)]
+    return (f"- {ours} added p99 minus {peer}'s, round by round (ms): {', '.join(f'{d:+.3f}' for d in diffs)}; "
+            f"at or below in {sum(d <= 0 for d in diffs)} of {len(diffs)} rounds, "
+            f"median {statistics.median(diffs):+.3f}")
+
+
 def report(rows, names, conditions, args):
     lines = [f"{args.rounds} interleaved rounds x {args.duration}s, {CONNECTIONS} connections, {THINK_MS} ms think "
              f"time, small answers; proxies on CPU {PROXY_CPU} with one worker. Medians.", ""]
@@ -114,10 +123,6 @@ def report(rows, names, conditions, args):
         lines.append("")
         for ours, peer in PAIRS:
             # Same round, same direct run: Tollgate's added p99 minus nginx's is p99 minus p99.
-            diffs = [t["p99"] - n["p99"] for t, n in zip(rows[(condition, ours)], rows[(condition, peer)])]
-            at_or_below = sum(1 for d in diffs if d <= 0)
-            lines.append(f"- {ours} added p99 minus {peer}'s, round by round (ms): "
-                         f"{', '.join(f'{d:+.3f}' for d in diffs)}; at or below in {at_or_below} of {len(diffs)} "
-                         f"rounds, median {statistics.median(diffs):+.3f}")
+            lines.append(round_by_round(ours, rows[(condition, ours)], peer, rows[(condition, peer)]))
         lines.append("")
     print("\n".join(lines))

@@ -5,7 +5,7 @@ import statistics
 
 from .common import (CALLER_KEY, OTHER_CPU, PROXY_CPU, TOKEN, Fleet, WRK_DELAY_LUA, WRK_LUA, build_release, core_busy_ticks,
                      free_port, install, log, tree_cpu_seconds, wrk)
-from .latency import CONNECTIONS, THINK_MS
+from .latency import CONNECTIONS, THINK_MS, round_by_round
 from .peers import (peer_envoy, peer_haproxy, peer_nginx, redis_cluster, redis_standalone, start_tollgate, tollgate_config,
                     upstream_nginx)
 
@@ -103,9 +103,7 @@ def moderate(fleet, targets, args):
         lines.append(f"| {name} | {rps:.0f} | {p50:.3f} | {p99:.3f} | {added:+.3f} |")
     lines.append("")
     for name in TOLLGATE_TARGETS:
-        diffs = [t["p99"] - n["p99"] for t, n in zip(rows[name], rows["nginx"])]
-        lines.append(f"- {name} added p99 minus nginx's, round by round (ms): {', '.join(f'{d:+.3f}' for d in diffs)}; "
-                     f"at or below in {sum(d <= 0 for d in diffs)} of {len(diffs)} rounds")
+        lines.append(round_by_round(name, rows[name], "nginx", rows["nginx"]))
     print("\n".join(lines))
 
 

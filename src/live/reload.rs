@@ -35,10 +35,6 @@ fn digest(path: &Path) -> Option<Vec<u8>> {
     Some(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref().to_vec())
 }
 
-async fn off_thread<T: Send + 'static>(path: PathBuf, work: impl FnOnce(PathBuf) -> T + Send + 'static) -> Option<T> {
-    tokio::task::spawn_blocking(move || work(path)).await.ok()
-}
-
 /// Watches `path` for changes and SIGHUP until the process ends.
 pub fn watch(shared: Arc<Shared>, path: PathBuf) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -61,9 +57,8 @@ pub fn watch(shared: Arc<Shared>, path: PathBuf) -> tokio::task::JoinHandle<()> 
             let now = digest(&path);
             if by_signal || (now.is_some() && now != last) {
                 last = now;
-                let shared = shared.clone();
-                let _ =
-                    off_thread(path.clone(), move |path| reload_file(&shared, &path, &Environment::process())).await;
+                let (shared, path) = (shared.clone(), path.clone());
+                let _ = tokio::task::spawn_blocking(move || reload_file(&shared, &path, &Environment::process())).await;
             }
         }
     })

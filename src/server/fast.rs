@@ -81,7 +81,8 @@ where
         match answer::write(stream, response, head_only, keep, &mut out).await {
             Ok(true) => {
                 if read.capacity() == 0 || (grown && read.is_empty()) {
-                    // The room a large head or body took is given back.
+                    // A buffer given back for a stream is taken again; the room a large head
+                    // or body took is given back.
                     read = BytesMut::with_capacity(READ_SIZE);
                     grown = false;
                 }

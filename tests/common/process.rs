@@ -11,6 +11,29 @@ pub struct TollgateProcess {
     _config: tempfile::NamedTempFile,
 }
 
+/// A process config: JWT callers signed with `CALLER_SECRET`, and one static-token connector
+/// `api` for the HTTPS upstream on `port` (trusting `ca`). `upstream` adds keys to the
+/// `upstream` block (`response_timeout: "30s"`, say).
+pub fn api_connector_yaml(ca: &super::TestCa, port: u16, upstream: &str) -> String {
+    format!(
+        r#"admin_tokens: ["admin-secret-token"]
+encryption_keys: [{{ id: k1, secret: "{key}" }}]
+callers:
+  jwt: {{ audience: tollgate, hs256_secret: "{secret}" }}
+upstream: {{ extra_ca_file: {ca}{upstream} }}
+connectors:
+  - name: api
+    token: "static-upstream-token"
+    unsafe_allow_ranges: ["127.0.0.0/8"]
+    allowed_domains: ["https://127.0.0.1:{port}/*"]
+"#,
+        key = super::KEY,
+        secret = super::CALLER_SECRET,
+        ca = ca.ca_file.path().display(),
+        upstream = if upstream.is_empty() { String::new() } else { format!(", {upstream}") },
+    )
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
