@@ -23,6 +23,9 @@ use crate::secret::Secret;
 /// Shorter credentials are not redacted.
 pub const MIN_LEN: usize = 8;
 
+/// Header values up to this long are searched without building a searcher.
+const SHORT: usize = 256;
+
 /// The marker for a credential of `len` bytes: `[redacted]`, padded with `*` or cut to fit.
 fn marker(len: usize) -> Vec<u8> {
     let mut m = b"[redacted".to_vec();
@@ -51,6 +54,19 @@ impl Needle {
     fn finder(&mut self) -> &Finder<'static> {
         let token = &self.token;
         self.finder.get_or_insert_with(|| Finder::new(token.expose().as_bytes()).into_owned())
+    }
+
+    /// Whether `haystack` holds the credential. A header value is short: comparing at each
+    /// place its first byte occurs costs less than building the searcher (a `Date` holds the
+    /// first byte of many tokens), which a long value still gets, so no value costs more
+    /// than [`SHORT`] times the credential's length.
+    fn holds(&mut self, haystack: &[u8]) -> bool {
+        let needle = self.bytes();
+        if haystack.len() > SHORT {
+            return self.finder().find(haystack).is_some();
+        }
+        let Some(last) = haystack.len().checked_sub(needle.len()) else { return false };
+        memchr::memchr_iter(needle[0], &haystack[..=last]).any(|i| haystack[i..].starts_with(needle))
     }
 
     /// Whether `haystack` holds the credential or ends with a start of it: only then is there
@@ -83,7 +99,7 @@ where
             continue;
         }
         let needle = needle.get_or_insert_with(|| Needle::new(token));
-        if needle.finder().find(bytes).is_some() {
+        if needle.holds(bytes) {
             let (replaced, _) = replace(needle.finder(), &marker(token.expose().len()), value.as_bytes());
             if let Ok(clean) = HeaderValue::from_bytes(&replaced) {
                 *value = clean;
@@ -218,6 +234,22 @@ mod tests {
         }
         assert_eq!(marker(12), b"[redacted**]");
         assert_eq!(marker(8), b"[redacte");
+    }
+
+    #[test]
+    fn short_and_long_values_are_searched_alike() {
+        let mut needle = Needle::new(&Secret::new("tok-secret-1"));
+        for (value, holds) in [
+            ("tok-secret-1", true),
+            ("Bearer tok-secret-1", true),
+            ("tok-secret-", false),
+            ("t tok tok-secret-2 tok-secret-1x", true),
+            ("Sun, 06 Dec 2026 05:00:00 GMT", false),
+        ] {
+            assert_eq!(needle.holds(value.as_bytes()), holds, "{value}");
+            let long = format!("{}{value}", "t".repeat(SHORT));
+            assert_eq!(needle.holds(long.as_bytes()), holds, "long {value}");
+        }
     }
 
     #[test]
