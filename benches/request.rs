@@ -16,7 +16,7 @@ use tollgate::app::{start, Deps, Running};
 use tollgate::config::{Config, Environment};
 use tollgate::secret::Secret;
 use tollgate::token::cache::{Cached, TokenCache};
-use tollgate::token::model::KeyCache;
+use tollgate::token::Principal;
 use tollgate::token::{Connection, ConnectionKey, Expect};
 
 const TOKEN: &str = "bench-access-token-0123456789";
@@ -30,12 +30,12 @@ fn cache_hit(c: &mut Criterion) {
         let key = ConnectionKey::new("crm", format!("user-{i}@example.com"));
         cache.put(&key.id(), &Connection::new(Secret::new(format!("token-{i}")), None));
     }
-    // As on the request path: the caller's key cache gives the id (hashed on first use only),
-    // then the token cache is read.
-    let keys = KeyCache::default();
+    // As on the request path: the caller's principal gives the connection key (hashed on
+    // first use only), which holds the cache entry it last found.
+    let principal = Principal::new("user-4242@example.com");
     let at = tokio::time::Instant::now();
     c.bench_function("token_lookup_cache_hit", |b| {
-        b.iter(|| match cache.get(&keys.get(black_box("crm"), black_box("user-4242@example.com")).id, at) {
+        b.iter(|| match principal.keyed(black_box(0), black_box("crm")).cached(&cache, at) {
             Cached::Fresh(c) => c.version,
             _ => unreachable!("the entry is fresh"),
         })

@@ -90,7 +90,10 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
         if what == record || what == Invalidation::All {
             notice.notify_one();
         }
-        sink.invalidate(&what);
+        match what {
+            Invalidation::Connection(id) => sink.remove(&id),
+            Invalidation::All => sink.clear(),
+        }
     }));
     let stored_set = stored::load(store.as_ref()).await;
     if let Err(e) = &stored_set {

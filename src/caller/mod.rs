@@ -5,7 +5,6 @@
 //! never from headers the caller controls.
 
 pub mod jwt;
-pub mod keys;
 mod memo;
 mod recent;
 
@@ -14,7 +13,7 @@ use http::HeaderValue;
 
 use crate::config::{CallerSettings, Config};
 use crate::secret::Secret;
-use keys::KeyCache;
+use crate::token::Principal;
 
 pub use memo::Memo;
 
@@ -71,8 +70,9 @@ pub enum CallerKind {
 /// An authenticated caller.
 #[derive(Debug)]
 pub struct Caller {
-    /// The end user (or service) whose credentials are used.
-    pub principal: String,
+    /// The end user (or service) whose credentials are used, with the connection keys its
+    /// requests have used.
+    pub principal: Principal,
     pub kind: CallerKind,
     /// Connector indices this caller may use; `None` means all.
     pub allowed: Option<Vec<usize>>,
@@ -82,8 +82,6 @@ pub struct Caller {
     pub username: Option<String>,
     /// Until when (Unix seconds) the credential stays valid: a JWT's `exp` plus the leeway.
     pub valid_until: Option<u64>,
-    /// This principal's connection keys, computed on first use.
-    pub keys: KeyCache,
     /// May use private connectors (`callers.jwt.admin_claim`, an API key's `admin`).
     pub admin: bool,
 }
@@ -119,13 +117,12 @@ pub fn authenticate(presented: Presented, config: &Config) -> Result<Caller, Ide
             let allowed =
                 claims.connectors.as_ref().map(|names| names.iter().filter_map(|n| config.resolve_name(n)).collect());
             return Ok(Caller {
-                principal: claims.sub,
+                principal: Principal::new(claims.sub),
                 kind: CallerKind::Jwt,
                 allowed: without_private(allowed, admin, config),
                 claimed_connector: claims.connector,
                 username: presented.username,
                 valid_until: Some(claims.exp.saturating_add(jwt::LEEWAY_SECS)),
-                keys: KeyCache::default(),
                 admin,
             });
         }
@@ -142,13 +139,12 @@ pub fn authenticate(presented: Presented, config: &Config) -> Result<Caller, Ide
     }
     match found {
         Some(key) => Ok(Caller {
-            principal: format!("apikey:{}", key.name),
+            principal: Principal::new(format!("apikey:{}", key.name)),
             kind: CallerKind::ApiKey(key.name.clone()),
             allowed: without_private(Some(key.connectors.clone()), key.admin, config),
             claimed_connector: None,
             username: presented.username,
             valid_until: None,
-            keys: KeyCache::default(),
             admin: key.admin,
         }),
         None if looks_like_jwt && settings.jwt.is_none() => {

@@ -55,10 +55,35 @@ pub(super) struct Recent {
     slots: Mutex<Generations>,
 }
 
+/// The slots are already seeded hashes: the tables use them as they are.
+type Slots = HashMap<u64, Remembered, std::hash::BuildHasherDefault<Spread>>;
+
 #[derive(Default)]
 struct Generations {
-    current: HashMap<u64, Remembered>,
-    older: HashMap<u64, Remembered>,
+    current: Slots,
+    older: Slots,
+}
+
+/// Hashes a slot (a seeded 64-bit hash already) to itself: the table's own default, SipHash,
+/// would hash every request's slot again.
+#[derive(Default)]
+struct Spread(u64);
+
+impl std::hash::Hasher for Spread {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed; any other input still spreads.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 impl Generations {
@@ -115,13 +140,12 @@ mod tests {
 
     fn caller(principal: &str, valid_until: Option<u64>) -> Arc<Caller> {
         Arc::new(Caller {
-            principal: principal.into(),
+            principal: crate::token::Principal::new(principal),
             kind: super::super::CallerKind::Jwt,
             allowed: None,
             claimed_connector: None,
             username: None,
             valid_until,
-            keys: Default::default(),
             admin: false,
         })
     }
@@ -133,7 +157,7 @@ mod tests {
         let credential = Secret::new("Bearer alice-jwt");
         table.remember(Remembered { config: Arc::downgrade(&config), credential, caller: caller("alice", Some(100)) });
         let hit = table.recall(b"Bearer alice-jwt", &config, 100);
-        assert_eq!(hit.map(|r| r.caller.principal.clone()), Some("alice".into()));
+        assert_eq!(hit.map(|r| r.caller.principal.name.clone()), Some("alice".into()));
         assert!(table.recall(b"Bearer alice-jwt", &config, 101).is_none(), "expired");
         assert!(table.recall(b"Bearer alice-jwt", &other, 50).is_none(), "another config");
         assert!(table.recall(b"Bearer alice-jwX", &config, 50).is_none(), "another value");

@@ -104,7 +104,7 @@ impl Record {
         tracing::info!(
             target: "tollgate::audit",
             request_id = %self.request_id,
-            principal = self.caller.as_ref().map_or("", |c| c.principal.as_str()),
+            principal = self.caller.as_ref().map_or("", |c| c.principal.name.as_str()),
             connector = self.connector_name().unwrap_or(""),
             method = %self.method,
             host = host.unwrap_or(""),

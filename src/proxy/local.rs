@@ -78,7 +78,7 @@ pub async fn handle_local(
             connector.grant.as_str()
         )));
     }
-    let (url, expires_at) = state.broker.links().connect_url(&connector.name, &caller.principal, unix_now());
+    let (url, expires_at) = state.broker.links().connect_url(&connector.name, &caller.principal.name, unix_now());
     Ok(json(serde_json::json!({ "connect_url": url, "expires_at": expires_at })))
 }
 
@@ -128,7 +128,7 @@ async fn console_link(
         .as_ref()
         .map(|list| list.iter().filter_map(|i| config.connectors.get(*i)).map(|c| c.name.clone()).collect());
     let grant =
-        crate::signin::Grant { role: crate::signin::Role::User, principal: caller.principal.clone(), connectors };
+        crate::signin::Grant { role: crate::signin::Role::User, principal: caller.principal.name.clone(), connectors };
     let store = state.broker.store();
     let token = crate::signin::mint_link(store.as_ref(), &grant)
         .await
@@ -151,7 +151,7 @@ async fn test(
         return Err(ProxyError::InvalidRequest("use POST /connections/{connector}/test".into()));
     }
     let (caller, index, connector) = own_connection(state, session, request, name, record).await?;
-    let outcome = state.broker.test_connection(index, connector, &caller.principal).await?;
+    let outcome = state.broker.test_connection(index, connector, &caller.principal.name).await?;
     Ok(json(serde_json::json!(outcome)))
 }
 
@@ -167,7 +167,7 @@ async fn disconnect(
         return Err(ProxyError::InvalidRequest("use DELETE /connections/{connector} to disconnect".into()));
     }
     let (caller, index, connector) = own_connection(state, session, request, name, record).await?;
-    let key = crate::token::ConnectionKey::new(&connector.name, &caller.principal);
+    let key = crate::token::ConnectionKey::new(&connector.name, caller.principal.name.as_str());
     match state.broker.delete(index, connector, &key).await {
         Ok(true) => {
             let mut response = Response::new(Full::new(Bytes::new()).map_err(|never| match never {}).boxed());

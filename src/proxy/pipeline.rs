@@ -55,8 +55,10 @@ pub async fn run(
     let websocket = refuse_upgrades(request.headers(), decision.connector)?;
     refuse_echo_methods(request.method())?;
 
-    let credential =
-        state.broker.token_for(decision.index, decision.connector, &caller, &target, now, record.started()).await?;
+    let credential = state
+        .broker
+        .token_for(decision.index, decision.connector, &caller.principal, &target, now, record.started())
+        .await?;
     let client_upgrade = websocket.then(|| super::websocket::client_side(&mut request));
     let (parts, body) = request.into_parts();
     let mut outgoing = attach_credentials(&parts, decision.connector, &target);

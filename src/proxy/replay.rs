@@ -87,7 +87,7 @@ pub async fn forward(
 
 /// Notes the upstream's answer to a token whose recorded health is not fresh: `401` refused
 /// it, anything else took it.
-fn note(state: &State, observe: Option<&crate::token::model::Keyed>, status: StatusCode) {
+fn note(state: &State, observe: Option<&crate::token::keys::Keyed>, status: StatusCode) {
     if let Some(keyed) = observe {
         let failure = (status == StatusCode::UNAUTHORIZED).then_some("upstream_401");
         state.broker.observe(keyed, failure, unix_now());

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use super::broker::Broker;
-use super::model::{Connection, ConnectionKey, Keyed};
+use super::keys::Keyed;
+use super::model::{Connection, ConnectionKey};
 use super::store::{owner_token, Expect, StoreError};
 
 impl Broker {

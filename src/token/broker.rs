@@ -10,12 +10,12 @@ use std::sync::{Arc, OnceLock};
 use super::cache::{Cached, TokenCache};
 use super::connector_health::ConnectorHealth;
 use super::events::{Event, Events};
-use super::model::{Connection, ConnectionKey, ConnectionStatus, Keyed};
+use super::keys::{Keyed, Principal};
+use super::model::{Connection, ConnectionKey, ConnectionStatus};
 use super::observed::Observations;
 use super::queue::{Job, Work};
 use super::renew::{RefreshPolicy, RenewError, Renewal};
 use super::store::{Expect, StoreError, TokenStore};
-use crate::caller::Caller;
 use crate::config::{Connector, Grant, OAuthClient};
 use crate::domains::Target;
 use crate::metrics::Metrics;
@@ -209,28 +209,27 @@ impl Broker {
         Err(StoreError::Unavailable("the connection kept changing while it was disconnected".into()))
     }
 
-    /// The token to inject for `caller` on connector `index` and `target`, at `now`
+    /// The token to inject for `principal` on connector `index` and `target`, at `now`
     /// (Unix seconds).
     pub async fn token_for(
         &self,
         index: usize,
         connector: &Connector,
-        caller: &Caller,
+        principal: &Principal,
         target: &Target,
         now: u64,
         at: tokio::time::Instant,
     ) -> Result<Credential, CredentialError> {
-        let principal = caller.principal.as_str();
         let keyed = match &connector.grant {
             Grant::Static(token) => return Ok(Credential { token: token.clone(), renewal: None, observe: None }),
-            Grant::AuthorizationCode(_) => caller.keys.get(&connector.name, principal),
+            Grant::AuthorizationCode(_) => principal.keyed(index, &connector.name),
             Grant::ClientCredentials(oauth) => self.client_key(index, &connector.name, oauth),
         };
         let key = &keyed.key;
-        let link = || self.links.connect_url(&connector.name, principal, now).0;
+        let link = || self.links.connect_url(&connector.name, &principal.name, now).0;
         let reauth = |reason| CredentialError::ReauthRequired {
             connector: connector.name.clone(),
-            principal: principal.to_string(),
+            principal: principal.name.clone(),
             reason,
             connect_url: link(),
         };
@@ -240,7 +239,7 @@ impl Broker {
             if !client_credentials {
                 return Err(CredentialError::ConnectionRequired {
                     connector: connector.name.clone(),
-                    principal: principal.to_string(),
+                    principal: principal.name.clone(),
                     connect_url: link(),
                 });
             }
@@ -258,7 +257,7 @@ impl Broker {
             ConnectionStatus::Revoked => {
                 return Err(CredentialError::ConnectionRequired {
                     connector: connector.name.clone(),
-                    principal: principal.to_string(),
+                    principal: principal.name.clone(),
                     connect_url: link(),
                 })
             }
@@ -334,8 +333,8 @@ impl Broker {
         now: u64,
         at: tokio::time::Instant,
     ) -> Result<Option<Arc<Connection>>, CredentialError> {
-        let Keyed { key, id } = keyed;
-        let stale = match self.cache.get(id, at) {
+        let Keyed { key, id, .. } = keyed;
+        let stale = match keyed.cached(&self.cache, at) {
             Cached::Fresh(c) => {
                 self.metrics.memory_hits.inc();
                 return Ok(Some(c));

@@ -8,6 +8,7 @@ pub mod connector_health;
 pub mod crypto;
 pub mod endpoint;
 pub mod events;
+pub mod keys;
 pub mod link;
 pub mod model;
 pub mod observed;
@@ -18,5 +19,6 @@ pub mod renew;
 pub mod revocation;
 pub mod store;
 
+pub use keys::Principal;
 pub use model::{Connection, ConnectionKey, ConnectionStatus};
 pub use store::{Expect, StoreError, TokenStore};

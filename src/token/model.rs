@@ -2,7 +2,35 @@
 
 use crate::secret::Secret;
 
-pub use crate::caller::keys::{ConnectionKey, KeyCache, Keyed};
+/// Which connection: (connector, principal).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionKey {
+    pub connector: String,
+    pub principal: String,
+}
+
+impl ConnectionKey {
+    pub fn new(connector: impl Into<String>, principal: impl Into<String>) -> Self {
+        ConnectionKey { connector: connector.into(), principal: principal.into() }
+    }
+
+    /// A stable, opaque id: hex of SHA-256(connector NUL principal), first 128 bits. Used for
+    /// storage keys, cache keys and invalidation messages, so principals never appear in them
+    /// and no principal can break a Redis Cluster hash tag.
+    pub fn id(&self) -> String {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(self.connector.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(self.principal.as_bytes());
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut id = String::with_capacity(32);
+        for b in &ctx.finish().as_ref()[..16] {
+            id.push(HEX[usize::from(b >> 4)] as char);
+            id.push(HEX[usize::from(b & 0xf)] as char);
+        }
+        id
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -12,7 +12,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::model::{Connection, ConnectionKey, Health, Keyed};
+use super::keys::Keyed;
+use super::model::{Connection, ConnectionKey, Health};
 
 /// A healthy connection's last success is written again after this many seconds.
 pub const FRESH_FOR: u64 = 600;

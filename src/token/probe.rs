@@ -6,7 +6,6 @@ use http::{Request, StatusCode};
 
 use super::broker::{Broker, CredentialError};
 use super::model::Health;
-use crate::caller::{Caller, CallerKind};
 use crate::clock::unix_now;
 use crate::config::Connector;
 
@@ -44,18 +43,9 @@ impl Broker {
                 checked_at: now,
             });
         };
-        let caller = Caller {
-            principal: principal.to_string(),
-            kind: CallerKind::Jwt,
-            allowed: None,
-            claimed_connector: None,
-            username: None,
-            valid_until: None,
-            keys: Default::default(),
-            admin: false,
-        };
+        let principal = super::keys::Principal::new(principal);
         let credential =
-            self.token_for(index, connector, &caller, &check.target, now, tokio::time::Instant::now()).await?;
+            self.token_for(index, connector, &principal, &check.target, now, tokio::time::Instant::now()).await?;
         let mut token = credential.token.clone();
         let mut answer = self.probe(index, connector, &check.url, token.expose()).await;
         if let (Ok(StatusCode::UNAUTHORIZED), Some((keyed, version))) = (&answer, &credential.renewal) {

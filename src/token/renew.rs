@@ -157,7 +157,7 @@ impl Renewal {
     async fn renew_in_flight(&self, job: &Job<'_>, current: Option<Connection>) -> Result<Connection, RenewError> {
         let Job { key, id, now, stale, .. } = *job;
         // Whoever held the gate before may have renewed or failed already.
-        if let Cached::Fresh(c) = self.cache.get(id, Instant::now()) {
+        if let Cached::Fresh(c) = self.cache.get_id(id, Instant::now()) {
             if self.usable(&c, now, stale) && current.as_ref().is_none_or(|old| c.version != old.version) {
                 return Ok(Connection::clone(&c));
             }
