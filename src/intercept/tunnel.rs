@@ -47,7 +47,7 @@ pub async fn open(
         return Err(TargetError::InvalidPort.into());
     }
     let target = record.set_target(Target::parse(&format!("https://{authority}/"))?);
-    authorize_connect(request.headers(), &caller, &target, &state.config)?;
+    authorize_connect(&crate::proxy::headers::Asked::of(request.headers()), &caller, &target, &state.config)?;
     let Some(authority_ca) = shared.authority() else {
         // Only a CA kept in the token store can be missing: the store was down at start.
         return Err(CredentialError::Store {

@@ -2,12 +2,12 @@
 //! target and the connector's credential. Tollgate's own come last, after the filter, so
 //! nothing the caller sends can remove or duplicate what Tollgate adds.
 
-use http::header::{self, HeaderMap};
+use http::header::{HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::Method;
 
 use super::error::ProxyError;
-use super::headers::{first, RequestFilter};
+use super::headers::RequestFilter;
 use crate::config::{Connector, Injection};
 use crate::domains::Target;
 
@@ -22,8 +22,8 @@ pub fn refuse_echo_methods(method: &http::Method) -> Result<(), ProxyError> {
 
 /// Refuses protocol switches: h2c always, WebSocket unless the connector allows it.
 /// `Ok(true)` is an allowed WebSocket upgrade.
-pub fn refuse_upgrades(headers: &HeaderMap, connector: &Connector) -> Result<bool, ProxyError> {
-    let Some(upgrade) = first(headers, &header::UPGRADE) else {
+pub fn refuse_upgrades(upgrade: Option<&HeaderValue>, connector: &Connector) -> Result<bool, ProxyError> {
+    let Some(upgrade) = upgrade else {
         return Ok(false);
     };
     let text = upgrade.to_str().unwrap_or("").to_ascii_lowercase();

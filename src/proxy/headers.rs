@@ -5,7 +5,7 @@
 //! credential and `Host` are written by Tollgate after the caller's filtered headers, so
 //! nothing the caller sends (`Connection: Authorization`, say) can remove or repeat them.
 
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 pub use crate::http1::fields::first;
 use crate::http1::fields::is_listed_hop_by_hop;
@@ -14,6 +14,47 @@ use crate::http1::fields::is_listed_hop_by_hop;
 pub use crate::error_code::X_TOLLGATE_ERROR;
 pub const X_TOLLGATE_CONNECTOR: HeaderName = HeaderName::from_static("x-tollgate-connector");
 pub const X_TOLLGATE_TOOL: HeaderName = HeaderName::from_static("x-tollgate-tool");
+
+/// The request fields the phases ask about, found in one walk over the head. A request
+/// carries a handful of fields; each phase walking them for its own (five walks a request)
+/// cost more than the rest of identifying and authorizing a cached caller. Each is the
+/// field's first value.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Asked<'a> {
+    pub proxy_authorization: Option<&'a HeaderValue>,
+    pub authorization: Option<&'a HeaderValue>,
+    pub connector: Option<&'a HeaderValue>,
+    pub tool: Option<&'a HeaderValue>,
+    pub upgrade: Option<&'a HeaderValue>,
+}
+
+impl<'a> Asked<'a> {
+    pub fn of(headers: &'a HeaderMap) -> Self {
+        // A large map is looked up, not walked.
+        if headers.keys_len() > 16 {
+            return Asked {
+                proxy_authorization: headers.get(header::PROXY_AUTHORIZATION),
+                authorization: headers.get(header::AUTHORIZATION),
+                connector: headers.get(X_TOLLGATE_CONNECTOR),
+                tool: headers.get(X_TOLLGATE_TOOL),
+                upgrade: headers.get(header::UPGRADE),
+            };
+        }
+        let mut asked = Asked::default();
+        for (name, value) in headers {
+            let field = match name.as_str() {
+                "proxy-authorization" => &mut asked.proxy_authorization,
+                "authorization" => &mut asked.authorization,
+                "x-tollgate-connector" => &mut asked.connector,
+                "x-tollgate-tool" => &mut asked.tool,
+                "upgrade" => &mut asked.upgrade,
+                _ => continue,
+            };
+            field.get_or_insert(value);
+        }
+        asked
+    }
+}
 
 fn is_routing_override(name: &str) -> bool {
     matches!(name, "forwarded" | "x-original-url" | "x-rewrite-url")
@@ -112,7 +153,26 @@ pub fn check_header_limit(headers: &HeaderMap, max: usize) -> Result<(), super::
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+
+    #[test]
+    fn one_walk_finds_each_first_value_in_small_and_large_heads() {
+        for padding in [0, 40] {
+            let mut h = HeaderMap::new();
+            for i in 0..padding {
+                h.insert(HeaderName::from_bytes(format!("x-pad-{i}").as_bytes()).unwrap(), HeaderValue::from_static("p"));
+            }
+            h.append("X-Tollgate-Tool", HeaderValue::from_static("first-tool"));
+            h.append("x-tollgate-tool", HeaderValue::from_static("second-tool"));
+            h.insert(header::PROXY_AUTHORIZATION, HeaderValue::from_static("Bearer p"));
+            h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            let asked = Asked::of(&h);
+            let text = |v: Option<&HeaderValue>| v.map(|v| v.to_str().unwrap().to_string());
+            assert_eq!(text(asked.tool).as_deref(), Some("first-tool"), "{padding}");
+            assert_eq!(text(asked.proxy_authorization).as_deref(), Some("Bearer p"));
+            assert_eq!(text(asked.upgrade).as_deref(), Some("websocket"));
+            assert_eq!((asked.authorization, asked.connector), (None, None));
+        }
+    }
 
     #[test]
     fn request_cleaning() {

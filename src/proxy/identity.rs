@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use http::{header, HeaderMap};
-
-use super::headers::first;
+use super::headers::Asked;
 use crate::caller::{Caller, IdentityError, Memo};
 use crate::config::Config;
 
@@ -12,14 +10,13 @@ use crate::config::Config;
 /// `Authorization: Bearer`. The connection's memo answers for a credential it verified
 /// already under this config.
 pub async fn identify(
-    headers: &HeaderMap,
+    asked: &Asked<'_>,
     gateway: bool,
     config: &Arc<Config>,
     memo: &Memo,
     now: u64,
 ) -> Result<Arc<Caller>, IdentityError> {
-    let value = first(headers, &header::PROXY_AUTHORIZATION)
-        .or_else(|| gateway.then(|| first(headers, &header::AUTHORIZATION)).flatten())
-        .ok_or(IdentityError::Missing)?;
+    let value =
+        asked.proxy_authorization.or(if gateway { asked.authorization } else { None }).ok_or(IdentityError::Missing)?;
     memo.identify_fresh(value, config, now).await
 }

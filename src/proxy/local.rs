@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::context::Record;
 use super::error::{PolicyError, ProxyError};
+use super::headers::Asked;
 use super::identity::identify;
 use super::{Session, State};
 use crate::body::Body;
@@ -56,7 +57,7 @@ pub async fn handle_local(
         return Err(ProxyError::InvalidRequest("use POST /connect with {\"connector\": NAME}".into()));
     }
     let config = &state.config;
-    let caller = identify(request.headers(), true, config, &session.callers, unix_now()).await?;
+    let caller = identify(&Asked::of(request.headers()), true, config, &session.callers, unix_now()).await?;
     record.caller = Some(caller.clone());
     let body = Limited::new(request.into_body(), CONNECT_BODY_LIMIT)
         .collect()
@@ -91,7 +92,7 @@ async fn own_connection<'s>(
     record: &mut Record,
 ) -> Result<(std::sync::Arc<crate::caller::Caller>, usize, &'s crate::config::Connector), ProxyError> {
     let config = &state.config;
-    let caller = identify(request.headers(), true, config, &session.callers, unix_now()).await?;
+    let caller = identify(&Asked::of(request.headers()), true, config, &session.callers, unix_now()).await?;
     record.caller = Some(caller.clone());
     let index = config.resolve_name(name).ok_or_else(|| PolicyError::Unknown(name.to_string()))?;
     let connector = &config.connectors[index];
@@ -121,7 +122,7 @@ async fn console_link(
         return Err(ProxyError::InvalidRequest("use POST /console-link".into()));
     }
     let config = &state.config;
-    let caller = identify(request.headers(), true, config, &session.callers, unix_now()).await?;
+    let caller = identify(&Asked::of(request.headers()), true, config, &session.callers, unix_now()).await?;
     record.caller = Some(caller.clone());
     let connectors = caller
         .allowed

@@ -17,6 +17,7 @@ use http::{Request, Response};
 use super::context::Record;
 use super::credentials::{attach_credentials, refuse_echo_methods, refuse_upgrades};
 use super::error::ProxyError;
+use super::headers::Asked;
 use super::identity::identify;
 use super::policy::authorize;
 use super::target::{resolve_target, Route};
@@ -42,17 +43,18 @@ pub async fn run(
         Route::Gateway { name, .. } => Some(name.as_str()),
         _ => None,
     };
+    let asked = Asked::of(request.headers());
     let caller = match caller {
         Some(caller) => caller,
-        None => identify(request.headers(), record.gateway, config, &session.callers, now).await?,
+        None => identify(&asked, record.gateway, config, &session.callers, now).await?,
     };
     record.caller = Some(caller.clone());
 
     let target = record.set_target(resolve_target(&route, config)?);
 
-    let decision = authorize(request.headers(), &caller, gateway_name, &target, config)?;
+    let decision = authorize(&asked, &caller, gateway_name, &target, config)?;
     record.connector = Some(decision.index);
-    let websocket = refuse_upgrades(request.headers(), decision.connector)?;
+    let websocket = refuse_upgrades(asked.upgrade, decision.connector)?;
     refuse_echo_methods(request.method())?;
 
     let credential = state

@@ -4,10 +4,8 @@
 
 use std::sync::Arc;
 
-use http::HeaderMap;
-
 use super::error::PolicyError;
-use super::headers::{first, X_TOLLGATE_CONNECTOR, X_TOLLGATE_TOOL};
+use super::headers::Asked;
 use crate::caller::Caller;
 use crate::config::{Config, Connector};
 use crate::domains::{Pattern, Target};
@@ -21,13 +19,13 @@ pub struct Decision<'a> {
 }
 
 /// Where a connector name came from, for messages.
-fn named(headers: &HeaderMap, caller: &Caller, gateway_name: Option<&str>) -> Vec<(&'static str, String)> {
+fn named(asked: &Asked<'_>, caller: &Caller, gateway_name: Option<&str>) -> Vec<(&'static str, String)> {
     let mut names = Vec::new();
-    let header = |h: &http::HeaderName| first(headers, h).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string());
-    if let Some(n) = header(&X_TOLLGATE_CONNECTOR) {
+    let header = |v: Option<&http::HeaderValue>| v.and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string());
+    if let Some(n) = header(asked.connector) {
         names.push(("X-Tollgate-Connector", n));
     }
-    if let Some(n) = header(&X_TOLLGATE_TOOL) {
+    if let Some(n) = header(asked.tool) {
         names.push(("X-Tollgate-Tool", n));
     }
     if let Some(n) = &caller.username {
@@ -45,13 +43,13 @@ fn named(headers: &HeaderMap, caller: &Caller, gateway_name: Option<&str>) -> Ve
 /// The connector the request names, if any: every name given (headers, proxy username, JWT
 /// claim, gateway path) must resolve, and all must name the same connector.
 fn named_connector(
-    headers: &HeaderMap,
+    asked: &Asked<'_>,
     caller: &Caller,
     gateway_name: Option<&str>,
     config: &Config,
 ) -> Result<Option<usize>, PolicyError> {
     let mut chosen: Option<(usize, &'static str, String)> = None;
-    for (source, name) in named(headers, caller, gateway_name) {
+    for (source, name) in named(asked, caller, gateway_name) {
         let index = config.resolve_name(&name).ok_or_else(|| PolicyError::Unknown(name.clone()))?;
         match &chosen {
             Some((first, first_source, first_name)) if *first != index => {
@@ -68,13 +66,13 @@ fn named_connector(
 
 /// Chooses the connector and checks that its allowed domains cover the target.
 pub fn authorize<'a>(
-    headers: &HeaderMap,
+    asked: &Asked<'_>,
     caller: &Caller,
     gateway_name: Option<&str>,
     target: &Target,
     config: &'a Config,
 ) -> Result<Decision<'a>, PolicyError> {
-    let chosen = named_connector(headers, caller, gateway_name, config)?;
+    let chosen = named_connector(asked, caller, gateway_name, config)?;
     // Only refusals name the URL: built when needed, not on every request.
     let url = || target.without_query();
     if let Some(index) = chosen {
@@ -114,12 +112,12 @@ pub fn authorize<'a>(
 /// naming rules as [`authorize`], a connector the caller may use (the named one, if any) must
 /// cover the host and port. Each request inside the tunnel then goes through [`authorize`].
 pub fn authorize_connect(
-    headers: &HeaderMap,
+    asked: &Asked<'_>,
     caller: &Caller,
     target: &Target,
     config: &Config,
 ) -> Result<(), PolicyError> {
-    let chosen = named_connector(headers, caller, None, config)?;
+    let chosen = named_connector(asked, caller, None, config)?;
     if let Some(index) = chosen {
         if !caller.may_use(index) {
             return Err(PolicyError::Forbidden(config.connectors[index].name.clone()));
