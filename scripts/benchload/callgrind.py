@@ -2,10 +2,29 @@
 
 import os
 import shutil
+import signal
 import subprocess
 
 from .common import CALLER_KEY, PROXY_CPU, Fleet, build_release, free_port, install, log, wait_port, wrk
 from .peers import tollgate_config, upstream_nginx
+from . import users
+
+def dump(fleet, proc, name):
+    """Dumps `proc`'s counters: (events, totals) of the profile written, kept if asked."""
+    before = set(os.listdir(fleet.dir))
+    subprocess.run(["callgrind_control", "--dump", str(proc.pid)], check=True, capture_output=True)
+    dumps = sorted(set(os.listdir(fleet.dir)) - before) or sorted(f for f in os.listdir(fleet.dir) if f.startswith(f"{name}.callgrind"))
+    events, totals = [], []
+    with open(os.path.join(fleet.dir, dumps[-1])) as f:
+        for line in f:
+            if line.startswith("events:"):
+                events = line.split()[1:]
+            if line.startswith("summary:") or line.startswith("totals:"):
+                totals = [int(v) for v in line.split()[1:]]
+    if getattr(callgrind_run, "keep", None):
+        shutil.copy(os.path.join(fleet.dir, dumps[-1]), os.path.join(callgrind_run.keep, f"{name}.callgrind"))
+    return dict(zip(events, totals))
+
 
 def callgrind_run(fleet, binary, name, up, seconds, connections):
     """Instructions per request of `binary` in steady state: counters zeroed after a warm-up,
@@ -24,19 +43,62 @@ def callgrind_run(fleet, binary, name, up, seconds, connections):
         wrk(fleet, port, path, "Proxy-Authorization", auth, 3, connections)
         subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True, capture_output=True)
         r = wrk(fleet, port, path, "Proxy-Authorization", auth, seconds, connections)
-        before = set(os.listdir(fleet.dir))
-        subprocess.run(["callgrind_control", "--dump", str(proc.pid)], check=True, capture_output=True)
-        dumps = sorted(set(os.listdir(fleet.dir)) - before) or sorted(f for f in os.listdir(fleet.dir) if f.startswith(f"{name}.callgrind"))
-        total = 0
-        with open(os.path.join(fleet.dir, dumps[-1])) as f:
-            for line in f:
-                if line.startswith("summary:") or line.startswith("totals:"):
-                    total = int(line.split()[1])
-        figures[size] = total / r["requests"]
-        if getattr(callgrind_run, "keep", None):
-            shutil.copy(os.path.join(fleet.dir, dumps[-1]), os.path.join(callgrind_run.keep, f"{name}-{size}.callgrind"))
+        figures[size] = dump(fleet, proc, f"{name}-{size}")["Ir"] / r["requests"]
         log(f"{name:10} {size:5} {r['requests']:8} requests  {figures[size]:10.0f} instructions per request")
     return figures
+
+
+def users_run(fleet, binary, name, up, count, seconds, connections):
+    """The many-users path under callgrind with its cache simulation, the last level sized as
+    one core's L2 (1 MiB): instructions, first-level data misses and L2-sized misses per
+    request, `count` users each with their own JWT and token, every request the next user.
+    Warm-up passes run until every user has been seen twice, so every credential is verified
+    and every token cached before the counters are zeroed."""
+    port, admin, tag = free_port(), free_port(), f"{name}-{count}"
+    config = users.config(fleet, tag, port, admin, up)
+    out = os.path.join(fleet.dir, f"{tag}.callgrind")
+    env = {"TOKIO_WORKER_THREADS": "1", "TOLLGATE_LOG": "error"}
+    proc = fleet.start(tag, ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--cache-sim=yes",
+                              "--LL=1048576,16,64", binary, "serve", "--config", config], PROXY_CPU, env=env)
+    wait_port(port, timeout=120)
+    wait_port(admin, timeout=60)
+    users.import_tokens(admin, count)
+    creds = {"BENCH_CREDS": users.write_creds(fleet, count)}
+    path = f"http://127.0.0.1:{up}/user"
+    seen = 0
+    while seen < 2 * count:
+        seen += wrk(fleet, port, path, "Proxy-Authorization", "", 10, connections, lua=users.ROTATE_LUA,
+                    env=creds)["requests"]
+    subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True, capture_output=True)
+    r = wrk(fleet, port, path, "Proxy-Authorization", "", seconds, connections, lua=users.ROTATE_LUA, env=creds)
+    totals = dump(fleet, proc, tag)
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=60)
+    figures = {k: totals[k] / r["requests"] for k in ["Ir", "D1mr", "DLmr"]}
+    log(f"{name:10} {count:7} users {r['requests']:8} requests  {figures['Ir']:8.0f} instructions  "
+        f"{figures['D1mr']:6.1f} D1 misses  {figures['DLmr']:5.1f} L2-sized misses per request")
+    return figures
+
+
+def run_callgrind_users(args):
+    install()
+    binaries = [("tollgate", build_release())]
+    if args.baseline:
+        binaries.append(("baseline", os.path.abspath(args.baseline)))
+    fleet = Fleet()
+    try:
+        up = free_port()
+        users.upstream(fleet, up)
+        results = [(name, count, users_run(fleet, binary, name, up, count, args.duration, args.connections))
+                   for name, binary in binaries for count in [1, args.users]]
+    finally:
+        fleet.stop()
+    print("Per request:")
+    print()
+    print("| build | users | instructions | first-level data read misses | L2-sized read misses |")
+    print("|---|---:|---:|---:|---:|")
+    for name, count, f in results:
+        print(f"| {name} | {count:,} | {f['Ir']:,.0f} | {f['D1mr']:.1f} | {f['DLmr']:.1f} |")
 
 
 def run_callgrind(args):

@@ -135,8 +135,8 @@ def report(results, rows, args, rss):
         base = first.setdefault(family, (rps, cpu))
         lines.append(f"| {family} | {n:,} | {rps:.0f} | {p99:.3f} | {cpu:.4f} | {rps / base[0]:.2f} | {cpu / base[1]:.2f} "
                      f"| {rss[label]:.1f} |")
-    lines += ["", "The users rows' wrk builds every request in a script (a new caller each time), so compare "
-                  "them with each other rather than with the other families."]
+    lines += ["", "The users rows' wrk runs a script that hands it the next user's request, formatted before the "
+                  "run (a new caller each time), so compare them with each other rather than with the other families."]
     print("\n".join(lines))
 
 

@@ -159,7 +159,10 @@ mod tests {
         for padding in [0, 40] {
             let mut h = HeaderMap::new();
             for i in 0..padding {
-                h.insert(HeaderName::from_bytes(format!("x-pad-{i}").as_bytes()).unwrap(), HeaderValue::from_static("p"));
+                h.insert(
+                    HeaderName::from_bytes(format!("x-pad-{i}").as_bytes()).unwrap(),
+                    HeaderValue::from_static("p"),
+                );
             }
             h.append("X-Tollgate-Tool", HeaderValue::from_static("first-tool"));
             h.append("x-tollgate-tool", HeaderValue::from_static("second-tool"));
