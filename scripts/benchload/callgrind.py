@@ -80,11 +80,17 @@ def users_run(fleet, binary, name, up, count, seconds, connections):
     return figures
 
 
-def run_callgrind_users(args):
-    install()
+def builds(args):
+    """(name, binary) of this checkout's release build, and of --baseline if given."""
     binaries = [("tollgate", build_release())]
     if args.baseline:
         binaries.append(("baseline", os.path.abspath(args.baseline)))
+    return binaries
+
+
+def run_callgrind_users(args):
+    install()
+    binaries = builds(args)
     fleet = Fleet()
     try:
         up = free_port()
@@ -106,9 +112,7 @@ def run_callgrind(args):
     if args.keep:
         os.makedirs(args.keep, exist_ok=True)
         callgrind_run.keep = os.path.abspath(args.keep)
-    binaries = [("tollgate", build_release())]
-    if args.baseline:
-        binaries.append(("baseline", os.path.abspath(args.baseline)))
+    binaries = builds(args)
     fleet = Fleet()
     try:
         up = free_port()
