@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use tollgate::config::{load_file, raw, Environment};
+use tollgate::config::{load_file, yaml, Environment};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -38,7 +38,7 @@ fn validate(doc: &serde_json::Value) -> Result<(), String> {
 }
 
 fn json_of(path: &Path) -> serde_json::Value {
-    raw::to_json(&std::fs::read_to_string(path).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    yaml::to_json(&std::fs::read_to_string(path).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn env() -> Environment {
@@ -86,7 +86,7 @@ fn fixtures_agree_with_the_schema() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         if name == "syntax.yaml" {
-            assert!(raw::to_json(&std::fs::read_to_string(&path).unwrap()).is_err());
+            assert!(yaml::to_json(&std::fs::read_to_string(&path).unwrap()).is_err());
             continue;
         }
         let verdict = validate(&json_of(&path));

@@ -18,6 +18,7 @@ pub mod stored;
 pub mod templates;
 pub mod units;
 pub mod validate;
+pub mod yaml;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -21,7 +21,7 @@ pub const RESERVED_NAMES: &[&str] =
     &["oauth", "connect", "connections", "console", "console-link", "admin", "tollgate"];
 
 pub(crate) fn validate(text: &str, env: &Environment) -> Result<Config, ConfigError> {
-    let raw = raw::parse(text).map_err(|e| ConfigError {
+    let raw = super::yaml::parse(text).map_err(|e| ConfigError {
         problems: vec![Problem { path: String::new(), message: e.message, line: e.line }],
     })?;
     let mut p = Problems::default();

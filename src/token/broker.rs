@@ -13,7 +13,6 @@ use super::events::{Event, Events};
 use super::keys::{Keyed, Principal};
 use super::model::{Connection, ConnectionKey, ConnectionStatus};
 use super::observed::Observations;
-use super::queue::{Job, Work};
 use super::renew::{RefreshPolicy, RenewError, Renewal};
 use super::store::{Expect, StoreError, TokenStore};
 use crate::config::{Connector, Grant, OAuthClient};
@@ -156,57 +155,6 @@ impl Broker {
         let now = crate::clock::unix_now();
         self.events.emit(Event::new("connection.created", &key.connector, Some(&key.principal), None, now));
         Ok(version)
-    }
-
-    /// Disconnects a connection: its tokens leave the store and every replica's cache at
-    /// once, their revocation at the provider (RFC 7009) is queued in the durable queue (the
-    /// disconnect never waits for the provider, and the revocation survives a restart), and
-    /// the record stays as `revoked`, without tokens, so the user and admins see what
-    /// happened (the sweep removes it after 30 days; deleting it again removes it now).
-    /// Returns whether there was a record.
-    pub async fn delete(&self, index: usize, connector: &Connector, key: &ConnectionKey) -> Result<bool, StoreError> {
-        self.cache.remove(&key.id());
-        // A renewal may replace the record between our read and our write: then its new
-        // token is revoked too.
-        for _ in 0..4 {
-            let Some(existing) = self.store.get(key).await? else { return Ok(false) };
-            if existing.status == ConnectionStatus::Revoked {
-                self.store.delete(key).await?;
-                return Ok(true);
-            }
-            // Queued before the tokens go: a crash between the two leaves a revoked token in
-            // a record about to be cleared, never a cleared record whose token stays live.
-            let version = existing.version;
-            let now = crate::clock::unix_now();
-            if let Some(r) = self.revocation(index, connector, vec![(key.principal.clone(), existing.clone())]).await {
-                self.events.queue().push(vec![Job::new(Work::Revoke(r), now)]).await?;
-                self.events.wake.notify_one();
-            }
-            let mut health = existing.health.clone();
-            health.failed(now, "revoked");
-            let tombstone = Connection {
-                access_token: Secret::new(""),
-                refresh_token: None,
-                expires_at: Some(0),
-                scopes: existing.scopes,
-                status: ConnectionStatus::Revoked,
-                pinned_host: None,
-                refresh_expires_at: None,
-                expiry_warned: false,
-                health,
-                version: 0,
-            };
-            match self.store.put(key, tombstone, Expect::Version(version), None).await {
-                Ok(_) => {
-                    self.cache.remove(&key.id());
-                    self.events.emit(Event::new("connection.revoked", &key.connector, Some(&key.principal), None, now));
-                    return Ok(true);
-                }
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(StoreError::Unavailable("the connection kept changing while it was disconnected".into()))
     }
 
     /// The token to inject for `principal` on connector `index` and `target`, at `now`

@@ -1,15 +1,75 @@
-//! What revoking connections at a provider takes, built when they are deleted and kept with
-//! the queued job (`queue.rs`): the connector may be gone by the time the job runs.
+//! Disconnecting: one connection or all of a connector's leave the store and every replica's
+//! cache, and what revoking them at the provider takes is built at once and kept with the
+//! queued job (`queue.rs`): the connector may be gone by the time the job runs.
 
 use super::broker::Broker;
 use super::events::Event;
 use super::queue::{Grant as Revoked, Job, Revocation, Work};
-use super::{Connection, ConnectionKey, StoreError};
+use super::store::Expect;
+use super::{Connection, ConnectionKey, ConnectionStatus, StoreError};
 use crate::clock::unix_now;
 use crate::config::connector::AuthMethod;
 use crate::config::{Connector, Grant};
+use crate::secret::Secret;
 
 impl Broker {
+    /// Disconnects a connection: its tokens leave the store and every replica's cache at
+    /// once, their revocation at the provider (RFC 7009) is queued in the durable queue (the
+    /// disconnect never waits for the provider, and the revocation survives a restart), and
+    /// the record stays as `revoked`, without tokens, so the user and admins see what
+    /// happened (the sweep removes it after 30 days; deleting it again removes it now).
+    /// Returns whether there was a record.
+    pub async fn delete(&self, index: usize, connector: &Connector, key: &ConnectionKey) -> Result<bool, StoreError> {
+        self.forget(key);
+        // A renewal may replace the record between our read and our write: then its new
+        // token is revoked too.
+        for _ in 0..4 {
+            let Some(existing) = self.store().get(key).await? else { return Ok(false) };
+            if existing.status == ConnectionStatus::Revoked {
+                self.store().delete(key).await?;
+                return Ok(true);
+            }
+            // Queued before the tokens go: a crash between the two leaves a revoked token in
+            // a record about to be cleared, never a cleared record whose token stays live.
+            let version = existing.version;
+            let now = unix_now();
+            if let Some(r) = self.revocation(index, connector, vec![(key.principal.clone(), existing.clone())]).await {
+                self.events().queue().push(vec![Job::new(Work::Revoke(r), now)]).await?;
+                self.events().wake.notify_one();
+            }
+            let mut health = existing.health.clone();
+            health.failed(now, "revoked");
+            let tombstone = Connection {
+                access_token: Secret::new(""),
+                refresh_token: None,
+                expires_at: Some(0),
+                scopes: existing.scopes,
+                status: ConnectionStatus::Revoked,
+                pinned_host: None,
+                refresh_expires_at: None,
+                expiry_warned: false,
+                health,
+                version: 0,
+            };
+            match self.store().put(key, tombstone, Expect::Version(version), None).await {
+                Ok(_) => {
+                    self.forget(key);
+                    self.events().emit(Event::new(
+                        "connection.revoked",
+                        &key.connector,
+                        Some(&key.principal),
+                        None,
+                        now,
+                    ));
+                    return Ok(true);
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Unavailable("the connection kept changing while it was disconnected".into()))
+    }
+
     /// Deletes every connection of connector `index` after queueing their revocation (one
     /// job); returns how many there were.
     pub async fn delete_all(&self, index: usize, connector: &Connector) -> Result<usize, StoreError> {

@@ -19,6 +19,7 @@
 //! right after a refresh cannot lose the rotated refresh token.
 
 mod cluster;
+mod feed;
 mod kind;
 mod link;
 mod node;
@@ -26,12 +27,10 @@ pub mod rewrap;
 mod scripts;
 mod sentinel;
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_core::Stream;
 use redis::Script;
 
 use self::kind::KindText;
@@ -39,7 +38,7 @@ use self::link::{Conn, Link};
 pub use self::node::NodeStatus;
 use self::scripts::{DELETE_SCRIPT, PUT_SCRIPT, UNLOCK_SCRIPT};
 use super::health::{spawn_probe, Health};
-use super::{Expect, Invalidation, InvalidationSink, StoreError, StoreStatus, TokenStore};
+use super::{Expect, InvalidationSink, StoreError, StoreStatus, TokenStore};
 use crate::config::{RedisMode, StoreSettings};
 use crate::metrics::Metrics;
 use crate::token::crypto::Sealer;
@@ -359,31 +358,7 @@ impl TokenStore for RedisStore {
     }
 
     fn watch(&self, sink: InvalidationSink) {
-        let link = self.link.clone();
-        let metrics = self.metrics.clone();
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                match subscribe(&link).await {
-                    Some(mut stream) => {
-                        backoff = Duration::from_millis(100);
-                        // Messages may have been missed while unsubscribed: drop every cached entry.
-                        sink(Invalidation::All);
-                        while let Some(msg) = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
-                            if let Ok(id) = msg.get_payload::<String>() {
-                                sink(Invalidation::Connection(id));
-                            }
-                        }
-                        tracing::warn!("the token store invalidation feed was interrupted; reconnecting");
-                    }
-                    None => metrics.store_errors.with_label_values(&["subscribe"]).inc(),
-                }
-                // Cached tokens keep serving while Redis is away; the flush above runs when the
-                // feed is back.
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
-        });
+        feed::follow(self.link.clone(), self.metrics.clone(), sink);
     }
 
     fn backend(&self) -> &'static str {
@@ -397,20 +372,4 @@ impl TokenStore for RedisStore {
             nodes: self.link.nodes(),
         }
     }
-}
-
-/// The invalidation feed from the first node that takes the subscription (any node of a
-/// Cluster, the current primary under Sentinel).
-async fn subscribe(link: &Link) -> Option<Pin<Box<redis::aio::PubSubStream>>> {
-    for client in link.feed_clients() {
-        let attempt = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(CHANNEL).await?;
-            redis::RedisResult::Ok(pubsub)
-        };
-        if let Ok(Ok(pubsub)) = tokio::time::timeout(Duration::from_secs(2), attempt).await {
-            return Some(Box::pin(pubsub.into_on_message()));
-        }
-    }
-    None
 }
