@@ -17,7 +17,7 @@ export DEMO_API_KEY ?= dev-demo-api-key-not-a-secret
 DEV_VARS := TOLLGATE_ADMIN_TOKEN TOLLGATE_KEY_K1 TOLLGATE_CALLER_SECRET GITHUB_CLIENT_ID GITHUB_CLIENT_SECRET \
 	DATABRICKS_CLIENT_ID BILLING_CLIENT_SECRET WEATHER_API_KEY DEMO_API_KEY
 
-.PHONY: run dev-env setup build test readme-test lint fmt bench bench-load bench-latency bench-tls bench-intercept bench-users bench-grow bench-streams bench-callgrind bench-callgrind-users bench-outage bench-storm bench-soak check-config fuzz chart-check image
+.PHONY: run dev-env setup build test readme-test lint fmt bench bench-load bench-latency bench-tls bench-intercept bench-users bench-grow bench-streams bench-callgrind bench-callgrind-users bench-callgrind-paced bench-outage bench-storm bench-soak check-config fuzz chart-check image
 
 run: ## Tollgate on the in-memory store with the example config, and the demo upstream on 127.0.0.1:8082
 	scripts/dev-run $(CONFIG)
@@ -77,6 +77,9 @@ bench-callgrind: ## instructions per request under valgrind's callgrind (small a
 
 bench-callgrind-users: ## callgrind on the many-users path (1 and 2,000 users) with data-cache misses; BASELINE=bin compares
 	scripts/bench-load callgrind-users --users 2000 $(if $(BASELINE),--baseline $(BASELINE))
+
+bench-callgrind-paced: ## one request at a time (as at moderate load), Tollgate and nginx: instructions, cache misses, system calls
+	scripts/bench-load callgrind-paced $(if $(BASELINE),--baseline $(BASELINE))
 
 bench-outage: ## cached-token req/s before and during a Redis outage (budget: at least 90%)
 	scripts/bench-load outage

@@ -26,15 +26,24 @@ def dump(fleet, proc, name):
     return dict(zip(events, totals))
 
 
+def under_callgrind(fleet, name, command, options=(), env=None, port=None):
+    """Starts `command` on the proxies' core under callgrind (its profile named after `name`)."""
+    out = os.path.join(fleet.dir, f"{name}.callgrind")
+    return fleet.start(name, ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *options, *command],
+                       PROXY_CPU, env=env, port=port)
+
+
+def tollgate_under_callgrind(fleet, binary, name, config, options=()):
+    """Tollgate with one worker and no audit lines, under callgrind."""
+    env = {"TOKIO_WORKER_THREADS": "1", "TOLLGATE_LOG": "error"}
+    return under_callgrind(fleet, name, [binary, "serve", "--config", config], options, env)
+
+
 def callgrind_run(fleet, binary, name, up, seconds, connections):
     """Instructions per request of `binary` in steady state: counters zeroed after a warm-up,
     then `seconds` of wrk, then the counters dumped and divided by the requests wrk made."""
     port = free_port()
-    config = tollgate_config(fleet, name, port, free_port(), up)
-    out = os.path.join(fleet.dir, f"{name}.callgrind")
-    env = {"TOKIO_WORKER_THREADS": "1", "TOLLGATE_LOG": "error"}
-    proc = fleet.start(name, ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                              binary, "serve", "--config", config], PROXY_CPU, env=env)
+    proc = tollgate_under_callgrind(fleet, binary, name, tollgate_config(fleet, name, port, free_port(), up))
     wait_port(port, timeout=120)
     auth = f"Bearer {CALLER_KEY}"
     figures = {}
@@ -55,11 +64,8 @@ def users_run(fleet, binary, name, up, count, seconds, connections):
     Warm-up passes run until every user has been seen twice, so every credential is verified
     and every token cached before the counters are zeroed."""
     port, admin, tag = free_port(), free_port(), f"{name}-{count}"
-    config = users.config(fleet, tag, port, admin, up)
-    out = os.path.join(fleet.dir, f"{tag}.callgrind")
-    env = {"TOKIO_WORKER_THREADS": "1", "TOLLGATE_LOG": "error"}
-    proc = fleet.start(tag, ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--cache-sim=yes",
-                              "--LL=1048576,16,64", binary, "serve", "--config", config], PROXY_CPU, env=env)
+    proc = tollgate_under_callgrind(fleet, binary, tag, users.config(fleet, tag, port, admin, up),
+                                    ["--cache-sim=yes", "--LL=1048576,16,64"])
     wait_port(port, timeout=120)
     wait_port(admin, timeout=60)
     users.import_tokens(admin, count)

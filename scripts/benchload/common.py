@@ -60,7 +60,7 @@ def install():
     """Debian packages and Envoy, when missing."""
     missing = [pkg for cmd, pkg in [("wrk", "wrk"), ("nginx", "nginx-light"), ("haproxy", "haproxy"),
                                     ("redis-server", "redis-server"), ("taskset", "util-linux"),
-                                    ("valgrind", "valgrind")]
+                                    ("valgrind", "valgrind"), ("strace", "strace")]
                if not shutil.which(cmd) and not os.path.exists(f"/usr/sbin/{cmd}")]
     if missing:
         log("installing", *missing)

@@ -3,7 +3,8 @@
 8 connections, each sending a small request 2 ms after its last answer (about 3,000-3,500
 req/s), to direct, nginx and Tollgate (memory store), each proxy once without and once with
 its per-request log line (nginx `access_log` buffered and flushed every 20 ms; Tollgate's
-audit line at `TOLLGATE_LOG=info`), in interleaved rounds. "Busy": a cache-sweeping
+audit line at `TOLLGATE_LOG=info`), in interleaved rounds; each Tollgate row runs next to the
+nginx row it is held against, the two taking turns at going first. "Busy": a cache-sweeping
 neighbour at SCHED_IDLE on both cores (it takes no CPU time a proxy wants, only the caches
 and memory bandwidth); "contended": the same neighbour at normal priority on the proxies'
 core, sharing its CPU time. Each round reports every target's p99 and how much Tollgate adds
@@ -46,7 +47,7 @@ def run_latency(args):
             config = tollgate_config(fleet, name, ports[name], free_port(), up)
             procs[name] = start_tollgate(fleet, binary, name, config, ports[name], log=level)
         targets = [("direct", up, "Authorization", f"Bearer {TOKEN}", "/small")]
-        for name in ports:
+        for name in ["nginx", "tollgate", "nginx-logged", "tollgate-logged"]:
             targets.append((name, ports[name], "Proxy-Authorization", f"Bearer {CALLER_KEY}",
                             f"http://127.0.0.1:{up}/small"))
         for name, port, header, auth, path in targets:
@@ -56,7 +57,7 @@ def run_latency(args):
             for condition in conditions:
                 neighbours = [start_neighbour(policy, cpu) for policy, cpu in NEIGHBOURS[condition]]
                 try:
-                    for name, port, header, auth, path in targets:
+                    for name, port, header, auth, path in in_order(targets, round_):
                         pid = procs[name].pid if name in procs else None
                         before = tree_cpu_seconds(pid) if pid else 0.0
                         r = wrk(fleet, port, path, header, auth, args.duration, CONNECTIONS, lua=WRK_DELAY_LUA,
@@ -94,6 +95,17 @@ def stop_neighbour(proc):
     except ProcessLookupError:
         pass
     proc.wait()
+
+
+def in_order(targets, round_):
+    """The round's order: direct first, then each Tollgate row next to the nginx row it is held
+    against, nginx first in even rounds and Tollgate first in odd ones, so neither is always
+    measured later in the round (or right after the other's run)."""
+    if round_ % 2 == 0:
+        return targets
+    direct, rest = targets[0], targets[1:]
+    swapped = [t for pair in zip(rest[1::2], rest[0::2]) for t in pair]
+    return [direct, *swapped]
 
 
 def round_by_round(ours, our_runs, peer, peer_runs):

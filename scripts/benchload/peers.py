@@ -55,10 +55,12 @@ http {{
     return fleet.start(name, [sbin("nginx"), "-c", conf, "-p", fleet.dir], OTHER_CPU, port=port)
 
 
-def peer_nginx(fleet, port, up, ca=None, connections=4096, name="nginx", access_log=False):
+def peer_nginx(fleet, port, up, ca=None, connections=4096, name="nginx", access_log=False, start=None):
     """`ca`: the upstream speaks TLS; verify it against this CA and the name TLS_NAME, reuse
     sessions and keep connections alive (the same work Tollgate does). `access_log`: a JSON
-    line per request, buffered and flushed every 20 ms as Tollgate writes its audit lines."""
+    line per request, buffered and flushed every 20 ms as Tollgate writes its audit lines.
+    `start(name, command)`: how to start it instead (under a profiler, say), when nginx runs
+    without its master process, so that the one process there is serves."""
     scheme, tls = "http", ""
     if ca:
         scheme = "https"
@@ -71,6 +73,7 @@ def peer_nginx(fleet, port, up, ca=None, connections=4096, name="nginx", access_
     conf = fleet.write(f"{name}.conf", f"""
 worker_processes 1;
 daemon off;
+{"master_process off;" if start else ""}
 pid {fleet.dir}/{name}.pid;
 error_log {fleet.dir}/{name}-error.log warn;
 worker_rlimit_nofile {connections + 64};
@@ -93,7 +96,10 @@ http {{
   }}
 }}
 """)
-    return fleet.start(name, [sbin("nginx"), "-c", conf, "-p", fleet.dir], PROXY_CPU, port=port)
+    command = [sbin("nginx"), "-c", conf, "-p", fleet.dir]
+    if start:
+        return start(name, command)
+    return fleet.start(name, command, PROXY_CPU, port=port)
 
 
 def peer_haproxy(fleet, port, up, ca=None):
@@ -190,9 +196,10 @@ connectors:
 """)
 
 
-def start_tollgate(fleet, binary, name, config, port, cpu=PROXY_CPU, log="error"):
-    """`log`: TOLLGATE_LOG; at `info` every request writes its audit line (to a file here)."""
-    env = {"TOKIO_WORKER_THREADS": "1", "TOLLGATE_LOG": log}
+def start_tollgate(fleet, binary, name, config, port, cpu=PROXY_CPU, log="error", env=None):
+    """`log`: TOLLGATE_LOG; at `info` every request writes its audit line (to a file here).
+    `env`: more of its environment."""
+    env = {"TOKIO_WORKER_THREADS": "1", "TOLLGATE_LOG": log, **(env or {})}
     return fleet.start(name, [binary, "serve", "--config", config], cpu, env=env, port=port)
 
 

@@ -136,11 +136,14 @@ def run_streams(args):
                                      TOKEN], OTHER_CPU, port=up)
         rows = {}
         port, admin = free_port(), free_port()
-        tollgate = start_tollgate(fleet, binary, "tollgate-streams", config(fleet, port, admin, up), port)
+        stats = {"MIMALLOC_SHOW_STATS": "1"} if args.allocator_stats else None
+        tollgate = start_tollgate(fleet, binary, "tollgate-streams", config(fleet, port, admin, up), port, env=stats)
         rows["tollgate"] = hold_one("tollgate", tollgate, port, up, args)
         soak = soak_run(tollgate, port, up, args) if args.soak else None
         os.killpg(tollgate.pid, 15)
         tollgate.wait()
+        if args.allocator_stats:
+            allocator_stats(fleet)
         # The upstream notices the closed streams at their next event; let it close them all
         # before nginx opens as many (the upstream has the same descriptor limit).
         time.sleep(INTERVAL * 2)
@@ -153,11 +156,21 @@ def run_streams(args):
         fleet.stop()
 
 
+def allocator_stats(fleet):
+    """The allocator's own account of its memory, printed by Tollgate as it exits
+    (MIMALLOC_SHOW_STATS): peak and current committed and purged memory, to hold against RSS."""
+    with open(os.path.join(fleet.dir, "tollgate-streams.log")) as f:
+        text = f.read()
+    start = text.find(" pages ")
+    log("allocator statistics at exit:\n" + (text[start:] if start >= 0 else "(none printed)"))
+
+
 def soak_run(proc, port, up, args):
-    samples = []
+    samples, start = [], []
 
     def sample():
-        samples.append((tree_rss_kib(proc.pid) / 1024, tree_fds(proc.pid)))
+        start[:] = start or [time.time()]
+        samples.append((tree_rss_kib(proc.pid) / 1024, tree_fds(proc.pid), time.time() - start[0]))
         log(f"soak: rss {samples[-1][0]:.1f} MiB, fds {samples[-1][1]}")
 
     # The table's streams were just closed; each is noticed at its next event. Starting before
@@ -169,6 +182,9 @@ def soak_run(proc, port, up, args):
     # Half the streams: a closed stream's upstream side is noticed at its next event (up to
     # INTERVAL later), so closing and reopening streams overlap, and each costs two descriptors.
     r = clients(port, up, args.streams // 2, args.soak, 60, lambda _: sample(), every=30, sample=sample)
+    # Only what was sampled while the soak ran: the clients close every stream before they
+    # report, and a sample taken then is of no stream at all.
+    samples = [s for s in samples if s[2] < args.soak] or samples
     quarter = max(1, len(samples) // 4)
     first, last = samples[1:1 + quarter] or samples[:1], samples[-quarter:]
     return {"first_rss": statistics.mean(s[0] for s in first), "last_rss": statistics.mean(s[0] for s in last),
