@@ -72,7 +72,8 @@ pub async fn run(
         return Box::pin(upgrade).await;
     }
 
-    // Boxed: the rest of the path is the largest part of this future, which is moved a few
-    // times per request (a copy of its whole size each time); behind a box it moves once.
-    Box::pin(replay::forward(state, &session.upstream, &decision, &target, &outgoing, body, credential)).await
+    // Not boxed: boxing copied this 1.3 KB future into a fresh allocation on every request,
+    // which cost more instructions and cache misses than the moves it saved
+    // (`make bench-callgrind`, `make bench-callgrind-paced`; BENCHMARKS.md round twelve).
+    replay::forward(state, &session.upstream, &decision, &target, &outgoing, body, credential).await
 }
