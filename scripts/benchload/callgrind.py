@@ -9,6 +9,7 @@ from .common import CALLER_KEY, PROXY_CPU, Fleet, build_release, free_port, inst
 from .peers import tollgate_config, upstream_nginx
 from . import users
 
+
 def dump(fleet, proc, name):
     """Dumps `proc`'s counters: (events, totals) of the profile written, kept if asked."""
     before = set(os.listdir(fleet.dir))
@@ -24,6 +25,14 @@ def dump(fleet, proc, name):
     if getattr(callgrind_run, "keep", None):
         shutil.copy(os.path.join(fleet.dir, dumps[-1]), os.path.join(callgrind_run.keep, f"{name}.callgrind"))
     return dict(zip(events, totals))
+
+
+def counted(fleet, proc, name, run):
+    """`proc`'s callgrind counters over `run()` alone (a wrk run), per request: zeroed before,
+    dumped after. Returns (counters, wrk's result)."""
+    subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True, capture_output=True)
+    r = run()
+    return {k: v / r["requests"] for k, v in dump(fleet, proc, name).items()}, r
 
 
 def under_callgrind(fleet, name, command, options=(), env=None, port=None):
@@ -50,9 +59,9 @@ def callgrind_run(fleet, binary, name, up, seconds, connections):
     for size in ["small", "large"]:
         path = f"http://127.0.0.1:{up}/{size}"
         wrk(fleet, port, path, "Proxy-Authorization", auth, 3, connections)
-        subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True, capture_output=True)
-        r = wrk(fleet, port, path, "Proxy-Authorization", auth, seconds, connections)
-        figures[size] = dump(fleet, proc, f"{name}-{size}")["Ir"] / r["requests"]
+        per_request, r = counted(fleet, proc, f"{name}-{size}",
+                                 lambda: wrk(fleet, port, path, "Proxy-Authorization", auth, seconds, connections))
+        figures[size] = per_request["Ir"]
         log(f"{name:10} {size:5} {r['requests']:8} requests  {figures[size]:10.0f} instructions per request")
     return figures
 
@@ -75,12 +84,10 @@ def users_run(fleet, binary, name, up, count, seconds, connections):
     while seen < 2 * count:
         seen += wrk(fleet, port, path, "Proxy-Authorization", "", 10, connections, lua=users.ROTATE_LUA,
                     env=creds)["requests"]
-    subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True, capture_output=True)
-    r = wrk(fleet, port, path, "Proxy-Authorization", "", seconds, connections, lua=users.ROTATE_LUA, env=creds)
-    totals = dump(fleet, proc, tag)
+    figures, r = counted(fleet, proc, tag, lambda: wrk(fleet, port, path, "Proxy-Authorization", "", seconds,
+                                                       connections, lua=users.ROTATE_LUA, env=creds))
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=60)
-    figures = {k: totals[k] / r["requests"] for k in ["Ir", "D1mr", "DLmr"]}
     log(f"{name:10} {count:7} users {r['requests']:8} requests  {figures['Ir']:8.0f} instructions  "
         f"{figures['D1mr']:6.1f} D1 misses  {figures['DLmr']:5.1f} L2-sized misses per request")
     return figures

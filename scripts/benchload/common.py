@@ -141,8 +141,8 @@ def core_busy_ticks(cpu):
     return 0, 0
 
 
-def tree_cpu_seconds(pid):
-    """User + system CPU of a process and its descendants (nginx master and worker, say)."""
+def process_tree(pid):
+    """`pid` and its descendants (nginx's master and worker, say), parents first."""
     children = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -152,16 +152,22 @@ def tree_cpu_seconds(pid):
                 children.setdefault(int(fields[1]), []).append(int(entry))
             except OSError:
                 continue
-    total, stack = 0, [pid]
-    while stack:
-        p = stack.pop()
+    tree = [pid]
+    for p in tree:
+        tree.extend(children.get(p, []))
+    return tree
+
+
+def tree_cpu_seconds(pid):
+    """User + system CPU of a process and its descendants."""
+    total = 0
+    for p in process_tree(pid):
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])
         except OSError:
             pass
-        stack.extend(children.get(p, []))
     return total / CLK_TCK
 
 

@@ -14,8 +14,8 @@ import signal
 import subprocess
 import time
 
-from .callgrind import builds, dump, tollgate_under_callgrind, under_callgrind
-from .common import CALLER_KEY, WRK_DELAY_LUA, Fleet, free_port, install, log, wait_port, wrk
+from .callgrind import builds, counted, tollgate_under_callgrind, under_callgrind
+from .common import CALLER_KEY, WRK_DELAY_LUA, Fleet, free_port, install, log, process_tree, wait_port, wrk
 from .peers import peer_nginx, start_tollgate, tollgate_config, upstream_nginx
 
 THINK_MS = "2"
@@ -33,12 +33,10 @@ def instructions(fleet, proc, name, port, up, seconds):
     """Per-request callgrind counters of `proc`, a proxy under callgrind listening on `port`."""
     wait_port(port, timeout=120)
     paced(fleet, port, up, 3)
-    subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True, capture_output=True)
-    r = paced(fleet, port, up, seconds)
-    totals = dump(fleet, proc, name)
+    per_request, r = counted(fleet, proc, name, lambda: paced(fleet, port, up, seconds))
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=60)
-    figures = {k: totals.get(k, 0) / r["requests"] for k in EVENTS}
+    figures = {k: per_request.get(k, 0) for k in EVENTS}
     log(f"{name:10} {r['requests']:6} requests  " + "  ".join(f"{k} {v:,.1f}" for k, v in figures.items()))
     return figures
 
@@ -46,15 +44,7 @@ def instructions(fleet, proc, name, port, up, seconds):
 def syscalls(proc, port, up, seconds, fleet):
     """System calls per request of the process serving on `port` (nginx's worker, Tollgate's
     threads), by `strace -c -f`."""
-    target = proc.pid
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == proc.pid:
-                        target = int(entry)  # nginx's worker
-            except OSError:
-                continue
+    target = process_tree(proc.pid)[-1]  # nginx's worker, or Tollgate itself
     paced(fleet, port, up, 2)
     out = os.path.join(fleet.dir, f"strace-{port}.txt")
     tracer = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(target)], stderr=subprocess.DEVNULL)

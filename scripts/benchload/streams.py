@@ -20,7 +20,7 @@ import threading
 import time
 
 from .common import (CALLER_KEY, KEY_B64, OTHER_CPU, TOKEN, Fleet, build_release, free_port, install, log,
-                     tree_cpu_seconds, wait_port)
+                     process_tree, tree_cpu_seconds, wait_port)
 from .peers import peer_nginx, start_tollgate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -50,17 +50,11 @@ connectors:
 
 
 def tree_rss_kib(pid):
-    """Resident memory of a process and its children (nginx's master and worker)."""
+    """Resident memory of a process and its descendants (nginx's master and worker)."""
     total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for p in process_tree(pid):
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(entry) != pid and int(fields[1]) != pid:
-                continue
-            with open(f"/proc/{entry}/status") as f:
+            with open(f"/proc/{p}/status") as f:
                 total += int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
         except (OSError, AttributeError):
             continue
@@ -68,16 +62,13 @@ def tree_rss_kib(pid):
 
 
 def tree_fds(pid):
+    """Open descriptors of a process and its descendants."""
     count = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
-                if int(entry) == pid or parent == pid:
-                    count += len(os.listdir(f"/proc/{entry}/fd"))
-            except OSError:
-                continue
+    for p in process_tree(pid):
+        try:
+            count += len(os.listdir(f"/proc/{p}/fd"))
+        except OSError:
+            continue
     return count
 
 

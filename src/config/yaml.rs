@@ -14,12 +14,15 @@ pub struct ParseError {
 /// Parses the YAML text. Secrets are still references here: they are resolved per field
 /// after parsing, so a syntax error can never echo a secret value.
 pub fn parse(text: &str) -> Result<RawConfig, ParseError> {
-    serde_yaml::from_str(&quote_references(text))
-        .map_err(|e| ParseError { line: e.location().map(|l| l.line()), message: e.to_string() })
+    read(text)
 }
 
 /// The file as JSON (for schema validation), parsed exactly as [`parse`] does.
 pub fn to_json(text: &str) -> Result<serde_json::Value, ParseError> {
+    read(text)
+}
+
+fn read<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ParseError> {
     serde_yaml::from_str(&quote_references(text))
         .map_err(|e| ParseError { line: e.location().map(|l| l.line()), message: e.to_string() })
 }

@@ -33,10 +33,7 @@ impl Broker {
             // a record about to be cleared, never a cleared record whose token stays live.
             let version = existing.version;
             let now = unix_now();
-            if let Some(r) = self.revocation(index, connector, vec![(key.principal.clone(), existing.clone())]).await {
-                self.events().queue().push(vec![Job::new(Work::Revoke(r), now)]).await?;
-                self.events().wake.notify_one();
-            }
+            self.queue_revocation(index, connector, vec![(key.principal.clone(), existing.clone())], now).await?;
             let mut health = existing.health.clone();
             health.failed(now, "revoked");
             let tombstone = Connection {
@@ -78,10 +75,7 @@ impl Broker {
         let connections: Vec<(String, Connection)> =
             all.into_iter().filter(|(k, _)| k.connector == connector.name).map(|(k, c)| (k.principal, c)).collect();
         let principals: Vec<String> = connections.iter().map(|(p, _)| p.clone()).collect();
-        if let Some(revocation) = self.revocation(index, connector, connections).await {
-            self.events().queue().push(vec![Job::new(Work::Revoke(revocation), unix_now())]).await?;
-            self.events().wake.notify_one();
-        }
+        self.queue_revocation(index, connector, connections, unix_now()).await?;
         for principal in &principals {
             let key = ConnectionKey::new(&connector.name, principal);
             self.forget(&key);
@@ -92,6 +86,22 @@ impl Broker {
         }
         tracing::info!(connector = %connector.name, connections = principals.len(), "connections deleted with their connector; revocations queued");
         Ok(principals.len())
+    }
+
+    /// Queues the revocation of these connections at `connector`'s provider (one job in the
+    /// durable queue, whose worker is woken), when it has a revocation endpoint.
+    async fn queue_revocation(
+        &self,
+        index: usize,
+        connector: &Connector,
+        connections: Vec<(String, Connection)>,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        if let Some(revocation) = self.revocation(index, connector, connections).await {
+            self.events().queue().push(vec![Job::new(Work::Revoke(revocation), now)]).await?;
+            self.events().wake.notify_one();
+        }
+        Ok(())
     }
 
     /// What revoking these connections at `connector`'s provider takes, if it has a revocation
