@@ -54,7 +54,7 @@ bench: ## criterion: matching (10/1k/10k patterns), normalization, cache hit, on
 bench-load: ## Tollgate vs direct, nginx, HAProxy, Envoy on loopback (installs wrk, nginx-light, haproxy, envoy)
 	scripts/bench-load load
 
-bench-latency: ## the tail at moderate load (8 connections, 2 ms think) on a quiet and a busy machine, Tollgate against nginx round by round
+bench-latency: ## the tail at moderate load (8 connections, 2 ms think) on a quiet and a busy machine, Tollgate against nginx round by round, in turns of 200 ms
 	scripts/bench-load latency --rounds 7 --conditions quiet,busy,contended
 
 bench-tls: ## the same peers originating TLS to an HTTPS upstream (budget: nginx's req/s at no more CPU per request)

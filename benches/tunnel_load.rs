@@ -40,6 +40,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+mod support;
+use support::{percentile, Argv};
+
 #[derive(Clone, Copy, PartialEq)]
 enum Shape {
     KeepAlive,
@@ -62,48 +65,33 @@ struct Args {
 const USAGE: &str = "tunnel_load --proxy ADDR --target HOST:PORT --ca FILE [--auth VALUE] [--path /p] \
                      [--connections N] [--seconds S] [--shape keepalive|per-tunnel|per-tunnel-full]";
 
-fn parse_args() -> Result<Option<Args>, String> {
-    let mut argv: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    if argv.is_empty() {
-        return Ok(None);
-    }
-    let mut take = |flag: &str| -> Option<String> {
-        let at = argv.iter().position(|a| a == flag)?;
-        let value = argv.get(at + 1).cloned();
-        argv.drain(at..(at + 2).min(argv.len()));
-        value
-    };
+fn parse_args(mut argv: Argv) -> Result<Args, String> {
     let proxy: SocketAddr =
-        take("--proxy").ok_or("--proxy is required")?.parse().map_err(|e| format!("--proxy: {e}"))?;
+        argv.take("--proxy").ok_or("--proxy is required")?.parse().map_err(|e| format!("--proxy: {e}"))?;
     if !proxy.ip().is_loopback() {
         return Err("--proxy must be a loopback address".into());
     }
-    let target = take("--target").ok_or("--target is required")?;
+    let target = argv.take("--target").ok_or("--target is required")?;
     let host = match target.rsplit_once(':') {
         Some((host, port)) if port.parse::<u16>().is_ok() => host.to_string(),
         _ => return Err("--target must be HOST:PORT".into()),
     };
-    let ca = take("--ca").ok_or("--ca is required")?;
-    let auth = take("--auth");
-    let path = take("--path").unwrap_or_else(|| "/".into());
-    let number = |v: Option<String>, flag: &str, default: f64| -> Result<f64, String> {
-        v.map_or(Ok(default), |v| v.parse::<f64>().map_err(|e| format!("{flag}: {e}")))
-    };
-    let connections = number(take("--connections"), "--connections", 32.0)? as usize;
-    let seconds = number(take("--seconds"), "--seconds", 5.0)?;
-    let shape = match take("--shape").as_deref() {
+    let ca = argv.take("--ca").ok_or("--ca is required")?;
+    let auth = argv.take("--auth");
+    let path = argv.take("--path").unwrap_or_else(|| "/".into());
+    let connections = argv.number("--connections", 32.0)? as usize;
+    let seconds = argv.number("--seconds", 5.0)?;
+    let shape = match argv.take("--shape").as_deref() {
         None | Some("keepalive") => Shape::KeepAlive,
         Some("per-tunnel") => Shape::PerTunnel,
         Some("per-tunnel-full") => Shape::PerTunnelFull,
         Some(other) => return Err(format!("--shape: `{other}` is not keepalive, per-tunnel or per-tunnel-full")),
     };
-    if !argv.is_empty() {
-        return Err(format!("unknown arguments: {}", argv.join(" ")));
-    }
+    argv.finish()?;
     if connections == 0 || seconds <= 0.0 {
         return Err("--connections and --seconds must be positive".into());
     }
-    Ok(Some(Args { proxy, target, host, ca, auth, path, connections, seconds, shape }))
+    Ok(Args { proxy, target, host, ca, auth, path, connections, seconds, shape })
 }
 
 /// What one worker saw.
@@ -293,39 +281,14 @@ impl ServerCertVerifier for ChainCache {
     }
 }
 
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let at = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    f64::from(sorted[at]) / 1000.0
-}
-
 fn main() {
-    let args = match parse_args() {
-        Ok(Some(args)) => Arc::new(args),
-        Ok(None) => {
-            // `cargo bench` runs every bench target without arguments: nothing to measure here.
-            eprintln!("tunnel_load: no target given; usage: {USAGE}");
-            return;
-        }
-        Err(e) => {
-            eprintln!("tunnel_load: {e}\nusage: {USAGE}");
-            std::process::exit(64);
-        }
-    };
+    let Some((args, runtime)) = support::start("tunnel_load", USAGE, parse_args) else { return };
+    let args = Arc::new(args);
     let tls = match client_config(&args.ca, args.shape) {
         Ok(tls) => tls,
         Err(e) => {
             eprintln!("tunnel_load: {e}");
             std::process::exit(66);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("tunnel_load: runtime: {e}");
-            std::process::exit(70);
         }
     };
     let started = Instant::now();

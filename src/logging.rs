@@ -1,9 +1,10 @@
 //! Structured JSON logs on stdout: one object per line. The level comes from `TOLLGATE_LOG`
 //! (`error`, `warn`, `info`, `debug`, `trace`; default `info`).
 //!
-//! A request never waits for stdout. Each line is appended to a buffer in memory; a thread
-//! of its own writes the buffer out [`FLUSH_EVERY`] after its first line, or sooner once it
-//! holds [`FLUSH_AT`] bytes, and sleeps while there is nothing to write. When stdout does not
+//! A request never waits for stdout, nor wakes anyone. Each line is appended to a buffer in
+//! memory; a thread of its own writes the buffer out every [`FLUSH_EVERY`] while lines come,
+//! or sooner once it holds [`FLUSH_AT`] bytes, and sleeps until woken once a whole interval
+//! passed with nothing to write. When stdout does not
 //! keep up (a slow log collector, a full pipe), the buffer stops at [`CAP`] bytes and the
 //! lines past it are dropped and counted (`tollgate_log_lines_dropped_total`) instead of
 //! stalling the proxy. [`Logs`], dropped when the process ends, writes out what is left.
@@ -87,12 +88,18 @@ impl Drop for Logs {
 struct Sink {
     state: Mutex<State>,
     wake: Condvar,
+    /// How often a line woke the writer.
+    #[cfg(test)]
+    wakes: AtomicU64,
 }
 
 #[derive(Default)]
 struct State {
     lines: Vec<u8>,
     closed: bool,
+    /// The writer sleeps until woken (nothing came in its last interval): the next line wakes
+    /// it. Otherwise it wakes by the clock and no line needs to.
+    parked: bool,
 }
 
 impl Sink {
@@ -106,9 +113,12 @@ impl Sink {
             return;
         }
         state.lines.extend_from_slice(bytes);
-        // The writer sleeps while there is nothing to write: the first line of a batch wakes
-        // it, and so does a batch that reaches FLUSH_AT; lines in between wake no one.
-        if before == 0 || (before < FLUSH_AT && state.lines.len() >= FLUSH_AT) {
+        // Waking the writer is a system call and, on a shared core, a switch to its thread in
+        // the middle of a request: only a parked writer is woken, or one whose batch reached
+        // FLUSH_AT. While lines come steadily, the writer's own clock collects them.
+        if std::mem::take(&mut state.parked) || (before < FLUSH_AT && state.lines.len() >= FLUSH_AT) {
+            #[cfg(test)]
+            self.wakes.fetch_add(1, Ordering::Relaxed);
             self.wake.notify_one();
         }
     }
@@ -120,19 +130,25 @@ impl Sink {
         self.wake.notify_one();
     }
 
-    /// The writer thread: sleeps until a line comes, gives the batch [`FLUSH_EVERY`] to fill
-    /// (less when it reaches [`FLUSH_AT`] or the sink is closed), writes it to `out`, and so
-    /// on until closed and empty. An idle process never wakes it.
+    /// The writer thread: writes what came every [`FLUSH_EVERY`] (sooner when it reaches
+    /// [`FLUSH_AT`] or the sink is closed); after an interval with nothing, sleeps until a line
+    /// wakes it, then gives that batch [`FLUSH_EVERY`] to fill; and so on until closed and
+    /// empty. An idle process never wakes it.
     fn drain_into(&self, out: &mut impl Write) {
         let mut batch = Vec::with_capacity(FLUSH_AT);
+        let mut idle = true;
         loop {
             let closed = {
                 let Ok(mut state) = self.state.lock() else { return };
-                while state.lines.is_empty() && !state.closed {
-                    state = match self.wake.wait(state) {
-                        Ok(state) => state,
-                        Err(_) => return,
-                    };
+                if idle {
+                    while state.lines.is_empty() && !state.closed {
+                        state.parked = true;
+                        state = match self.wake.wait(state) {
+                            Ok(state) => state,
+                            Err(_) => return,
+                        };
+                    }
+                    state.parked = false;
                 }
                 if !state.closed && state.lines.len() < FLUSH_AT {
                     state = match self.wake.wait_timeout(state, FLUSH_EVERY) {
@@ -140,6 +156,7 @@ impl Sink {
                         Err(_) => return,
                     };
                 }
+                idle = state.lines.is_empty();
                 std::mem::swap(&mut state.lines, &mut batch);
                 state.closed
             };
@@ -220,6 +237,46 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 100);
         assert_eq!(lines[99], "{\"n\":99}");
+    }
+
+    /// Lines that come steadily are collected by the writer's clock: the first one wakes the
+    /// parked writer, the rest wake no one, however many batches they make.
+    #[test]
+    fn steady_lines_do_not_wake_the_writer() {
+        #[derive(Clone, Default)]
+        struct Shared(std::sync::Arc<Mutex<Vec<Vec<u8>>>>);
+        impl Write for Shared {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().push(bytes.to_vec());
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink: &'static Sink = Box::leak(Box::default());
+        let out = Shared::default();
+        let mut writes = out.clone();
+        let writer = std::thread::spawn(move || sink.drain_into(&mut writes));
+        while !sink.state.lock().unwrap().parked {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // A line every millisecond for about ten intervals.
+        for i in 0..(10 * FLUSH_EVERY.as_millis()) {
+            sink.append(format!("{{\"n\":{i}}}\n").as_bytes());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let batches = out.0.lock().unwrap().len();
+        let wakes = sink.wakes.load(Ordering::Relaxed);
+        sink.close();
+        writer.join().unwrap();
+        assert!(batches >= 3, "the lines went out in batches while they came: {batches}");
+        // One wake for the first line; a stall longer than an interval (a busy machine) parks
+        // the writer and costs one more. Waking it for each batch's first line would be one
+        // wake per batch.
+        assert!(wakes * 2 < batches as u64, "{wakes} wakes for {batches} batches");
+        let lines = out.0.lock().unwrap().concat().iter().filter(|&&b| b == b'\n').count();
+        assert_eq!(lines as u128, 10 * FLUSH_EVERY.as_millis(), "every line written once");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 """What every load benchmark shares: processes pinned to cores, free ports, CPU accounting,
 the installs, the release build, and wrk."""
 
+import json
 import os
 import re
 import shutil
@@ -169,6 +170,17 @@ def tree_cpu_seconds(pid):
         except OSError:
             pass
     return total / CLK_TCK
+
+
+def build_bench(name):
+    """benches/{name}.rs, built once in the bench profile: its executable."""
+    out = subprocess.run(["cargo", "bench", "--bench", name, "--no-run", "--message-format=json"],
+                         cwd=ROOT, check=True, capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        msg = json.loads(line)
+        if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == name and msg.get("executable"):
+            return msg["executable"]
+    raise SystemExit(f"cargo built no {name} executable")
 
 
 def build_release():

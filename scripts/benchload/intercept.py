@@ -14,7 +14,7 @@ import statistics
 import subprocess
 import urllib.request
 
-from .common import (CALLER_KEY, OTHER_CPU, PROXY_CPU, ROOT, TOKEN, Fleet, build_release, core_busy_ticks, free_port,
+from .common import (CALLER_KEY, OTHER_CPU, PROXY_CPU, TOKEN, Fleet, build_bench, build_release, core_busy_ticks, free_port,
                      log, pip_tool, tree_cpu_seconds, wait_port)
 from .peers import TLS_NAME
 from .tls import make_ca, tls_upstream, tollgate_tls
@@ -35,17 +35,6 @@ def install_peers():
         subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "squid-openssl"], check=True,
                        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     return os.path.join(pip_tool("mitmproxy-venv", "mitmproxy", MITMPROXY_VERSION, "mitmdump"), "bin", "mitmdump")
-
-
-def build_client():
-    """benches/tunnel_load.rs, built once in the bench profile: its executable."""
-    out = subprocess.run(["cargo", "bench", "--bench", "tunnel_load", "--no-run", "--message-format=json"],
-                         cwd=ROOT, check=True, capture_output=True, text=True)
-    for line in out.stdout.splitlines():
-        msg = json.loads(line)
-        if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == "tunnel_load" and msg.get("executable"):
-            return msg["executable"]
-    raise SystemExit("cargo built no tunnel_load executable")
 
 
 def peer_squid(fleet, port, upstream_ca):
@@ -118,7 +107,7 @@ def children_cpu_seconds():
 def run_intercept(args):
     mitmdump = install_peers()
     binary = build_release()
-    client = build_client()
+    client = build_bench("tunnel_load")
     fleet = Fleet()
     try:
         up, upstream_ca = tls_upstream(fleet)

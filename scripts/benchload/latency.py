@@ -1,25 +1,29 @@
 """`latency`: the tail at moderate load, on a quiet machine and a busy one.
 
-8 connections, each sending a small request 2 ms after its last answer (about 3,000-3,500
-req/s), to direct, nginx and Tollgate (memory store), each proxy once without and once with
-its per-request log line (nginx `access_log` buffered and flushed every 20 ms; Tollgate's
-audit line at `TOLLGATE_LOG=info`), in interleaved rounds; each Tollgate row runs next to the
-nginx row it is held against, the two taking turns at going first. "Busy": a cache-sweeping
-neighbour at SCHED_IDLE on both cores (it takes no CPU time a proxy wants, only the caches
-and memory bandwidth); "contended": the same neighbour at normal priority on the proxies'
-core, sharing its CPU time. Each round reports every target's p99 and how much Tollgate adds
-over direct against what nginx adds, in that same round."""
+8 connections per target, each sending a small request 2 ms after its last answer (about
+3,000-3,500 req/s while the target has its turn), to direct, nginx and Tollgate (memory
+store), each proxy once without and once with its per-request log line (nginx `access_log`
+buffered and flushed every 20 ms; Tollgate's audit line at `TOLLGATE_LOG=info`). The targets
+take turns of a fifth of a second (`benches/paced_load.rs`), forwards and backwards, each
+Tollgate row next to the nginx row it is held against: whatever else the machine does in a
+round falls on every target alike, where runs of whole seconds one after another each met
+a different machine. "Busy": a cache-sweeping neighbour at SCHED_IDLE on both cores (it takes
+no CPU time a proxy wants, only the caches and memory bandwidth); "contended": the same
+neighbour at normal priority on the proxies' core, sharing its CPU time. Each round reports
+every target's p99 and how much Tollgate adds over direct against what nginx adds, in that
+same round."""
 
+import json
 import os
 import signal
 import statistics
 import subprocess
 
-from .common import (CALLER_KEY, OTHER_CPU, PROXY_CPU, TOKEN, Fleet, WRK_DELAY_LUA, build_release, free_port, install, log,
-                     tree_cpu_seconds, wrk)
+from .common import (CALLER_KEY, OTHER_CPU, PROXY_CPU, TOKEN, Fleet, build_bench, build_release, free_port, install, log,
+                     tree_cpu_seconds)
 from .peers import peer_nginx, start_tollgate, tollgate_config, upstream_nginx
 
-CONNECTIONS, THINK_MS = 8, "2"
+CONNECTIONS, THINK_MS, TURN_MS = 8, "2", "200"
 # Each Tollgate row and the nginx row it is held against.
 PAIRS = [("tollgate", "nginx"), ("tollgate-logged", "nginx-logged")]
 # The neighbours of each condition: (policy, cores). A neighbour never runs longer than this.
@@ -30,6 +34,7 @@ NEIGHBOUR_LIMIT_S = 600
 def run_latency(args):
     install()
     binary = build_release()
+    client = build_bench("paced_load")
     conditions = args.conditions.split(",")
     unknown = [c for c in conditions if c not in NEIGHBOURS]
     if unknown:
@@ -46,23 +51,26 @@ def run_latency(args):
         for name, level in [("tollgate", "error"), ("tollgate-logged", "info")]:
             config = tollgate_config(fleet, name, ports[name], free_port(), up)
             procs[name] = start_tollgate(fleet, binary, name, config, ports[name], log=level)
-        targets = [("direct", up, "Authorization", f"Bearer {TOKEN}", "/small")]
+        targets = [("direct", f"127.0.0.1:{up}")]
         for name in ["nginx", "tollgate", "nginx-logged", "tollgate-logged"]:
-            targets.append((name, ports[name], "Proxy-Authorization", f"Bearer {CALLER_KEY}",
-                            f"http://127.0.0.1:{up}/small"))
-        for name, port, header, auth, path in targets:
-            wrk(fleet, port, path, header, auth, 1, CONNECTIONS)
+            targets.append((name, f"127.0.0.1:{ports[name]}=proxy"))
+        command = ["taskset", "-c", OTHER_CPU, client, "--upstream", f"127.0.0.1:{up}", "--path", "/small",
+                   "--auth", f"Bearer {TOKEN}", "--proxy-auth", f"Bearer {CALLER_KEY}",
+                   "--connections", str(CONNECTIONS), "--think-ms", THINK_MS, "--turn-ms", TURN_MS]
+        command += [a for name, addr in targets for a in ["--target", f"{name}={addr}"]]
+        # Warm-up: every connection path, one second each.
+        paced(command, 1)
         rows = {}
         for round_ in range(args.rounds):
             for condition in conditions:
                 neighbours = [start_neighbour(policy, cpu) for policy, cpu in NEIGHBOURS[condition]]
                 try:
-                    for name, port, header, auth, path in in_order(targets, round_):
+                    before = {name: tree_cpu_seconds(proc.pid) for name, proc in procs.items()}
+                    results = paced(command, args.duration)
+                    for name, _ in targets:
+                        r = results[name]
                         pid = procs[name].pid if name in procs else None
-                        before = tree_cpu_seconds(pid) if pid else 0.0
-                        r = wrk(fleet, port, path, header, auth, args.duration, CONNECTIONS, lua=WRK_DELAY_LUA,
-                                env={"BENCH_DELAY_MS": THINK_MS})
-                        r["cpu_per_1k"] = (tree_cpu_seconds(pid) - before) / r["requests"] * 1000 if pid else None
+                        r["cpu_per_1k"] = (tree_cpu_seconds(pid) - before[name]) / r["requests"] * 1000 if pid else None
                         rows.setdefault((condition, name), []).append(r)
                         log(f"round {round_ + 1} {condition:9} {name:16} {r['rps']:7.0f} req/s  "
                             f"p50 {r['p50']:.3f} ms  p99 {r['p99']:.3f} ms")
@@ -97,15 +105,19 @@ def stop_neighbour(proc):
     proc.wait()
 
 
-def in_order(targets, round_):
-    """The round's order: direct first, then each Tollgate row next to the nginx row it is held
-    against, nginx first in even rounds and Tollgate first in odd ones, so neither is always
-    measured later in the round (or right after the other's run)."""
-    if round_ % 2 == 0:
-        return targets
-    direct, rest = targets[0], targets[1:]
-    swapped = [t for pair in zip(rest[1::2], rest[0::2]) for t in pair]
-    return [direct, *swapped]
+def paced(command, seconds):
+    """One run of benches/paced_load.rs, `seconds` of turns per target: {name: result}."""
+    out = subprocess.run([*command, "--seconds", str(seconds)], capture_output=True, text=True,
+                         timeout=seconds * 10 + 60)
+    results = {}
+    for line in out.stdout.splitlines():
+        r = json.loads(line)
+        if r["errors"]:
+            raise SystemExit(f"paced_load against {r['name']}: {r['errors']} errors, first: {r['first_error']}")
+        results[r["name"]] = {"rps": r["rps"], "p50": r["p50_ms"], "p99": r["p99_ms"], "requests": r["requests"]}
+    if out.returncode != 0 or not results:
+        raise SystemExit(f"paced_load failed:\n{out.stdout}{out.stderr}")
+    return results
 
 
 def round_by_round(ours, our_runs, peer, peer_runs):
@@ -118,8 +130,8 @@ def round_by_round(ours, our_runs, peer, peer_runs):
 
 
 def report(rows, names, conditions, args):
-    lines = [f"{args.rounds} interleaved rounds x {args.duration}s, {CONNECTIONS} connections, {THINK_MS} ms think "
-             f"time, small answers; proxies on CPU {PROXY_CPU} with one worker. Medians.", ""]
+    lines = [f"{args.rounds} rounds x {args.duration}s per target in turns of {TURN_MS} ms, {CONNECTIONS} connections, "
+             f"{THINK_MS} ms think time, small answers; proxies on CPU {PROXY_CPU} with one worker. Medians.", ""]
     for condition in conditions:
         direct = [r["p99"] for r in rows[(condition, "direct")]]
         lines += [f"### {condition}", "",
