@@ -19,7 +19,8 @@
 //!     --turn-ms 200 --seconds 10
 //! ```
 //!
-//! Prints one JSON line per target: requests, errors, req/s over its turns, p50 and p99 in ms.
+//! Prints one JSON line per target: requests, errors, req/s over its turns, p50, p90, p95,
+//! p98, p99 and p99.9 in ms.
 //! `--seconds` is each target's time: the run takes that times the number of targets.
 //! Loopback only: every address must be a loopback address.
 
@@ -32,7 +33,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 mod support;
-use support::{percentile, Argv};
+use support::{percentile, Argv, Seen};
 
 struct Target {
     name: String,
@@ -78,8 +79,10 @@ fn parse_args(mut argv: Argv) -> Result<Args, String> {
         let addr = loopback(addr, "--target")?;
         let request = match parts.next() {
             // Absolute form with the proxy credential, as an HTTP client sends through a proxy.
-            Some("proxy") => head(&format!("http://{upstream}{path}"), upstream, "Proxy-Authorization", &proxy_auth),
-            None => head(&path, upstream, "Authorization", &auth),
+            Some("proxy") => {
+                head(&format!("http://{upstream}{path}"), upstream, "Proxy-Authorization", proxy_auth.as_deref())
+            }
+            None => head(&path, upstream, "Authorization", auth.as_deref()),
             Some(other) => return Err(format!("--target {spec}: `{other}` is not `proxy`")),
         };
         targets.push(Target { name: name.to_string(), addr, request });
@@ -91,21 +94,13 @@ fn parse_args(mut argv: Argv) -> Result<Args, String> {
     Ok(Args { targets, connections, think, turn, seconds })
 }
 
-fn head(target: &str, host: SocketAddr, field: &str, value: &Option<String>) -> Vec<u8> {
+fn head(target: &str, host: SocketAddr, field: &str, value: Option<&str>) -> Vec<u8> {
     let mut head = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n");
     if let Some(value) = value {
         head.push_str(&format!("{field}: {value}\r\n"));
     }
     head.push_str("\r\n");
     head.into_bytes()
-}
-
-/// What one connection saw.
-#[derive(Default)]
-struct Tally {
-    latencies_us: Vec<u32>,
-    errors: u64,
-    first_error: Option<String>,
 }
 
 /// Sends the request and reads the whole answer; an error for anything but a 2xx with a
@@ -174,20 +169,27 @@ impl Think {
     }
 }
 
-/// Whose turn it is before the first turn: no one's.
-const NO_ONE: usize = usize::MAX;
+/// Whose turn it is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// Before the first turn: no one's.
+    Waiting,
+    /// The target at this index in the list.
+    Of(usize),
+    /// The turns have ended.
+    Over,
+}
 
 /// One connection of target `index`: sends while the turn (`turns`) is its target's, until
-/// the turns end (`None`).
-async fn connection(args: Arc<Args>, index: usize, seed: u64, mut turns: watch::Receiver<Option<usize>>) -> Tally {
-    let mut tally = Tally::default();
+/// the turns are over.
+async fn connection(args: Arc<Args>, index: usize, seed: u64, mut turns: watch::Receiver<Turn>) -> Seen {
+    let mut seen = Seen::default();
     let target = &args.targets[index];
     let mut stream = match TcpStream::connect(target.addr).await {
         Ok(s) => s,
         Err(e) => {
-            tally.errors += 1;
-            tally.first_error = Some(format!("connect {}: {e}", target.addr));
-            return tally;
+            seen.error(format!("connect {}: {e}", target.addr));
+            return seen;
         }
     };
     let _ = stream.set_nodelay(true);
@@ -196,22 +198,18 @@ async fn connection(args: Arc<Args>, index: usize, seed: u64, mut turns: watch::
     let mut think = Think { think: args.think, over: Duration::ZERO };
     loop {
         // Wait for this target's turn, or the end.
-        let ours = match turns.wait_for(|t| t.is_none_or(|t| t == index)).await {
-            Ok(turn) => turn.is_some(),
-            Err(_) => false,
-        };
-        if !ours {
-            return tally;
+        let ours = turns.wait_for(|t| *t == Turn::Over || *t == Turn::Of(index)).await;
+        if !ours.is_ok_and(|t| *t == Turn::Of(index)) {
+            return seen;
         }
         tokio::time::sleep(spread.below(args.think)).await;
-        while *turns.borrow() == Some(index) {
+        while *turns.borrow() == Turn::Of(index) {
             let started = Instant::now();
             match exchange(&mut stream, &target.request, &mut read).await {
-                Ok(()) => tally.latencies_us.push(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),
+                Ok(()) => seen.answered(started),
                 Err(e) => {
-                    tally.errors += 1;
-                    tally.first_error.get_or_insert(e);
-                    return tally;
+                    seen.error(e);
+                    return seen;
                 }
             }
             think.pause().await;
@@ -224,8 +222,8 @@ fn main() {
     let args = Arc::new(args);
     let targets = args.targets.len();
     let rounds = (args.seconds / args.turn.as_secs_f64()).ceil().max(1.0) as usize;
-    let tallies = runtime.block_on(async {
-        let (turns, watching) = watch::channel(Some(NO_ONE));
+    let seen = runtime.block_on(async {
+        let (turns, watching) = watch::channel(Turn::Waiting);
         let mut workers = Vec::new();
         for index in 0..targets {
             for c in 0..args.connections {
@@ -239,44 +237,26 @@ fn main() {
             for k in 0..targets {
                 // Odd rounds go backwards, so of two neighbours in the list each goes first
                 // in half the rounds.
-                let _ = turns.send(Some(if round % 2 == 0 { k } else { targets - 1 - k }));
+                let _ = turns.send(Turn::Of(if round % 2 == 0 { k } else { targets - 1 - k }));
                 tokio::time::sleep(args.turn).await;
             }
         }
-        let _ = turns.send(None);
-        let mut tallies: Vec<Tally> = (0..targets).map(|_| Tally::default()).collect();
+        let _ = turns.send(Turn::Over);
+        let mut seen: Vec<Seen> = (0..targets).map(|_| Seen::default()).collect();
         for (index, worker) in workers {
-            if let Ok(t) = worker.await {
-                let all = &mut tallies[index];
-                all.latencies_us.extend(t.latencies_us);
-                all.errors += t.errors;
-                if all.first_error.is_none() {
-                    all.first_error = t.first_error;
-                }
+            if let Ok(connection) = worker.await {
+                seen[index].absorb(connection);
             }
         }
-        tallies
+        seen
     });
     let seconds = rounds as f64 * args.turn.as_secs_f64();
-    for (target, mut tally) in args.targets.iter().zip(tallies) {
-        tally.latencies_us.sort_unstable();
-        let all = &tally.latencies_us;
-        println!(
-            "{}",
-            serde_json::json!({
-                "name": target.name,
-                "requests": all.len(),
-                "errors": tally.errors,
-                "first_error": tally.first_error.unwrap_or_default(),
-                "seconds": seconds,
-                "rps": all.len() as f64 / seconds,
-                "p50_ms": percentile(all, 0.50),
-                "p99_ms": percentile(all, 0.99),
-                "p90_ms": percentile(all, 0.90),
-                "p95_ms": percentile(all, 0.95),
-                "p98_ms": percentile(all, 0.98),
-                "p999_ms": percentile(all, 0.999),
-            })
-        );
+    for (target, mut seen) in args.targets.iter().zip(seen) {
+        let mut line = seen.summary(seconds);
+        line.insert("name".into(), target.name.clone().into());
+        for (key, p) in [("p90_ms", 0.90), ("p95_ms", 0.95), ("p98_ms", 0.98), ("p999_ms", 0.999)] {
+            line.insert(key.into(), percentile(&seen.latencies_us, p).into());
+        }
+        println!("{}", serde_json::Value::Object(line));
     }
 }

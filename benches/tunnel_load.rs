@@ -41,7 +41,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 mod support;
-use support::{percentile, Argv};
+use support::{Argv, Seen};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Shape {
@@ -97,18 +97,9 @@ fn parse_args(mut argv: Argv) -> Result<Args, String> {
 /// What one worker saw.
 #[derive(Default)]
 struct Tally {
-    latencies_us: Vec<u32>,
-    errors: u64,
+    seen: Seen,
     handshakes: u64,
     resumed: u64,
-    first_error: Option<String>,
-}
-
-impl Tally {
-    fn error(&mut self, e: String) {
-        self.errors += 1;
-        self.first_error.get_or_insert(e);
-    }
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
@@ -178,7 +169,7 @@ async fn worker(args: Arc<Args>, tls: TlsConnector, deadline: Instant) -> Tally 
             match open_tunnel(&args, &tls, &mut tally).await {
                 Ok(s) => sender = Some(s),
                 Err(e) => {
-                    tally.error(e);
+                    tally.seen.error(e);
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
@@ -186,9 +177,9 @@ async fn worker(args: Arc<Args>, tls: TlsConnector, deadline: Instant) -> Tally 
         }
         let Some(s) = sender.as_mut() else { continue };
         match one_request(&args, s).await {
-            Ok(()) => tally.latencies_us.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32),
+            Ok(()) => tally.seen.answered(started),
             Err(e) => {
-                tally.error(e);
+                tally.seen.error(e);
                 sender = None;
             }
         }
@@ -305,24 +296,14 @@ fn main() {
         tallies
     });
     let elapsed = started.elapsed().as_secs_f64();
-    let mut all: Vec<u32> = tallies.iter().flat_map(|t| t.latencies_us.iter().copied()).collect();
-    all.sort_unstable();
-    let errors: u64 = tallies.iter().map(|t| t.errors).sum();
-    let handshakes: u64 = tallies.iter().map(|t| t.handshakes).sum();
-    let resumed: u64 = tallies.iter().map(|t| t.resumed).sum();
-    let first_error = tallies.iter().find_map(|t| t.first_error.clone()).unwrap_or_default();
-    println!(
-        "{}",
-        serde_json::json!({
-            "requests": all.len(),
-            "errors": errors,
-            "first_error": first_error,
-            "seconds": elapsed,
-            "rps": all.len() as f64 / elapsed,
-            "p50_ms": percentile(&all, 0.50),
-            "p99_ms": percentile(&all, 0.99),
-            "handshakes": handshakes,
-            "resumed": resumed,
-        })
-    );
+    let (mut seen, mut handshakes, mut resumed) = (Seen::default(), 0, 0);
+    for t in tallies {
+        seen.absorb(t.seen);
+        handshakes += t.handshakes;
+        resumed += t.resumed;
+    }
+    let mut line = seen.summary(elapsed);
+    line.insert("handshakes".into(), handshakes.into());
+    line.insert("resumed".into(), resumed.into());
+    println!("{}", serde_json::Value::Object(line));
 }

@@ -1,5 +1,7 @@
 //! What the load generators under `benches/` (`tunnel_load`, `paced_load`) share: their
-//! command lines, their start, and their percentiles.
+//! command lines, their start, what their connections saw, and their percentiles.
+
+use std::time::Instant;
 
 /// The command line after the program's name (cargo's own `--bench` left out), taken one flag
 /// at a time.
@@ -59,6 +61,54 @@ pub fn start<A>(
             eprintln!("{name}: runtime: {e}");
             std::process::exit(70);
         }
+    }
+}
+
+/// What one connection (or all of a target's) saw: each answer's latency, and the errors.
+#[derive(Default)]
+pub struct Seen {
+    pub latencies_us: Vec<u32>,
+    pub errors: u64,
+    pub first_error: Option<String>,
+}
+
+impl Seen {
+    /// An answer to a request sent at `started`.
+    pub fn answered(&mut self, started: Instant) {
+        self.latencies_us.push(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+    }
+
+    pub fn error(&mut self, e: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(e);
+    }
+
+    /// Takes in what another connection saw.
+    pub fn absorb(&mut self, other: Seen) {
+        self.latencies_us.extend(other.latencies_us);
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+
+    /// Requests, errors, req/s over `seconds`, p50 and p99 in ms: the start of each JSON line.
+    /// Leaves the latencies sorted, for more percentiles.
+    pub fn summary(&mut self, seconds: f64) -> serde_json::Map<String, serde_json::Value> {
+        self.latencies_us.sort_unstable();
+        let all = &self.latencies_us;
+        let serde_json::Value::Object(map) = serde_json::json!({
+            "requests": all.len(),
+            "errors": self.errors,
+            "first_error": self.first_error.clone().unwrap_or_default(),
+            "seconds": seconds,
+            "rps": all.len() as f64 / seconds,
+            "p50_ms": percentile(all, 0.50),
+            "p99_ms": percentile(all, 0.99),
+        }) else {
+            return serde_json::Map::new();
+        };
+        map
     }
 }
 

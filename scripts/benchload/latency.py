@@ -1,7 +1,7 @@
 """`latency`: the tail at moderate load, on a quiet machine and a busy one.
 
 8 connections per target, each sending a small request 2 ms after its last answer (about
-3,000-3,500 req/s while the target has its turn), to direct, nginx and Tollgate (memory
+3,600-3,800 req/s while the target has its turn), to direct, nginx and Tollgate (memory
 store), each proxy once without and once with its per-request log line (nginx `access_log`
 buffered and flushed every 20 ms; Tollgate's audit line at `TOLLGATE_LOG=info`). The targets
 take turns of a fifth of a second (`benches/paced_load.rs`), forwards and backwards, each
