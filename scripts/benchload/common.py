@@ -172,6 +172,26 @@ def tree_cpu_seconds(pid):
     return total / CLK_TCK
 
 
+def tree_sched(pid):
+    """What the scheduler did for a process and its descendants, every thread summed, from
+    /proc/<pid>/task/<tid>/schedstat: (seconds on a CPU, seconds runnable but waiting for one,
+    times it was given a CPU)."""
+    on_cpu = waited = slices = 0
+    for p in process_tree(pid):
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{p}/task/{tid}/schedstat") as f:
+                    run, wait, count = (int(v) for v in f.read().split()[:3])
+            except (OSError, ValueError):
+                continue
+            on_cpu, waited, slices = on_cpu + run, waited + wait, slices + count
+    return on_cpu / 1e9, waited / 1e9, slices
+
+
 def build_bench(name):
     """benches/{name}.rs, built once in the bench profile: its executable."""
     out = subprocess.run(["cargo", "bench", "--bench", name, "--no-run", "--message-format=json"],

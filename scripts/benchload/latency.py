@@ -11,7 +11,10 @@ a different machine. "Busy": a cache-sweeping neighbour at SCHED_IDLE on both co
 no CPU time a proxy wants, only the caches and memory bandwidth); "contended": the same
 neighbour at normal priority on the proxies' core, sharing its CPU time. Each round reports
 every target's p99 and how much Tollgate adds over direct against what nginx adds, in that
-same round."""
+same round. Beside each proxy's CPU per request, what the scheduler did for it
+(/proc/<pid>/task/*/schedstat): how long it waited, runnable, for its core, and how many times
+it was given the core, per request: where the tail is the scheduler's, these say whether one
+proxy is made to wait more than the other."""
 
 import json
 import os
@@ -20,7 +23,7 @@ import statistics
 import subprocess
 
 from .common import (CALLER_KEY, OTHER_CPU, PROXY_CPU, TOKEN, Fleet, build_bench, build_release, free_port, install, log,
-                     tree_cpu_seconds)
+                     tree_cpu_seconds, tree_sched)
 from .peers import peer_nginx, start_tollgate, tollgate_config, upstream_nginx
 
 CONNECTIONS, THINK_MS, TURN_MS = 8, "2", "200"
@@ -66,14 +69,21 @@ def run_latency(args):
                 neighbours = [start_neighbour(policy, cpu) for policy, cpu in NEIGHBOURS[condition]]
                 try:
                     before = {name: tree_cpu_seconds(proc.pid) for name, proc in procs.items()}
+                    sched_before = {name: tree_sched(proc.pid) for name, proc in procs.items()}
                     results = paced(command, args.duration)
                     for name, _ in targets:
                         r = results[name]
                         pid = procs[name].pid if name in procs else None
                         r["cpu_per_1k"] = (tree_cpu_seconds(pid) - before[name]) / r["requests"] * 1000 if pid else None
+                        if pid:
+                            # What the scheduler did for the proxy: how long it waited, runnable,
+                            # for its core, and how many times it was given it, per request.
+                            _, waited, turns = (b - a for a, b in zip(sched_before[name], tree_sched(pid)))
+                            r["wait_us"], r["turns"] = waited / r["requests"] * 1e6, turns / r["requests"]
                         rows.setdefault((condition, name), []).append(r)
+                        waited = f"  waited {r['wait_us']:5.1f} us/req" if pid else ""
                         log(f"round {round_ + 1} {condition:9} {name:16} {r['rps']:7.0f} req/s  "
-                            f"p50 {r['p50']:.3f} ms  p99 {r['p99']:.3f} ms")
+                            f"p50 {r['p50']:.3f} ms  p99 {r['p99']:.3f} ms{waited}")
                 finally:
                     for n in neighbours:
                         stop_neighbour(n)
@@ -135,15 +145,20 @@ def report(rows, names, conditions, args):
     for condition in conditions:
         direct = [r["p99"] for r in rows[(condition, "direct")]]
         lines += [f"### {condition}", "",
-                  "| target | req/s | p50 ms | p99 ms | p99 added over direct, ms | CPU s / 1k req |",
-                  "|---|---:|---:|---:|---:|---:|"]
+                  "| target | req/s | p50 ms | p99 ms | p99 added over direct, ms | CPU s / 1k req "
+                  "| waiting for its core, µs / req | given its core, times / req |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for name in names:
             runs = rows[(condition, name)]
             rps, p50, p99 = (statistics.median(r[k] for r in runs) for k in ["rps", "p50", "p99"])
             added = statistics.median(r["p99"] - d for r, d in zip(runs, direct))
             cpus = [r["cpu_per_1k"] for r in runs if r["cpu_per_1k"] is not None]
             cpu = f"{statistics.median(cpus):.4f}" if cpus else "-"
-            lines.append(f"| {name} | {rps:.0f} | {p50:.3f} | {p99:.3f} | {added:+.3f} | {cpu} |")
+            waits = [r["wait_us"] for r in runs if "wait_us" in r]
+            wait = f"{statistics.median(waits):.1f}" if waits else "-"
+            turns = [r["turns"] for r in runs if "turns" in r]
+            turn = f"{statistics.median(turns):.2f}" if turns else "-"
+            lines.append(f"| {name} | {rps:.0f} | {p50:.3f} | {p99:.3f} | {added:+.3f} | {cpu} | {wait} | {turn} |")
         lines.append("")
         for ours, peer in PAIRS:
             # Same round, same direct run: Tollgate's added p99 minus nginx's is p99 minus p99.
