@@ -7,39 +7,17 @@
 //! refused here, so there is no second reading for an attacker to exploit. What it accepts it
 //! canonicalizes (SPEC section 3) and nothing downstream may re-encode or re-parse the path.
 //!
-//! `plain.rs` is this parser's fast path: [`Target::parse`] tries it first, and it builds the
-//! same [`Target`] for the canonical URLs it accepts. The two import each other because they
-//! are one parser, split so that the one-pass path can be read (and tested against the full
-//! one) on its own.
+//! `plain.rs` is this parser's fast path: [`Target::parse`] tries it first, and for the
+//! canonical URLs it accepts it gives the parts of the same [`Target`]. It knows nothing of
+//! this file; the test that holds it to the full parser is here (`tests` below).
 
 use std::fmt;
 
 pub use super::error::TargetError;
 pub use super::host::{parse_host, Host};
 pub(crate) use super::path::normalize_path;
-
-/// URL scheme of a target or pattern. Only these two are ever forwarded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scheme {
-    Https,
-    Http,
-}
-
-impl Scheme {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Https => "https",
-            Scheme::Http => "http",
-        }
-    }
-
-    pub fn default_port(self) -> u16 {
-        match self {
-            Scheme::Https => 443,
-            Scheme::Http => 80,
-        }
-    }
-}
+use super::plain::Plain;
+pub use super::scheme::Scheme;
 
 /// A normalized target URL. `path` is canonical and is exactly what is sent upstream;
 /// `query` is kept byte for byte and never matched.
@@ -58,21 +36,16 @@ impl Target {
     /// Parses and normalizes an absolute URL given by a caller.
     pub fn parse(raw: &str) -> Result<Target, TargetError> {
         match super::plain::parse_plain(raw) {
-            Some(target) => Ok(target),
+            Some(Plain { scheme, host, port, authority, path, query }) => Ok(Target {
+                scheme,
+                host,
+                port,
+                path,
+                query: query.map(str::to_string),
+                authority: authority.to_string(),
+            }),
             None => Self::parse_full(raw),
         }
-    }
-
-    /// Puts a target together from parts already validated and canonical.
-    pub(super) fn assemble(
-        scheme: Scheme,
-        host: Host,
-        port: u16,
-        authority: String,
-        path: String,
-        query: Option<String>,
-    ) -> Target {
-        Target { scheme, host, port, path, query, authority }
     }
 
     /// The full parser: every URL, every refusal.
@@ -252,6 +225,78 @@ pub(crate) fn parse_port(text: &str) -> Result<u16, TargetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SCHEMES: &[&str] = &["https://", "http://", "HTTPS://", "ftp://", "https:/", ""];
+    const HOSTS: &[&str] = &[
+        "api.example.com",
+        "a-b_c.example",
+        "127.0.0.1",
+        "10.0.0.255",
+        "256.0.0.1",
+        "0177.0.0.1",
+        "1.2.3",
+        "1.2.3.4.5",
+        "0x7f.0.0.1",
+        "2130706433",
+        "1a.example",
+        "example.0x1f",
+        "xn--bc-6kc.example",
+        "API.example.com",
+        "a..example",
+        "a.example.",
+        ".example",
+        "-.example",
+        "[::1]",
+        "u@h.example",
+        "a%2eb",
+        "",
+    ];
+    const PORTS: &[&str] = &["", ":80", ":443", ":8443", ":0", ":08080", ":65535", ":65536", ":", ":1a"];
+    const PATHS: &[&str] = &[
+        "",
+        "/",
+        "/v1/x",
+        "/a/./b",
+        "/a/../b",
+        "/..",
+        "/.;x/y",
+        "/a;b=c/d",
+        "/x:y@z!$&'()*+,=",
+        "/%41",
+        "/a%2Fb",
+        "/a b",
+        "/a\\b",
+        "/\"q\"",
+        "/#frag",
+        "/caf\u{e9}",
+    ];
+    const QUERIES: &[&str] = &["", "?", "?a=b&c=d", "?x=%2F&y=/..", "?a#b", "?a\\b", "?a b", "?\u{e9}", "?a?b"];
+
+    /// The fast path (`plain.rs`) accepts only what the full parser accepts, and gives the same
+    /// target.
+    #[test]
+    fn agrees_with_the_full_parser() {
+        let mut taken = 0;
+        for scheme in SCHEMES {
+            for host in HOSTS {
+                for port in PORTS {
+                    for path in PATHS {
+                        for query in QUERIES {
+                            let url = [*scheme, host, port, path, query].concat();
+                            if super::super::plain::parse_plain(&url).is_some() {
+                                taken += 1;
+                                // Every field, the authority as written included.
+                                let full = Target::parse_full(&url);
+                                assert!(full.is_ok(), "{url}: {full:?}");
+                                assert_eq!(Target::parse(&url), full, "{url}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(taken > 1000, "the fast path took only {taken} URLs");
+    }
 
     fn ok(raw: &str) -> String {
         Target::parse(raw).map(|t| t.to_string()).unwrap_or_else(|e| panic!("{raw}: {e}"))
