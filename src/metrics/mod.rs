@@ -12,6 +12,7 @@ use prometheus::{
 use crate::error_code::ErrorCode;
 
 mod logs;
+mod sched;
 mod tunnel;
 pub use tunnel::TunnelMetrics;
 
@@ -299,6 +300,7 @@ impl Metrics {
         let memory_hits = token_cache.with_label_values(&["memory", "hit"]);
         let tunnel = TunnelMetrics::register(&registry)?;
         logs::register(&registry)?;
+        sched::register(&registry)?;
         let metrics = Metrics {
             memory_hits,
             registry,
