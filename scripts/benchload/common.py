@@ -173,10 +173,10 @@ def tree_cpu_seconds(pid):
 
 
 def tree_sched(pid):
-    """What the scheduler did for a process and its descendants, every thread summed, from
-    /proc/<pid>/task/<tid>/schedstat: (seconds on a CPU, seconds runnable but waiting for one,
-    times it was given a CPU)."""
-    on_cpu = waited = slices = 0
+    """What the scheduler recorded for every thread of a process and its descendants, from
+    /proc/<pid>/task/<tid>/schedstat: {(pid, tid): (seconds on a CPU, seconds runnable but
+    waiting for one, times it was given one)}. Compare two readings with `sched_growth`."""
+    threads = {}
     for p in process_tree(pid):
         try:
             tasks = os.listdir(f"/proc/{p}/task")
@@ -188,8 +188,21 @@ def tree_sched(pid):
                     run, wait, count = (int(v) for v in f.read().split()[:3])
             except (OSError, ValueError):
                 continue
-            on_cpu, waited, slices = on_cpu + run, waited + wait, slices + count
-    return on_cpu / 1e9, waited / 1e9, slices
+            threads[(p, int(tid))] = (run / 1e9, wait / 1e9, count)
+    return threads
+
+
+def sched_growth(before, after):
+    """What grew between two `tree_sched` readings, thread by thread: a thread that ended in
+    between drops out, one that started (or whose figures fell: a new thread under an old id)
+    counts whole. (seconds on a CPU, seconds waiting for one, times given one)."""
+    grown = (0, 0, 0)
+    for key, now in after.items():
+        was = before.get(key, (0, 0, 0))
+        if any(n < w for n, w in zip(now, was)):
+            was = (0, 0, 0)
+        grown = tuple(g + n - w for g, n, w in zip(grown, now, was))
+    return grown
 
 
 def build_bench(name):

@@ -23,7 +23,7 @@ import statistics
 import subprocess
 
 from .common import (CALLER_KEY, OTHER_CPU, PROXY_CPU, TOKEN, Fleet, build_bench, build_release, free_port, install, log,
-                     tree_cpu_seconds, tree_sched)
+                     sched_growth, tree_cpu_seconds, tree_sched)
 from .peers import peer_nginx, start_tollgate, tollgate_config, upstream_nginx
 
 CONNECTIONS, THINK_MS, TURN_MS = 8, "2", "200"
@@ -78,12 +78,12 @@ def run_latency(args):
                         if pid:
                             # What the scheduler did for the proxy: how long it waited, runnable,
                             # for its core, and how many times it was given it, per request.
-                            _, waited, turns = (b - a for a, b in zip(sched_before[name], tree_sched(pid)))
+                            _, waited, turns = sched_growth(sched_before[name], tree_sched(pid))
                             r["wait_us"], r["turns"] = waited / r["requests"] * 1e6, turns / r["requests"]
                         rows.setdefault((condition, name), []).append(r)
-                        waited = f"  waited {r['wait_us']:5.1f} us/req" if pid else ""
+                        wait_note = f"  waited {r['wait_us']:5.1f} us/req" if pid else ""
                         log(f"round {round_ + 1} {condition:9} {name:16} {r['rps']:7.0f} req/s  "
-                            f"p50 {r['p50']:.3f} ms  p99 {r['p99']:.3f} ms{waited}")
+                            f"p50 {r['p50']:.3f} ms  p99 {r['p99']:.3f} ms{wait_note}")
                 finally:
                     for n in neighbours:
                         stop_neighbour(n)

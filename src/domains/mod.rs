@@ -9,7 +9,7 @@ pub mod matcher;
 pub mod path;
 pub mod pattern;
 mod plain;
-pub mod scheme;
+mod scheme;
 pub mod target;
 
 pub use matcher::{AllowList, Covered};

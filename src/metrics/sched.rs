@@ -1,14 +1,16 @@
 //! `tollgate_cpu_seconds_total` and `tollgate_cpu_waiting_seconds_total`: how long Tollgate's
 //! threads ran, and how long they were ready to run but waited for a CPU (Linux's schedstat
-//! "run delay"), read from `/proc/self/task/*/schedstat` on each scrape.
+//! "run delay", which includes time held back by a cgroup CPU limit), read from
+//! `/proc/self/task/*/schedstat` on each scrape.
 //!
-//! Divided by the requests served, the second says how much of a tail comes from a crowded
-//! node rather than from Tollgate or its upstreams (docs/operations.md): when another process
-//! holds the core, a woken proxy waits for it, and every request that arrives meanwhile waits
-//! with it. What a thread ran or waited after the last scrape before it ended is not counted.
+//! Divided by the requests served, the second says how much a crowded node or a CPU limit
+//! adds to each request (docs/operations.md): when another process holds the core, a woken
+//! proxy waits for it, and every request that arrives meanwhile waits with it. What a thread
+//! ran or waited after the last scrape before it ended is not counted. On a kernel that keeps
+//! no such figures both stay at zero. `tests/cpu_metrics.rs` holds them against real threads.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
@@ -35,41 +37,46 @@ impl Collector for CpuTime {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        if let Ok(mut seen) = self.seen.lock() {
-            let now = threads();
+        // The map is whole after every step, so a panic elsewhere leaves nothing half done.
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        // A thread list that cannot be read (no descriptor left, say) changes nothing:
+        // forgetting the threads would count their whole lives again at the next scrape.
+        if let Some(now) = threads(&seen) {
             let grown = growth(&seen, &now);
             *seen = now;
             self.on_cpu.inc_by(grown.on_cpu as f64 / 1e9);
             self.waiting.inc_by(grown.waiting as f64 / 1e9);
         }
+        drop(seen);
         self.on_cpu.collect().into_iter().chain(self.waiting.collect()).collect()
     }
 }
 
 /// What grew between two readings: each thread's growth, all of a thread seen for the first
-/// time, nothing of a thread that has ended. A thread id used again by a new thread (whose
-/// figures start lower) counts from the new thread's next reading.
+/// time, nothing of a thread that has ended. A thread whose figures fell is a new thread
+/// under an old id, and counts whole.
 fn growth(before: &HashMap<u32, Sched>, now: &HashMap<u32, Sched>) -> Sched {
     now.iter().fold(Sched::default(), |sum, (tid, at)| {
-        let was = before.get(tid).copied().unwrap_or_default();
-        Sched {
-            on_cpu: sum.on_cpu + at.on_cpu.saturating_sub(was.on_cpu),
-            waiting: sum.waiting + at.waiting.saturating_sub(was.waiting),
-        }
+        let was = before.get(tid).copied().filter(|was| was.on_cpu <= at.on_cpu && was.waiting <= at.waiting);
+        let was = was.unwrap_or_default();
+        Sched { on_cpu: sum.on_cpu + at.on_cpu - was.on_cpu, waiting: sum.waiting + at.waiting - was.waiting }
     })
 }
 
-/// Every live thread's figures; empty where the kernel does not keep them.
-fn threads() -> HashMap<u32, Sched> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return HashMap::new() };
-    tasks
+/// Every live thread's figures; `None` when the thread list cannot be read. A thread whose
+/// own file cannot be read keeps its figures from `seen`.
+fn threads(seen: &HashMap<u32, Sched>) -> Option<HashMap<u32, Sched>> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    let now = tasks
         .flatten()
         .filter_map(|task| {
-            let tid = task.file_name().to_str()?.parse().ok()?;
-            let line = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
-            Some((tid, parse(&line)?))
+            let tid: u32 = task.file_name().to_str()?.parse().ok()?;
+            let read = std::fs::read_to_string(task.path().join("schedstat")).ok();
+            let at = read.as_deref().and_then(parse).or_else(|| seen.get(&tid).copied())?;
+            Some((tid, at))
         })
-        .collect()
+        .collect();
+    Some(now)
 }
 
 /// A schedstat line: nanoseconds on a CPU, nanoseconds waiting for one, times run.
@@ -80,11 +87,13 @@ fn parse(line: &str) -> Option<Sched> {
     Some(Sched { on_cpu, waiting })
 }
 
+/// Adds both counters to `registry`, read at each scrape.
 pub fn register(registry: &Registry) -> Result<(), prometheus::Error> {
     let on_cpu = Counter::new("tollgate_cpu_seconds_total", "CPU time Tollgate's threads ran (Linux schedstat).")?;
     let waiting = Counter::new(
         "tollgate_cpu_waiting_seconds_total",
-        "Time Tollgate's threads were ready to run but waited for a CPU (Linux schedstat run delay).",
+        "Time Tollgate's threads were ready to run but waited for a CPU, a CPU limit's throttling \
+         included (Linux schedstat run delay).",
     )?;
     registry.register(Box::new(CpuTime { on_cpu, waiting, seen: Mutex::new(HashMap::new()) }))
 }
@@ -92,7 +101,6 @@ pub fn register(registry: &Registry) -> Result<(), prometheus::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
 
     fn at(on_cpu: u64, waiting: u64) -> Sched {
         Sched { on_cpu, waiting }
@@ -109,50 +117,11 @@ mod tests {
 
     #[test]
     fn growth_counts_new_threads_whole_and_never_goes_back() {
-        let before = HashMap::from([(1, at(100, 10)), (2, at(50, 5)), (3, at(900, 90))]);
-        // Thread 1 grew, thread 2 ended, thread 3's id now belongs to a new thread, 4 is new.
-        let now = HashMap::from([(1, at(160, 15)), (3, at(20, 2)), (4, at(30, 3))]);
-        assert_eq!(growth(&before, &now), at(60 + 30, 5 + 3));
+        let before = HashMap::from([(1, at(100, 10)), (2, at(50, 5)), (3, at(900, 90)), (5, at(10, 100))]);
+        // Thread 1 grew, 2 ended, 3's and 5's ids now belong to new threads (5's ran longer
+        // already but has waited less), 4 is new.
+        let now = HashMap::from([(1, at(160, 15)), (3, at(20, 2)), (4, at(30, 3)), (5, at(40, 4))]);
+        assert_eq!(growth(&before, &now), at(60 + 20 + 30 + 40, 5 + 2 + 3 + 4));
         assert_eq!(growth(&now, &now), at(0, 0));
-    }
-
-    fn values(collector: &CpuTime) -> (f64, f64) {
-        let families = collector.collect();
-        let value = |name: &str| {
-            let family = families.iter().find(|f| f.name() == name).unwrap_or_else(|| panic!("no {name}"));
-            family.get_metric()[0].get_counter().get_value()
-        };
-        (value("tollgate_cpu_seconds_total"), value("tollgate_cpu_waiting_seconds_total"))
-    }
-
-    /// Twice as many spinning threads as cores, for 300 ms: each waits about half the time for
-    /// a core, and the counters see it. The threads stay alive until the second reading.
-    #[test]
-    fn threads_kept_from_a_core_are_counted_as_waiting() {
-        let on_cpu = Counter::new("tollgate_cpu_seconds_total", "t").unwrap();
-        let waiting = Counter::new("tollgate_cpu_waiting_seconds_total", "t").unwrap();
-        let collector = CpuTime { on_cpu, waiting, seen: Mutex::new(HashMap::new()) };
-        let (cpu_before, waited_before) = values(&collector);
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let spin = Duration::from_millis(300);
-        let (done, hold) = (std::sync::Barrier::new(2 * cores + 1), std::sync::Barrier::new(2 * cores + 1));
-        std::thread::scope(|scope| {
-            for _ in 0..2 * cores {
-                scope.spawn(|| {
-                    let start = Instant::now();
-                    while start.elapsed() < spin {
-                        std::hint::spin_loop();
-                    }
-                    done.wait();
-                    hold.wait();
-                });
-            }
-            done.wait();
-            let (cpu, waited) = values(&collector);
-            hold.wait();
-            let cores = cores as f64;
-            assert!(cpu - cpu_before >= cores * 0.3 * 0.25, "ran {:.3} s on {cores} cores", cpu - cpu_before);
-            assert!(waited - waited_before >= 0.3 * 0.25, "waited {:.3} s", waited - waited_before);
-        });
     }
 }
