@@ -16,7 +16,7 @@ use std::fmt;
 pub use super::error::TargetError;
 pub use super::host::{parse_host, Host};
 pub(crate) use super::path::normalize_path;
-use super::plain::Plain;
+use super::plain::{parse_plain, Plain};
 pub use super::scheme::Scheme;
 
 /// A normalized target URL. `path` is canonical and is exactly what is sent upstream;
@@ -35,7 +35,7 @@ pub struct Target {
 impl Target {
     /// Parses and normalizes an absolute URL given by a caller.
     pub fn parse(raw: &str) -> Result<Target, TargetError> {
-        match super::plain::parse_plain(raw) {
+        match parse_plain(raw) {
             Some(Plain { scheme, host, port, authority, path, query }) => Ok(Target {
                 scheme,
                 host,
@@ -283,7 +283,7 @@ mod tests {
                     for path in PATHS {
                         for query in QUERIES {
                             let url = [*scheme, host, port, path, query].concat();
-                            if super::super::plain::parse_plain(&url).is_some() {
+                            if parse_plain(&url).is_some() {
                                 taken += 1;
                                 // Every field, the authority as written included.
                                 let full = Target::parse_full(&url);
